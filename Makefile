@@ -1,0 +1,52 @@
+# The product's interface: `make run` and `make test` on a fresh machine (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test unit e2e chaos bench broker stop worker setup jars clean lint
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+jars: setup
+	$(PY) -m app.broker jars
+
+run: setup jars
+	$(PY) -m app.cli run
+
+test: setup jars
+	$(PY) -m pytest -q tests/unit tests/property tests/e2e tests/chaos -m "not chaos_long"
+
+unit: setup
+	$(PY) -m pytest -q tests/unit tests/property
+
+e2e: setup jars
+	$(PY) -m pytest -q tests/e2e
+
+chaos: setup jars
+	$(PY) -m pytest -q tests/chaos
+
+bench: setup jars
+	$(PY) -m bench.run
+
+broker: setup jars
+	$(PY) -m app.broker start
+
+stop:
+	-$(PY) -m app.broker stop
+
+worker: setup
+	$(PY) -m app.cli worker
+
+lint: setup
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf .run

@@ -1,0 +1,23 @@
+"""Reservation expiry: a timer finds reservations past RESERVATION_TTL and sends RELEASE movements.
+
+Timers cannot write tables, so the release travels through inventory.movements like any other
+movement and the position stage applies it (idempotently: its id is fixed by order and line).
+"""
+from __future__ import annotations
+
+from agents.outputs import publish, utcnow
+from app.domain.keys import position_key
+from app.domain.positions import expiry_movements
+from app.faust_app import app, movements_topic, settings
+from app.models.canonical import Position
+from tables.definitions import positions
+
+
+@app.timer(interval=settings.expiry_sweep_interval)
+async def expire_reservations():
+    now = utcnow()
+    for _, raw in list(positions.table.items()):
+        if b'"reservations":{}' in raw:
+            continue  # most positions hold no reservation: skip parsing them
+        for release in expiry_movements(Position.model_validate_json(raw), now):
+            await publish(movements_topic, position_key(release.sku, release.location_id), release)

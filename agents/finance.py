@@ -1,0 +1,118 @@
+"""Finance stage: applied movements → balanced postings, finance exceptions, and store day batches.
+
+Runs behind the position stage on its own topic (keyed by location), so a posting problem can
+never hold back a stock update (SPEC §1: operational and financial flows kept apart).
+"""
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from agents.outputs import publish, trace, utcnow
+from app import metrics
+from app.domain.accounts import parse_chart_overrides
+from app.domain.day_batches import DayLedger, add_pos_totals, add_posting, close_day, open_day
+from app.domain.keys import day_batch_key
+from app.domain.postings import postings_for
+from app.faust_app import (
+    app, finance_exceptions_topic, journal_batches_topic, ledger_topic, postings_topic, settings,
+)
+from app.models.finance_ledger import CloseDue, LedgerEntry
+from app.models.records import FinanceException, JournalBatch, Posting, TraceStage
+from tables.master import master_data
+from tables.store import RecordTable, make_table
+
+charts = parse_chart_overrides(settings.chart_overrides)
+day_ledgers = RecordTable(make_table("day-ledgers"), DayLedger)
+
+
+def _ledger_for(location_id: str, business_date) -> tuple[str, DayLedger]:
+    location = master_data.location(location_id)
+    legal_entity = location.legal_entity if location else "UNKNOWN"
+    key = day_batch_key(legal_entity, location_id, business_date)
+    return key, day_ledgers.get(key) or open_day(legal_entity, location_id, business_date,
+                                                 location.currency if location else "USD")
+
+
+@app.agent(ledger_topic)
+async def book(stream):
+    async for event in stream.events():
+        entry = LedgerEntry.model_validate_json(event.value)
+        if entry.applied is not None:
+            await _post(entry)
+        elif entry.pos_totals is not None:
+            facts = entry.pos_totals
+            key, ledger = _ledger_for(facts.location_id, facts.business_date)
+            day_ledgers.set(key, add_pos_totals(ledger, facts.units_sold, facts.gross, facts.transaction_id))
+        elif entry.day_close is not None:
+            close = entry.day_close
+            key, ledger = _ledger_for(close.location_id, close.business_date)
+            if not ledger.closed and ledger.close_requested_at is None:
+                # Movements of the day may still be on their way through other partitions: close
+                # after a grace period rather than at once (DAY_CLOSE_GRACE), late ones still land.
+                day_ledgers.set(key, ledger.model_copy(update={"close_requested_at": utcnow()}))
+        elif entry.close_due is not None:
+            key, ledger = _ledger_for(entry.close_due.location_id, entry.close_due.business_date)
+            closed, batch = close_day(ledger, utcnow())
+            if batch is not None:
+                day_ledgers.set(key, closed)
+                await _emit_batch(batch)
+
+
+async def _post(entry: LedgerEntry) -> None:
+    applied = entry.applied
+    movement = applied.movement
+    result = postings_for(applied, master_data.location(movement.location_id), charts, utcnow())
+    for posting in result.postings:
+        await publish(postings_topic, posting.posting_id, posting)
+        metrics.POSTINGS_OUT.labels(kind=posting.kind.value).inc()
+        await trace(posting.source_system, posting.source_event_id, TraceStage.POSTING,
+                    posting_id=posting.posting_id, kind=posting.kind.value, movement_id=posting.movement_id)
+        await _count_into_day(posting)
+    for problem in result.exceptions:
+        await _raise_exception(problem)
+
+
+async def _count_into_day(posting: Posting) -> None:
+    key = day_batch_key(posting.legal_entity, posting.location_id, posting.business_date)
+    ledger = day_ledgers.get(key) or open_day(posting.legal_entity, posting.location_id, posting.business_date,
+                                              posting.currency)
+    updated, late_batch = add_posting(ledger, posting)
+    if updated is not ledger:
+        day_ledgers.set(key, updated)
+    if late_batch is not None:
+        await _emit_batch(late_batch)
+
+
+async def _emit_batch(batch: JournalBatch) -> None:
+    await publish(journal_batches_topic, day_batch_key(batch.legal_entity, batch.location_id, batch.business_date),
+                  batch)
+
+
+async def _raise_exception(problem: FinanceException) -> None:
+    metrics.FINANCE_EXCEPTIONS.labels(reason=problem.reason_code.value).inc()
+    await publish(finance_exceptions_topic, problem.source_event_id, problem)
+    await trace(problem.source_system, problem.source_event_id, TraceStage.FINANCE_EXCEPTION,
+                reason_code=problem.reason_code.value, detail=problem.detail)
+
+
+_announced: dict[str, float] = {}
+
+
+@app.timer(interval=1.0)
+async def close_days_after_grace():
+    """Timers cannot write tables: announce due closes through the ledger topic; the agent closes."""
+    now = datetime.now(UTC)
+    for key, raw in list(day_ledgers.table.items()):
+        if b'"close_requested_at":null' in raw or b'"closed":true' in raw:
+            continue
+        ledger = DayLedger.model_validate_json(raw)
+        requested = ledger.close_requested_at
+        if requested is None or (now - requested).total_seconds() < settings.day_close_grace:
+            continue
+        if time.monotonic() - _announced.get(key, 0.0) < 10.0:
+            continue  # already announced; the close is on its way
+        _announced[key] = time.monotonic()
+        await publish(ledger_topic, ledger.location_id,
+                      LedgerEntry(close_due=CloseDue(location_id=ledger.location_id,
+                                                     business_date=ledger.business_date)))

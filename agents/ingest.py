@@ -1,0 +1,55 @@
+"""Ingest stage: every raw channel topic → canonical movements keyed SKU@LOCATION (or the DLQ)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from agents.outputs import dead_letter, publish, trace, utcnow
+from app import metrics
+from app import topics as t
+from app.domain.keys import position_key
+from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
+from app.faust_app import app, finance_exceptions_topic, ledger_topic, movements_topic, settings
+from app.models.finance_ledger import LedgerEntry
+from app.models.records import Rejection, TraceStage
+from tables.master import master_data
+
+raw_channels = app.topic(*t.RAW_TOPICS, key_type=bytes, value_type=bytes)
+RESERVATION_TTL = timedelta(seconds=settings.reservation_ttl)
+
+
+@app.agent(raw_channels)
+async def ingest(stream):
+    async for event in stream.events():
+        source = SOURCES[event.message.topic]
+        now = utcnow()
+        raw = event.value or b""
+        result = map_raw(source, raw, MappingContext(master_data, RESERVATION_TTL, now))
+        if isinstance(result, Rejection):
+            metrics.EVENTS_IN.labels(source=source.system.value, type="rejected").inc()
+            await dead_letter(event.message, source.topic, raw, result, source_system=source.system.value,
+                              source_event_id=result.source_event_id)
+            continue
+        await forward(result, now)
+
+
+async def forward(mapped: Mapped, now) -> None:
+    system = mapped.source_system.value
+    kind = mapped.movements[0].movement_type.value if mapped.movements else ("DAY_CLOSE" if mapped.day_close else "none")
+    metrics.EVENTS_IN.labels(source=system, type=kind).inc()
+    await trace(system, mapped.source_event_id, TraceStage.RECEIVED, movements=len(mapped.movements))
+    for movement in mapped.movements:
+        stamped = movement.model_copy(update={"received_at": now})
+        await publish(movements_topic, position_key(movement.sku, movement.location_id), stamped)
+        await trace(system, mapped.source_event_id, TraceStage.MOVEMENT, movement_id=movement.movement_id,
+                    movement_type=movement.movement_type.value, key=position_key(movement.sku, movement.location_id),
+                    quantity=movement.quantity)
+    if mapped.pos_totals:
+        await publish(ledger_topic, mapped.pos_totals.location_id, LedgerEntry(pos_totals=mapped.pos_totals))
+    if mapped.day_close:
+        await publish(ledger_topic, mapped.day_close.location_id, LedgerEntry(day_close=mapped.day_close))
+    for problem in mapped.finance_exceptions:
+        metrics.FINANCE_EXCEPTIONS.labels(reason=problem.reason_code.value).inc()
+        await publish(finance_exceptions_topic, problem.source_event_id, problem)
+        await trace(system, mapped.source_event_id, TraceStage.FINANCE_EXCEPTION,
+                    reason_code=problem.reason_code.value, detail=problem.detail)
+

@@ -1,0 +1,51 @@
+"""Master data stage: item and location masters into the global tables every worker reads."""
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+import orjson
+from agents.outputs import dead_letter
+from app import topics
+from app.domain.master import aliases_of
+from app.faust_app import app, master_items_topic, master_locations_topic
+from app.models.raw import Item, Location
+from app.models.records import ErrorCode, Rejection
+from tables.definitions import item_aliases, items, locations
+
+
+def _parse(model, raw: bytes):
+    try:
+        return model.model_validate_json(raw), None
+    except ValidationError as exc:
+        try:
+            orjson.loads(raw)
+            code = ErrorCode.SCHEMA_INVALID
+        except orjson.JSONDecodeError:
+            code = ErrorCode.MALFORMED_JSON
+        return None, Rejection(error_code=code, error_detail=str(exc.errors()[:3]))
+
+
+@app.agent(master_items_topic)
+async def item_master(stream):
+    async for event in stream.events():
+        if event.value is None:
+            continue
+        item, rejection = _parse(Item, event.value)
+        if rejection:
+            await dead_letter(event.message, topics.MASTER_ITEMS, event.value, rejection)
+            continue
+        items.set(item.sku, item)
+        for alias in aliases_of(item):
+            item_aliases[alias.encode()] = item.sku.encode()
+
+
+@app.agent(master_locations_topic)
+async def location_master(stream):
+    async for event in stream.events():
+        if event.value is None:
+            continue
+        location, rejection = _parse(Location, event.value)
+        if rejection:
+            await dead_letter(event.message, topics.MASTER_LOCATIONS, event.value, rejection)
+            continue
+        locations.set(location.location_id, location)

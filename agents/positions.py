@@ -1,0 +1,83 @@
+"""Position stage: apply each movement to its SKU@LOCATION position; emit availability and the ledger fact."""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from agents.outputs import dead_letter, publish, trace, utcnow
+from app import metrics
+from app import topics as t
+from app.domain.availability import availability_record
+from app.domain.keys import position_key
+from app.domain.positions import PositionContext, apply, new_position
+from app.faust_app import app, availability_topic, ledger_topic, movements_topic, settings, sku_availability_topic
+from app.models.canonical import Movement, MovementType, SourceSystem
+from app.models.finance_ledger import LedgerEntry
+from app.models.records import SkuAvailability, TraceStage
+from tables.definitions import positions, sale_costs
+from tables.master import master_data
+
+
+def _sale_cost_key(transaction_id: str, sku: str) -> bytes:
+    return f"{transaction_id}|{sku}".encode()
+
+
+def context_for(movement: Movement) -> PositionContext:
+    item = master_data.item(movement.sku)
+    location = master_data.location(movement.location_id)
+    original_cost = None
+    if movement.movement_type is MovementType.RETURN and movement.original_transaction_id:
+        raw = sale_costs.get(_sale_cost_key(movement.original_transaction_id, movement.sku))
+        original_cost = None if raw is None else Decimal(raw.decode())
+    return PositionContext(
+        now_epoch=int(time.time()),
+        dedupe_retention=settings.dedupe_retention,
+        safety_stock=location.safety_stock if location else 0,
+        standard_cost=item.standard_cost if item else None,
+        original_sale_cost=original_cost,
+        legal_entity=location.legal_entity if location else None,
+    )
+
+
+@app.agent(movements_topic)
+async def apply_movements(stream):
+    async for event in stream.events():
+        movement = Movement.model_validate_json(event.value)
+        key = position_key(movement.sku, movement.location_id)
+        position = positions.get(key) or new_position(movement.sku, movement.location_id)
+        outcome = apply(position, movement, context_for(movement))
+        system, source_id = movement.source_system.value, movement.source_event_id
+
+        if outcome.duplicate:
+            metrics.DUPLICATES.inc()
+            await trace(system, source_id, TraceStage.DUPLICATE, movement_id=movement.movement_id, key=key)
+            continue
+        if outcome.rejection:
+            await dead_letter(event.message, t.MOVEMENTS, event.value, outcome.rejection,
+                              source_system=system, source_event_id=source_id)
+            continue
+
+        positions.set(key, outcome.position)
+        applied = outcome.applied
+        if (movement.source_system is SourceSystem.POS and applied.unit_cost is not None
+                and movement.movement_type in (MovementType.SALE, MovementType.FULFIL)):
+            sale_costs[_sale_cost_key(source_id, movement.sku)] = str(applied.unit_cost).encode()
+
+        now = utcnow()
+        record = availability_record(outcome.position, outcome.previous_available, movement, now)
+        await publish(availability_topic, key, record)
+        await publish(sku_availability_topic, movement.sku, SkuAvailability(
+            sku=movement.sku, location_id=movement.location_id, available=record.available,
+            version=record.version))
+        await publish(ledger_topic, movement.location_id, LedgerEntry(applied=applied))
+        for follow_up in outcome.follow_ups:
+            await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
+
+        metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
+        metrics.AVAILABILITY_OUT.inc()
+        if record.negative:
+            metrics.NEGATIVE_POSITIONS.inc()
+        metrics.LATENCY.observe((now - (movement.received_at or movement.occurred_at)).total_seconds())
+        await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
+                    version=record.version, available=record.available, on_hand=record.on_hand,
+                    previous_available=record.previous_available)

@@ -1,0 +1,1 @@
+"""Retail inventory & financial sync pipeline (Faust on Apache Kafka)."""

@@ -1,0 +1,148 @@
+"""Command line: worker, topics, master data, simulated workload, DLQ replay, the all-in-one `run`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from app.settings import REPO_ROOT, Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from app.worker import main
+    main(args.faust_args)
+
+
+def cmd_topics(args: argparse.Namespace) -> None:
+    from app.kafka_io import create_topics
+    s = _settings()
+    asyncio.run(create_topics(s.kafka_bootstrap, s.topic_partitions))
+    print(f"topics declared on {s.kafka_bootstrap} with {s.topic_partitions} partitions")
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from app.kafka_io import create_topics, produce
+    from app.simulation.workload import Catalogue, RetailWorkload
+    s = _settings()
+    catalogue = Catalogue(n_skus=args.skus, n_stores=args.stores, n_dcs=args.dcs)
+    workload = RetailWorkload(catalogue=catalogue, seed=args.seed, duplicate_rate=args.duplicates)
+
+    async def run() -> None:
+        await create_topics(s.kafka_bootstrap, s.topic_partitions)
+        await produce(s.kafka_bootstrap, catalogue.master_events())
+        await asyncio.sleep(args.master_delay)
+        await produce(s.kafka_bootstrap, workload.opening_stock())
+        total = 0
+        while args.events == 0 or total < args.events:
+            batch = args.batch if args.events == 0 else min(args.batch, args.events - total)
+            total += await produce(s.kafka_bootstrap, workload.events(batch), rate=args.rate)
+            if args.day_close_every and total % args.day_close_every < batch:
+                await produce(s.kafka_bootstrap, workload.day_close())
+            print(f"simulated {total} events", flush=True)
+        await produce(s.kafka_bootstrap, workload.day_close())
+
+    asyncio.run(run())
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from app.replay import replay_dead_letters
+    s = _settings()
+    replayed = asyncio.run(replay_dead_letters(
+        s.kafka_bootstrap, error_code=args.code, source_topic=args.source_topic,
+        source_event_ids=set(args.event_id or []) or None, limit=args.limit, progress=True))
+    print(f"replayed {replayed} dead letters")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """The main job: local broker (unless KAFKA_BOOTSTRAP is set), a worker, a simulated workload."""
+    env = dict(os.environ)
+    started_broker = None
+    if not env.get("KAFKA_BOOTSTRAP"):
+        from app.broker import LocalBroker
+        started_broker = LocalBroker()
+        env["KAFKA_BOOTSTRAP"] = started_broker.start()
+        print(f"local Kafka broker on {env['KAFKA_BOOTSTRAP']} (log: {started_broker.log_file})", flush=True)
+    env.setdefault("API_TOKENS", "viewer-token=viewer,admin-token=admin")
+    py = sys.executable
+    subprocess.run([py, "-m", "app.cli", "topics"], env=env, check=True)
+    worker = subprocess.Popen([py, "-m", "app.cli", "worker"], env=env)
+    port = env.get("WEB_PORT", "6066")
+    simulator = subprocess.Popen([py, "-m", "app.cli", "simulate", "--rate", str(args.rate), "--events", "0",
+                                  "--day-close-every", "5000"], env=env)
+    print(f"\nworker web views: http://127.0.0.1:{port}/  (dashboard)\n"
+          f"  curl -H 'Authorization: Bearer viewer-token' http://127.0.0.1:{port}/v1/positions/SKU-00001/S001\n"
+          f"  metrics: http://127.0.0.1:{port}/metrics\nCtrl-C stops everything.\n", flush=True)
+
+    def stop(*_: object) -> None:
+        for proc in (simulator, worker):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (simulator, worker):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if started_broker is not None and not args.keep_broker:
+            started_broker.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while worker.poll() is None:
+            time.sleep(0.5)
+        print(f"worker exited with {worker.returncode}", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="stock-sync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("worker", help="run one pipeline worker against KAFKA_BOOTSTRAP")
+    p.add_argument("faust_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("topics", help="declare every contract topic")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("simulate", help="produce master data and a simulated retail workload")
+    p.add_argument("--skus", type=int, default=200)
+    p.add_argument("--stores", type=int, default=4)
+    p.add_argument("--dcs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--events", type=int, default=2000, help="0 = run until stopped")
+    p.add_argument("--rate", type=float, default=50.0, help="events per second")
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--duplicates", type=float, default=0.02, help="share of events re-sent by producers")
+    p.add_argument("--day-close-every", type=int, default=0)
+    p.add_argument("--master-delay", type=float, default=3.0)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("replay", help="re-send dead letters to their source topic")
+    p.add_argument("--code", help="only this error code, e.g. UNKNOWN_ITEM")
+    p.add_argument("--source-topic")
+    p.add_argument("--event-id", action="append", help="only these source event ids (repeatable)")
+    p.add_argument("--limit", type=int)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("run", help="the main job: broker, worker, simulated workload, dashboard")
+    p.add_argument("--rate", type=float, default=50.0)
+    p.add_argument("--keep-broker", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

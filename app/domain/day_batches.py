@@ -1,0 +1,141 @@
+"""Store day batches (SPEC §5.3): one store's postings of one business date, summarised at day close."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+from app.domain.keys import day_batch_key
+from app.domain.money import ZERO, to_amount
+from app.models.canonical import SourceSystem
+from app.models.records import JournalBatch, Posting, PostingKind
+
+Totals = dict[str, dict[str, Decimal]]  # account -> {"debit": .., "credit": ..}
+
+
+class DayLedger(BaseModel):
+    """The day batch of one store and business date while it fills, and what was counted into it.
+
+    The control counters cover the whole day (every batch, day and late, reports them as of its
+    emission); they count POS-sourced postings only, so they compare like with like against what
+    the POS itself says it sold: a web order shipped from the store is in the totals, not the controls.
+    """
+
+    legal_entity: str
+    location_id: str
+    business_date: date
+    currency: str = "USD"
+    closed: bool = False
+    closed_at: datetime | None = None
+    close_requested_at: datetime | None = None  # DAY_CLOSE seen; the batch goes out after the grace period
+    sequence: int = 0                 # of the next batch: 0 is the day batch, late batches follow
+    totals: Totals = {}               # postings not yet in a batch
+    posting_ids: list[str] = []       # postings not yet in a batch
+    # Every posting id of the day, so a re-delivered posting is never counted twice. A store day
+    # is bounded (thousands of lines), so keeping all of them is cheaper than being clever.
+    counted_posting_ids: set[str] = set()
+    pos_transaction_ids: set[str] = set()
+    pos_units_sold: int = 0
+    pos_gross: Decimal = ZERO
+    cogs_units: int = 0
+    revenue_gross: Decimal = ZERO     # Σ debits of POS SALE_REVENUE postings
+
+
+def open_day(legal_entity: str, location_id: str, business_date: date, currency: str = "USD") -> DayLedger:
+    return DayLedger(legal_entity=legal_entity, location_id=location_id, business_date=business_date,
+                     currency=currency)
+
+
+def batch_id(ledger: DayLedger, sequence: int) -> str:
+    return f"{day_batch_key(ledger.legal_entity, ledger.location_id, ledger.business_date)}#{sequence}"
+
+
+def add_posting(ledger: DayLedger, posting: Posting) -> tuple[DayLedger, JournalBatch | None]:
+    """Count a posting into its day; after the day closed it goes out at once in a late batch."""
+    if posting.posting_id in ledger.counted_posting_ids:
+        return ledger, None
+    _require_same_day(ledger, posting)
+    update = _controls_with(ledger, posting)
+    update["counted_posting_ids"] = ledger.counted_posting_ids | {posting.posting_id}
+    if not ledger.closed:
+        update["totals"] = _add_to_totals(ledger.totals, posting)
+        update["posting_ids"] = [*ledger.posting_ids, posting.posting_id]
+        return ledger.model_copy(update=update), None
+
+    update["sequence"] = ledger.sequence + 1
+    after = ledger.model_copy(update=update)
+    # A late posting has no close of its own: it is batched when it arrives.
+    late = _batch(after, ledger.sequence, _add_to_totals({}, posting), [posting.posting_id],
+                  late=True, closed_at=posting.created_at)
+    return after, late
+
+
+def add_pos_totals(ledger: DayLedger, units: int, gross: Decimal, transaction_id: str) -> DayLedger:
+    """What the POS says one transaction sold: the other side of the day's control totals."""
+    if transaction_id in ledger.pos_transaction_ids:
+        return ledger
+    return ledger.model_copy(update={
+        "pos_transaction_ids": ledger.pos_transaction_ids | {transaction_id},
+        "pos_units_sold": ledger.pos_units_sold + units,
+        "pos_gross": ledger.pos_gross + to_amount(gross),
+    })
+
+
+def close_day(ledger: DayLedger, closed_at: datetime) -> tuple[DayLedger, JournalBatch | None]:
+    """The day batch; closing a day twice (a re-sent DAY_CLOSE) emits nothing."""
+    if ledger.closed:
+        return ledger, None
+    batch = _batch(ledger, ledger.sequence, ledger.totals, ledger.posting_ids, late=False,
+                   closed_at=closed_at)
+    closed = ledger.model_copy(update={"closed": True, "closed_at": closed_at,
+                                       "sequence": ledger.sequence + 1, "totals": {}, "posting_ids": []})
+    return closed, batch
+
+
+def controls(ledger: DayLedger) -> dict[str, str]:
+    return {
+        "pos_units_sold": str(ledger.pos_units_sold),
+        "cogs_units": str(ledger.cogs_units),
+        "units_difference": str(ledger.pos_units_sold - ledger.cogs_units),
+        "pos_gross": str(to_amount(ledger.pos_gross)),
+        "revenue_gross": str(to_amount(ledger.revenue_gross)),
+        "gross_difference": str(to_amount(ledger.pos_gross - ledger.revenue_gross)),
+    }
+
+
+def _batch(ledger: DayLedger, sequence: int, totals: Totals, posting_ids: list[str], *, late: bool,
+           closed_at: datetime) -> JournalBatch:
+    return JournalBatch(
+        batch_id=batch_id(ledger, sequence), legal_entity=ledger.legal_entity, location_id=ledger.location_id,
+        business_date=ledger.business_date, currency=ledger.currency, late=late, sequence=sequence,
+        totals={account: dict(totals[account]) for account in sorted(totals)}, posting_ids=list(posting_ids),
+        control=controls(ledger), closed_at=closed_at,
+    )
+
+
+def _add_to_totals(totals: Totals, posting: Posting) -> Totals:
+    updated = dict(totals)
+    for line in posting.lines:
+        before = updated.get(line.account, {"debit": ZERO, "credit": ZERO})
+        updated[line.account] = {"debit": before["debit"] + line.debit,
+                                 "credit": before["credit"] + line.credit}
+    return updated
+
+
+def _controls_with(ledger: DayLedger, posting: Posting) -> dict[str, object]:
+    if posting.source_system != SourceSystem.POS.value:
+        return {}
+    if posting.kind is PostingKind.COGS:
+        return {"cogs_units": ledger.cogs_units + (posting.lines[0].quantity or 0)}
+    if posting.kind is PostingKind.SALE_REVENUE:
+        return {"revenue_gross": ledger.revenue_gross + sum((line.debit for line in posting.lines), ZERO)}
+    return {}
+
+
+def _require_same_day(ledger: DayLedger, posting: Posting) -> None:
+    if (posting.legal_entity, posting.location_id, posting.business_date) != (
+            ledger.legal_entity, ledger.location_id, ledger.business_date):
+        raise ValueError(f"posting {posting.posting_id} of {posting.legal_entity}:{posting.location_id}:"
+                         f"{posting.business_date} does not belong to day batch "
+                         f"{day_batch_key(ledger.legal_entity, ledger.location_id, ledger.business_date)}")

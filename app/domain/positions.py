@@ -1,0 +1,304 @@
+"""Position rules (SPEC §3): what one canonical movement does to one SKU@LOCATION position."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from app.domain.costing import average_after_inflow, current_cost
+from app.domain.sources.common import build_movement
+from app.models.canonical import (
+    Applied, InTransitTransfer, Movement, MovementType, OpenReservation, Position, Role, SourceSystem,
+)
+from app.models.records import ErrorCode, Rejection
+
+# Movement types whose on_hand change a later-dated cycle count has already seen (the late rule).
+_DELTA_TYPES = {
+    MovementType.SALE, MovementType.FULFIL, MovementType.RETURN, MovementType.RECEIPT,
+    MovementType.TRANSFER_OUT, MovementType.TRANSFER_IN, MovementType.ADJUST, MovementType.DISPOSITION,
+}
+
+
+@dataclass(frozen=True)
+class PositionContext:
+    """Facts from outside the position that a rule may need, looked up by the caller."""
+
+    now_epoch: int
+    dedupe_retention: int
+    safety_stock: int = 0
+    standard_cost: Decimal | None = None
+    original_sale_cost: Decimal | None = None  # RETURN: unit cost of the original sale, when known
+    legal_entity: str | None = None
+
+
+@dataclass
+class Outcome:
+    position: Position
+    applied: Applied | None = None
+    duplicate: bool = False
+    rejection: Rejection | None = None
+    follow_ups: list[Movement] = field(default_factory=list)
+    previous_available: int = 0
+
+
+def reservation_key(order_id: str, line_id: str | None) -> str:
+    return f"{order_id}#{line_id or ''}"
+
+
+@dataclass
+class _Change:
+    """The mutable working copy of one application; turned into a Position and Applied at the end."""
+
+    p: Position
+    m: Movement
+    ctx: PositionContext
+    on_hand_delta: int = 0
+    late_quantity: int = 0
+    count_difference: int = 0
+    unit_cost: Decimal | None = None
+    unmatched: int = 0
+    follow_ups: list[Movement] = field(default_factory=list)
+
+    def move_on_hand(self, delta: int) -> None:
+        """Change on_hand unless a cycle count taken after this movement already saw it."""
+        if self.is_late():
+            self.late_quantity += delta
+        else:
+            self.p.on_hand += delta
+            self.on_hand_delta += delta
+
+    def is_late(self) -> bool:
+        last = self.p.last_count_at
+        return last is not None and self.m.movement_type in _DELTA_TYPES and self.m.occurred_at < last
+
+    def outflow_cost(self) -> Decimal | None:
+        return current_cost(self.p.avg_cost, self.ctx.standard_cost)
+
+    def inflow(self, quantity: int, unit_cost: Decimal | None) -> None:
+        """Units come in at a cost: value them and move the average like a receipt (SPEC §5.1)."""
+        cost = unit_cost if unit_cost is not None else self.outflow_cost()
+        self.unit_cost = cost
+        before = self.p.on_hand
+        self.move_on_hand(quantity)
+        if cost is not None and self.on_hand_delta > 0:
+            self.p.avg_cost = average_after_inflow(before, self.p.avg_cost, quantity, cost)
+
+
+def _sale(c: _Change) -> None:
+    c.unit_cost = c.outflow_cost()
+    c.move_on_hand(-c.m.quantity)
+
+
+def _fulfil(c: _Change) -> None:
+    remaining = c.m.quantity
+    for key in _matching_reservations(c.p, c.m):
+        open_reservation = c.p.reservations[key]
+        taken = min(open_reservation.quantity, remaining)
+        remaining -= taken
+        c.p.reserved -= taken
+        if taken == open_reservation.quantity:
+            del c.p.reservations[key]
+        else:
+            c.p.reservations[key] = open_reservation.model_copy(update={"quantity": open_reservation.quantity - taken})
+        if remaining == 0:
+            break
+    # The goods left the building whether or not we knew of the order: never reject a physical event.
+    c.unmatched = remaining
+    _sale(c)
+
+
+def _matching_reservations(p: Position, m: Movement) -> list[str]:
+    if m.order_id is None:
+        return []
+    if m.order_line_id is not None:
+        key = reservation_key(m.order_id, m.order_line_id)
+        return [key] if key in p.reservations else []
+    # POS pickups know the order but not its line ids: consume that order's lines for this SKU.
+    return [k for k, r in p.reservations.items() if r.order_id == m.order_id]
+
+
+def _return(c: _Change) -> None:
+    cost = c.ctx.original_sale_cost if c.ctx.original_sale_cost is not None else None
+    c.inflow(c.m.quantity, cost)
+    if c.m.inspection_required:
+        c.p.quality_control += c.m.quantity
+
+
+def _reserve(c: _Change) -> None:
+    key = reservation_key(c.m.order_id or c.m.source_event_id, c.m.order_line_id)
+    if key in c.p.reservations:
+        return  # the order was re-sent under another event id: a reservation is held once
+    c.p.reservations[key] = OpenReservation(order_id=c.m.order_id or c.m.source_event_id,
+                                            line_id=c.m.order_line_id, quantity=c.m.quantity,
+                                            expires_at=c.m.expires_at)
+    c.p.reserved += c.m.quantity
+
+
+def _release(c: _Change) -> None:
+    keys = _matching_reservations(c.p, c.m)
+    for key in keys:
+        c.p.reserved -= c.p.reservations.pop(key).quantity
+
+
+def _receipt(c: _Change) -> None:
+    c.inflow(c.m.quantity, c.m.unit_cost)
+
+
+def _transfer_out(c: _Change) -> None:
+    if c.m.role is Role.DESTINATION:
+        _arrive_in_transit(c)
+        return
+    c.unit_cost = c.outflow_cost()
+    c.move_on_hand(-c.m.quantity)
+    if c.m.counterparty_location:
+        # The destination's in-transit leg is derived here because only the origin knows the cost.
+        c.follow_ups.append(c.m.model_copy(update={
+            "movement_id": c.m.movement_id.rsplit(":", 1)[0] + ":" + Role.DESTINATION.value,
+            "role": Role.DESTINATION,
+            "location_id": c.m.counterparty_location,
+            "counterparty_location": c.m.location_id,
+            "unit_cost": c.unit_cost,
+        }))
+
+
+def _transfer_key(m: Movement) -> str:
+    return m.transfer_id or m.correlation_id
+
+
+def _arrive_in_transit(c: _Change) -> None:
+    key = _transfer_key(c.m)
+    transit = c.p.transfers.get(key, InTransitTransfer(quantity=0))
+    _set_transit(c.p, key, InTransitTransfer(quantity=transit.quantity + c.m.quantity, unit_cost=c.m.unit_cost))
+    c.p.in_transit += c.m.quantity
+    c.unit_cost = c.m.unit_cost
+
+
+def _transfer_in(c: _Change) -> None:
+    key = _transfer_key(c.m)
+    transit = c.p.transfers.get(key, InTransitTransfer(quantity=0))
+    # A receipt that overtakes its in-transit leg leaves the transit negative until the leg arrives.
+    _set_transit(c.p, key, transit.model_copy(update={"quantity": transit.quantity - c.m.quantity}))
+    c.p.in_transit -= c.m.quantity
+    carried = transit.unit_cost if transit.unit_cost is not None else c.m.unit_cost
+    c.inflow(c.m.quantity, carried)
+
+
+def _set_transit(p: Position, key: str, transit: InTransitTransfer) -> None:
+    if transit.quantity == 0:
+        p.transfers.pop(key, None)
+    else:
+        p.transfers[key] = transit
+
+
+def _count(c: _Change) -> None:
+    c.unit_cost = c.outflow_cost()
+    if c.p.last_count_at is not None and c.m.occurred_at < c.p.last_count_at:
+        return  # an older count than one already applied says nothing about today's shelf
+    c.count_difference = c.m.quantity - c.p.on_hand
+    c.on_hand_delta = c.count_difference
+    c.p.on_hand = c.m.quantity
+    c.p.last_count_at = c.m.occurred_at
+
+
+_ADJUST_SIGN = {"FOUND": 1, "RECON_GAIN": 1, "SHRINK": -1, "RECON_LOSS": -1}
+
+
+def _adjust(c: _Change) -> None:
+    c.unit_cost = c.outflow_cost()
+    if c.m.reason == "DAMAGED":
+        c.p.damaged += c.m.quantity  # still on the books, no longer sellable
+        return
+    c.move_on_hand(_ADJUST_SIGN.get(c.m.reason or "", 0) * c.m.quantity)
+
+
+def _disposition(c: _Change) -> None:
+    c.unit_cost = c.outflow_cost()
+    c.p.quality_control -= c.m.quantity
+    if c.m.reason == "DAMAGED":
+        c.p.damaged += c.m.quantity
+    elif c.m.reason == "SCRAP":
+        c.move_on_hand(-c.m.quantity)
+
+
+_RULES = {
+    MovementType.SALE: _sale,
+    MovementType.FULFIL: _fulfil,
+    MovementType.RETURN: _return,
+    MovementType.RESERVE: _reserve,
+    MovementType.RELEASE: _release,
+    MovementType.RECEIPT: _receipt,
+    MovementType.TRANSFER_OUT: _transfer_out,
+    MovementType.TRANSFER_IN: _transfer_in,
+    MovementType.COUNT: _count,
+    MovementType.ADJUST: _adjust,
+    MovementType.DISPOSITION: _disposition,
+}
+
+
+def new_position(sku: str, location_id: str) -> Position:
+    return Position(sku=sku, location_id=location_id)
+
+
+def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
+    """Apply one movement; idempotent by movement id, never rejects a physical event."""
+    previous_available = position.available
+    if movement.movement_id in position.applied:
+        return Outcome(position, duplicate=True, previous_available=previous_available)
+
+    p = position.model_copy(deep=True)
+    if movement.movement_type is MovementType.RELEASE and not _matching_reservations(p, movement):
+        if movement.role is Role.EXPIRY:
+            return Outcome(position, duplicate=True, previous_available=previous_available)
+        # It may have raced ahead of its RESERVE from another topic: dead-letter it for replay.
+        return Outcome(position, previous_available=previous_available, rejection=Rejection(
+            error_code=ErrorCode.UNKNOWN_RESERVATION,
+            error_detail=f"no open reservation for order {movement.order_id!r} line {movement.order_line_id!r} "
+                         f"of {movement.sku} at {movement.location_id}"))
+
+    p.safety_stock = ctx.safety_stock
+    change = _Change(p, movement, ctx)
+    _RULES[movement.movement_type](change)
+    p.version += 1
+    _remember(p, movement, change.on_hand_delta, ctx)
+
+    applied = Applied(
+        movement=movement, legal_entity=ctx.legal_entity, version=p.version,
+        on_hand_delta=change.on_hand_delta, late_quantity=change.late_quantity,
+        count_difference=change.count_difference, unit_cost=change.unit_cost,
+        avg_cost_after=p.avg_cost, on_hand_after=p.on_hand, unmatched_quantity=change.unmatched,
+    )
+    return Outcome(p, applied=applied, follow_ups=change.follow_ups, previous_available=previous_available)
+
+
+def _remember(p: Position, m: Movement, on_hand_delta: int, ctx: PositionContext) -> None:
+    """Mark the movement applied (with its on_hand effect, for reconciliation) and forget old marks."""
+    horizon = ctx.now_epoch - ctx.dedupe_retention
+    applied = p.applied
+    # Insertion order is application order, so expired marks sit at the front.
+    while applied:
+        oldest = next(iter(applied))
+        if applied[oldest][0] >= horizon:
+            break
+        del applied[oldest]
+    applied[m.movement_id] = [ctx.now_epoch, int(m.occurred_at.timestamp()), on_hand_delta]
+
+
+def on_hand_as_of(position: Position, as_of: datetime) -> int:
+    """on_hand as it stood at `as_of`: take back the remembered movements that happened after it."""
+    cutoff = as_of.timestamp()
+    return position.on_hand - sum(delta for _, occurred, delta in position.applied.values() if occurred > cutoff)
+
+
+def expiry_movements(position: Position, now: datetime) -> list[Movement]:
+    """RELEASE movements for reservations past their expiry (RESERVATION_TTL after the order)."""
+    return [
+        build_movement(
+            source=SourceSystem.PIPELINE, source_event_id=f"expiry:{r.order_id}:{r.line_id or ''}",
+            line=position.location_id, role=Role.EXPIRY, movement_type=MovementType.RELEASE,
+            sku=position.sku, location_id=position.location_id, quantity=r.quantity,
+            correlation_id=r.order_id, occurred_at=r.expires_at, order_id=r.order_id,
+            order_line_id=r.line_id, reason="EXPIRED",
+        )
+        for r in position.reservations.values()
+        if r.expires_at is not None and r.expires_at <= now
+    ]

@@ -1,0 +1,69 @@
+"""Raw channel records → canonical movements: parse, validate, map; bad input becomes a Rejection."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from app.domain.sources.common import Mapped, MappingContext, Rejected
+from app.domain.sources.inspections import map_inspection
+from app.domain.sources.oms import map_oms
+from app.domain.sources.orders import map_ecom, map_marketplace
+from app.domain.sources.pos import map_pos
+from app.domain.sources.wms import map_wms
+from app.models.canonical import SourceSystem
+from app.models.raw import EcomOrder, MarketplaceOrder, OmsReservationEvent, PosTransaction, ReturnInspection, WmsEvent
+from app.models.records import ErrorCode, Rejection
+
+__all__ = ["SOURCES", "Mapped", "MappingContext", "Source", "map_raw", "source_event_id_of"]
+
+
+class Source:
+    """One raw channel topic: its producer's model, its mapper, and where its event id lives."""
+
+    def __init__(self, topic: str, system: SourceSystem, model: type[BaseModel],
+                 mapper: Callable[[Any, MappingContext], Mapped], id_field: str) -> None:
+        self.topic = topic
+        self.system = system
+        self.model = model
+        self.mapper = mapper
+        self.id_field = id_field
+
+
+SOURCES: dict[str, Source] = {s.topic: s for s in (
+    Source("pos.transactions", SourceSystem.POS, PosTransaction, map_pos, "transaction_id"),
+    Source("ecom.orders", SourceSystem.ECOM, EcomOrder, map_ecom, "event_id"),
+    Source("marketplace.orders", SourceSystem.MARKETPLACE, MarketplaceOrder, map_marketplace, "message_id"),
+    Source("oms.reservations", SourceSystem.OMS, OmsReservationEvent, map_oms, "event_id"),
+    Source("wms.events", SourceSystem.WMS, WmsEvent, map_wms, "event_id"),
+    Source("returns.inspections", SourceSystem.INSPECTIONS, ReturnInspection, map_inspection, "inspection_id"),
+)}
+
+
+def source_event_id_of(source: Source, payload: Any) -> str | None:
+    if isinstance(payload, dict):
+        value = payload.get(source.id_field)
+        return str(value) if value is not None else None
+    return None
+
+
+def map_raw(source: Source, raw: bytes, ctx: MappingContext) -> Mapped | Rejection:
+    """The whole edge of the pipeline for one raw record; never raises on bad input."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejection(error_code=ErrorCode.MALFORMED_JSON, error_detail=str(exc))
+    if not isinstance(payload, dict):
+        return Rejection(error_code=ErrorCode.SCHEMA_INVALID, error_detail="payload is not a JSON object")
+    event_id = source_event_id_of(source, payload)
+    try:
+        event = source.model.model_validate(payload)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        return Rejection(error_code=ErrorCode.SCHEMA_INVALID, error_detail=detail, source_event_id=event_id)
+    try:
+        return source.mapper(event, ctx)
+    except Rejected as exc:
+        return Rejection(error_code=exc.code, error_detail=exc.detail, source_event_id=event_id)

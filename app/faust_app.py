@@ -1,0 +1,66 @@
+"""The Faust application and its topic handles, built once from Settings."""
+from __future__ import annotations
+
+import faust
+
+from app import topics as t
+from app.settings import Settings
+
+settings = Settings.from_env()
+
+
+def create_app(s: Settings) -> faust.App:
+    return faust.App(
+        s.app_id,
+        broker=[f"kafka://{b}" for b in s.kafka_bootstrap.split(",")],
+        store="rocksdb://",
+        datadir=str(s.data_dir),
+        topic_partitions=s.topic_partitions,
+        topic_replication_factor=1,
+        processing_guarantee=s.processing_guarantee,
+        # Keys are plain UTF-8 strings everywhere ("SKU@LOCATION"): topic keys, changelog keys and
+        # table_route all hash the same bytes, so a web request reaches the partition's owner.
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        web_host=s.web_host,
+        web_bind=s.web_host,
+        web_port=s.web_port,
+        web_enabled=True,
+        web_in_thread=False,
+        autodiscover=False,
+        table_standby_replicas=0,
+        producer_linger=0.005,
+        stream_buffer_maxsize=4096,
+        broker_max_poll_records=500,
+        logging_config=None,
+    )
+
+
+app = create_app(settings)
+
+
+def _topic(name: str, **kwargs) -> faust.TopicT:
+    spec = next(s for s in t.TOPIC_SPECS if s.name == name)
+    return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions,
+                     config=t.topic_config(spec), **kwargs)
+
+
+raw_topics = {name: _topic(name) for name in t.RAW_TOPICS}
+master_items_topic = _topic(t.MASTER_ITEMS)
+master_locations_topic = _topic(t.MASTER_LOCATIONS)
+erp_snapshots_topic = _topic(t.ERP_SNAPSHOTS)
+movements_topic = _topic(t.MOVEMENTS)
+availability_topic = _topic(t.AVAILABILITY)
+channel_availability_topic = _topic(t.CHANNEL_AVAILABILITY)
+postings_topic = _topic(t.POSTINGS)
+journal_batches_topic = _topic(t.JOURNAL_BATCHES)
+finance_exceptions_topic = _topic(t.FINANCE_EXCEPTIONS)
+dlq_topic = _topic(t.DLQ)
+reconciliation_topic = _topic(t.RECONCILIATION)
+sku_availability_topic = _topic(t.SKU_AVAILABILITY)
+ledger_topic = _topic(t.LEDGER)
+lineage_topic = _topic(t.LINEAGE)
+recon_checks_topic = _topic(t.RECON_CHECKS)
+recon_results_topic = _topic(t.RECON_RESULTS)
+audit_topic = _topic(t.AUDIT)

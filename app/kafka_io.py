@@ -1,0 +1,110 @@
+"""Plain aiokafka helpers for the tools around the pipeline: create topics, produce, read back."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from app.topics import TOPIC_SPECS, topic_config
+
+
+async def create_topics(bootstrap: str, partitions: int) -> None:
+    """Declare every contract topic up front, so producers never auto-create one with other partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(s.name, num_partitions=partitions, replication_factor=1, topic_configs=topic_config(s))
+                  for s in TOPIC_SPECS if s.name not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def encode(value: dict | bytes | str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return orjson.dumps(value)
+
+
+async def produce(bootstrap: str, events: Iterable[tuple[str, str | None, dict | bytes | str]],
+                  rate: float | None = None) -> int:
+    """Send (topic, key, value) tuples; with `rate`, at that many events per second (open loop)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    sent = 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        for topic, key, value in events:
+            await producer.send(topic, encode(value), key=key.encode() if key is not None else None)
+            sent += 1
+            if rate:
+                ahead = started + sent / rate - loop.time()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+@dataclass
+class Received:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: dict
+    timestamp_ms: int
+
+
+async def read_topic(bootstrap: str, topic: str, *, until_idle: float = 2.0, timeout: float = 60.0,
+                     min_records: int = 0) -> list[Received]:
+    """Read a topic from the beginning until `min_records` are seen and it stays idle for `until_idle` s."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    records: list[Received] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        for _ in range(50):
+            if partitions:
+                break
+            await asyncio.sleep(0.2)
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return records
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        await consumer.seek_to_beginning()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        idle_since = loop.time()
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            got = False
+            for messages in batch.values():
+                for m in messages:
+                    got = True
+                    records.append(Received(m.topic, m.partition, m.offset,
+                                            m.key.decode() if m.key is not None else None,
+                                            orjson.loads(m.value) if m.value else {}, m.timestamp))
+            if got:
+                idle_since = loop.time()
+            elif len(records) >= min_records and loop.time() - idle_since >= until_idle:
+                break
+    finally:
+        await consumer.stop()
+    return records

@@ -1,0 +1,22 @@
+"""Prometheus metrics of the pipeline: one registry, named for the retail process they measure."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter("stock_sync_events_in_total", "Raw channel records received", ["source", "type"])
+DUPLICATES = Counter("stock_sync_duplicate_movements_total", "Movements ignored as already applied")
+DLQ_RECORDS = Counter("stock_sync_dlq_records_total", "Records dead-lettered", ["code"])
+MOVEMENTS_APPLIED = Counter("stock_sync_movements_applied_total", "Movements applied to positions", ["type"])
+AVAILABILITY_OUT = Counter("stock_sync_availability_records_total", "inventory.availability records emitted")
+CHANNEL_OUT = Counter("stock_sync_channel_records_total", "channel.availability records emitted", ["channel"])
+POSTINGS_OUT = Counter("stock_sync_postings_total", "Journal postings emitted", ["kind"])
+FINANCE_EXCEPTIONS = Counter("stock_sync_finance_exceptions_total", "Finance exceptions", ["reason"])
+NEGATIVE_POSITIONS = Counter("stock_sync_negative_position_updates_total",
+                             "Position updates that left on_hand negative")
+DRIFT = Counter("stock_sync_reconciliation_drift_total", "SKUs found drifting from ERP snapshots", ["kind"])
+DRIFT_LAST = Gauge("stock_sync_reconciliation_last_drifted", "SKUs drifted in the last snapshot", ["location"])
+LATENCY = Histogram(
+    "stock_sync_event_to_availability_seconds",
+    "From a source event's occurred_at (or ingest time) to its availability record",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

@@ -1,0 +1,1 @@
+"""Typed records: the producers' raw shapes and the pipeline's canonical records."""

@@ -1,0 +1,179 @@
+"""The pipeline's own records: canonical movements, positions, and what applying a movement did."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class MovementType(StrEnum):
+    SALE = "SALE"
+    FULFIL = "FULFIL"
+    RETURN = "RETURN"
+    RESERVE = "RESERVE"
+    RELEASE = "RELEASE"
+    RECEIPT = "RECEIPT"
+    TRANSFER_OUT = "TRANSFER_OUT"
+    TRANSFER_IN = "TRANSFER_IN"
+    COUNT = "COUNT"
+    ADJUST = "ADJUST"
+    DISPOSITION = "DISPOSITION"
+
+
+class Role(StrEnum):
+    """Which part of a source line a movement stands for; part of the movement id."""
+
+    LINE = "line"
+    ORIGIN = "origin"            # TRANSFER_OUT at the shipping location
+    DESTINATION = "destination"  # TRANSFER_OUT's in-transit leg at the receiving location
+    FROM = "from"                # OMS re-sourcing: release at the old location
+    TO = "to"                    # OMS re-sourcing: reserve at the new location
+    EXPIRY = "expiry"            # reservation expired after RESERVATION_TTL
+    RECON = "recon"              # correction raised by reconciliation
+
+
+class SourceSystem(StrEnum):
+    POS = "pos"
+    ECOM = "ecom"
+    MARKETPLACE = "marketplace"
+    OMS = "oms"
+    WMS = "wms"
+    INSPECTIONS = "inspections"
+    PIPELINE = "pipeline"
+
+
+class Channel(StrEnum):
+    """Where revenue came from: decides tender clearing (store) versus channel receivable."""
+
+    STORE = "store"
+    WEB = "web"
+    MARKETPLACE = "marketplace"
+    INTERNAL = "internal"
+
+
+class Movement(BaseModel):
+    """One canonical inventory movement for one SKU at one location (key `SKU@LOCATION`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    movement_id: str
+    movement_type: MovementType
+    role: Role = Role.LINE
+    sku: str
+    location_id: str
+    quantity: int  # eaches, always >= 0; the type says the direction. COUNT: the counted quantity.
+    source_system: SourceSystem
+    source_event_id: str
+    source_line: str
+    correlation_id: str
+    occurred_at: datetime
+    business_date: date
+    currency: str = "USD"
+    channel: Channel = Channel.INTERNAL
+    unit_price: Decimal | None = None
+    discount: Decimal = Decimal("0")   # line total
+    tax: Decimal = Decimal("0")        # line total
+    unit_cost: Decimal | None = None   # per each: receipt cost, or the origin's cost carried by a transfer
+    order_id: str | None = None
+    order_line_id: str | None = None
+    reason: str | None = None
+    inspection_required: bool = False
+    original_transaction_id: str | None = None
+    transfer_id: str | None = None
+    counterparty_location: str | None = None
+    expires_at: datetime | None = None  # RESERVE only
+    # Revenue of this line is held back (e.g. tenders did not match the basket): a finance
+    # exception was raised for the transaction; stock and COGS still move.
+    revenue_on_hold: bool = False
+    received_at: datetime | None = None  # when the pipeline read the raw record: latency is measured from it
+
+
+class OpenReservation(BaseModel):
+    order_id: str
+    line_id: str | None
+    quantity: int
+    expires_at: datetime | None = None
+
+
+class InTransitTransfer(BaseModel):
+    quantity: int
+    unit_cost: Decimal | None = None
+
+
+class Position(BaseModel):
+    """Everything known about one SKU at one location; one table value, one changelog write."""
+
+    sku: str
+    location_id: str
+    on_hand: int = 0
+    reserved: int = 0
+    quality_control: int = 0
+    damaged: int = 0
+    in_transit: int = 0
+    safety_stock: int = 0
+    version: int = 0
+    avg_cost: Decimal | None = None
+    reservations: dict[str, OpenReservation] = {}
+    transfers: dict[str, InTransitTransfer] = {}
+    last_count_at: datetime | None = None
+    # movement id -> [applied epoch, occurred epoch, on_hand delta]; pruned after DEDUPE_RETENTION.
+    # Kept in the same record as the buckets so a crash can never separate "applied" from "marked as
+    # applied"; the deltas let reconciliation compare with on_hand as of a snapshot's time.
+    applied: dict[str, list[int]] = {}
+
+    @property
+    def available(self) -> int:
+        return max(0, self.on_hand - self.quality_control - self.damaged - self.reserved - self.safety_stock)
+
+    @property
+    def negative(self) -> bool:
+        return self.on_hand < 0
+
+
+class Applied(BaseModel):
+    """What applying one movement did to its position: the input to availability and finance."""
+
+    movement: Movement
+    legal_entity: str | None = None
+    version: int
+    on_hand_delta: int           # change actually made to on_hand (0 when the late rule kept it off)
+    late_quantity: int = 0       # signed on_hand change the late-against-count rule kept off
+    count_difference: int = 0    # COUNT: counted − on_hand before
+    unit_cost: Decimal | None    # cost per each the movement is valued at (None: unknown)
+    avg_cost_after: Decimal | None
+    on_hand_after: int
+    unmatched_quantity: int = 0  # FULFIL beyond the open reservation
+
+
+class DayClose(BaseModel):
+    """A store closed its POS business day: the finance stage closes the day batch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    location_id: str
+    business_date: date
+    transaction_id: str
+    occurred_at: datetime
+
+
+class PosTotals(BaseModel):
+    """What the POS itself says it sold in one transaction: the control side of the day batch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    location_id: str
+    business_date: date
+    transaction_id: str
+    units_sold: int
+    gross: Decimal
+
+
+class SkuNetwork(BaseModel):
+    """One SKU across the network: each location's latest availability, and per-channel versions."""
+
+    sku: str
+    by_location: dict[str, list[int]] = {}     # location -> [available, position version]
+    channel_versions: dict[str, int] = {}
+    channel_totals: dict[str, int] = {}

@@ -1,0 +1,216 @@
+"""Records the pipeline publishes: availability, channel availability, postings, batches, DLQ, drift."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# --- Availability --------------------------------------------------------------------------------
+
+class Cause(Record):
+    movement_id: str
+    movement_type: str
+    source_system: str
+    source_event_id: str
+    correlation_id: str
+
+
+class AvailabilityRecord(Record):
+    sku: str
+    location_id: str
+    on_hand: int
+    reserved: int
+    quality_control: int
+    damaged: int
+    in_transit: int
+    safety_stock: int
+    available: int
+    previous_available: int
+    version: int
+    negative: bool
+    cause: Cause
+    occurred_at: datetime
+    emitted_at: datetime
+
+
+class ChannelAvailability(Record):
+    channel: str
+    sku: str
+    available: int
+    by_location: dict[str, int]
+    version: int
+    emitted_at: datetime
+
+
+# --- Errors --------------------------------------------------------------------------------------
+
+class ErrorCode(StrEnum):
+    """Why a raw record could not be processed (SPEC §4). One enum, used by every stage."""
+
+    MALFORMED_JSON = "MALFORMED_JSON"
+    SCHEMA_INVALID = "SCHEMA_INVALID"
+    UNKNOWN_ITEM = "UNKNOWN_ITEM"
+    UNKNOWN_LOCATION = "UNKNOWN_LOCATION"
+    UNKNOWN_RESERVATION = "UNKNOWN_RESERVATION"
+    UNIT_OF_MEASURE = "UNIT_OF_MEASURE"
+    INACTIVE_ITEM = "INACTIVE_ITEM"
+
+
+class Rejection(Record):
+    """Bad input as a value: what went wrong, before we know where the raw record came from."""
+
+    error_code: ErrorCode
+    error_detail: str
+    source_event_id: str | None = None
+
+
+class DeadLetter(Record):
+    source_topic: str
+    partition: int | None
+    offset: int | None
+    key: str | None
+    raw_value: str
+    error_code: ErrorCode
+    error_detail: str
+    received_at: datetime
+    source_system: str | None = None
+    source_event_id: str | None = None
+
+
+# --- Finance -------------------------------------------------------------------------------------
+
+class PostingKind(StrEnum):
+    SALE_REVENUE = "SALE_REVENUE"
+    COGS = "COGS"
+    RETURN_REVENUE = "RETURN_REVENUE"
+    RETURN_COGS = "RETURN_COGS"
+    RECEIPT = "RECEIPT"
+    TRANSFER_OUT = "TRANSFER_OUT"
+    TRANSFER_IN = "TRANSFER_IN"
+    SHRINK = "SHRINK"
+    COUNT_VARIANCE = "COUNT_VARIANCE"
+    LATE_COUNT_REVERSAL = "LATE_COUNT_REVERSAL"
+    WRITE_OFF = "WRITE_OFF"
+
+
+class PostingLine(Record):
+    account: str
+    debit: Decimal
+    credit: Decimal
+    sku: str | None = None
+    quantity: int | None = None
+
+
+class Posting(Record):
+    posting_id: str
+    kind: PostingKind
+    legal_entity: str
+    location_id: str
+    business_date: date
+    currency: str
+    source_system: str
+    source_event_id: str
+    correlation_id: str
+    movement_id: str
+    lines: list[PostingLine]
+    created_at: datetime
+
+
+class FinanceExceptionCode(StrEnum):
+    NO_COST = "NO_COST"
+    TENDER_MISMATCH = "TENDER_MISMATCH"
+    UNKNOWN_LEGAL_ENTITY = "UNKNOWN_LEGAL_ENTITY"
+    UNBALANCED = "UNBALANCED"
+    MISSING_PRICE = "MISSING_PRICE"
+
+
+class FinanceException(Record):
+    source_event_id: str
+    source_system: str
+    movement_id: str | None
+    location_id: str | None
+    reason_code: FinanceExceptionCode
+    detail: str
+    created_at: datetime
+
+
+class JournalBatch(Record):
+    batch_id: str
+    legal_entity: str
+    location_id: str
+    business_date: date
+    currency: str
+    late: bool
+    sequence: int                       # 0 for the day batch, 1.. for late batches after it
+    totals: dict[str, dict[str, Decimal]]  # account -> {"debit": .., "credit": ..}
+    posting_ids: list[str]
+    control: dict[str, str]             # named control totals, as strings (units or money)
+    closed_at: datetime
+
+
+# --- Reconciliation ------------------------------------------------------------------------------
+
+class DriftRecord(Record):
+    location_id: str
+    sku: str
+    erp_on_hand: int | None
+    pipeline_on_hand: int | None
+    difference: int
+    snapshot_id: str
+    as_of: datetime
+    checked_at: datetime
+    kind: str = "DRIFT"  # DRIFT, MISSING_IN_PIPELINE, MISSING_IN_ERP
+
+
+class ReconciliationSummary(Record):
+    location_id: str
+    snapshot_id: str
+    as_of: datetime
+    compared: int
+    matched: int
+    drifted: int
+    missing_in_pipeline: int
+    missing_in_erp: int
+    checked_at: datetime
+    kind: str = "SUMMARY"
+
+
+# --- Lineage -------------------------------------------------------------------------------------
+
+class TraceStage(StrEnum):
+    RECEIVED = "received"
+    MOVEMENT = "movement"
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    POSTING = "posting"
+    FINANCE_EXCEPTION = "finance_exception"
+    DEAD_LETTER = "dead_letter"
+
+
+class TraceFact(Record):
+    """One thing that happened to a source event, for `GET /v1/trace/...`."""
+
+    source_system: str
+    source_event_id: str
+    stage: TraceStage
+    at: datetime
+    detail: dict[str, object] = {}
+
+
+class SkuAvailability(Record):
+    """Internal: one location's availability of a SKU, re-keyed by SKU for the channel stage."""
+
+    sku: str
+    location_id: str
+    available: int
+    version: int

@@ -1,0 +1,42 @@
+"""DLQ replay: re-send chosen dead letters, whole, to the topic they came from (idempotent downstream)."""
+from __future__ import annotations
+
+import sys
+
+from app.kafka_io import produce, read_topic
+from app.topics import DLQ
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    sys.stderr.write(f"\rreplay [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+async def select_dead_letters(bootstrap: str, *, error_code: str | None = None, source_topic: str | None = None,
+                              source_event_ids: set[str] | None = None, limit: int | None = None) -> list[dict]:
+    letters = [r.value for r in await read_topic(bootstrap, DLQ, until_idle=1.0)]
+    chosen = [
+        letter for letter in letters
+        if (error_code is None or letter.get("error_code") == error_code)
+        and (source_topic is None or letter.get("source_topic") == source_topic)
+        and (source_event_ids is None or letter.get("source_event_id") in source_event_ids)
+    ]
+    return chosen[:limit] if limit else chosen
+
+
+async def replay_dead_letters(bootstrap: str, *, progress: bool = False, **selection) -> int:
+    """Re-send the selected dead letters; a record replayed twice is ignored the second time."""
+    chosen = await select_dead_letters(bootstrap, **selection)
+    events = [(letter["source_topic"], letter.get("key"), letter["raw_value"]) for letter in chosen]
+    sent = 0
+    for start in range(0, len(events), 200):
+        sent += await produce(bootstrap, events[start:start + 200])
+        if progress:
+            _progress(sent, len(events))
+    if progress and not events:
+        _progress(0, 0)
+    return sent

@@ -1,0 +1,102 @@
+"""All configuration, from environment variables, validated once at start (SPEC §8)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GUARANTEES = ("at_least_once", "exactly_once")
+
+
+class SettingsError(ValueError):
+    """A configuration variable has a wrong value; the message names the variable."""
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def parse_tokens(raw: str) -> dict[str, str]:
+    """`token=role,token=role` → {token: role}; roles are viewer or admin."""
+    tokens: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        token, sep, role = pair.partition("=")
+        if not sep or not token or role not in ("viewer", "admin"):
+            raise SettingsError(f"API_TOKENS entries must be token=viewer or token=admin, got {pair.split('=')[-1]!r} "
+                                "(token hidden)")
+        tokens[token] = role
+    return tokens
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "retail-stock-sync"
+    topic_partitions: int = 8
+    data_dir: Path = REPO_ROOT / ".run" / "worker"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    processing_guarantee: str = "at_least_once"
+    reservation_ttl: int = 259200
+    channel_publish_interval: float = 1.0
+    dedupe_retention: int = 604800
+    api_tokens: dict[str, str] = field(default_factory=dict)
+    day_close_grace: float = 5.0
+    expiry_sweep_interval: float = 30.0
+    chart_overrides: str = ""
+    log_json: bool = False
+    rocksdb_cache_mb: int = 32
+    audit_log: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        guarantee = env.get("PROCESSING_GUARANTEE", "at_least_once")
+        if guarantee not in GUARANTEES:
+            raise SettingsError(f"PROCESSING_GUARANTEE must be one of {GUARANTEES}, got {guarantee!r}")
+        bootstrap = env.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092").strip()
+        if not bootstrap or any(":" not in b for b in bootstrap.split(",")):
+            raise SettingsError(f"KAFKA_BOOTSTRAP must be host:port[,host:port], got {bootstrap!r}")
+        data_dir = Path(env.get("DATA_DIR") or REPO_ROOT / ".run" / "worker")
+        return cls(
+            kafka_bootstrap=bootstrap,
+            app_id=env.get("APP_ID", "retail-stock-sync"),
+            topic_partitions=_int(env, "TOPIC_PARTITIONS", 8, minimum=1),
+            data_dir=data_dir,
+            web_host=env.get("WEB_HOST", "127.0.0.1"),
+            web_port=_int(env, "WEB_PORT", 6066, minimum=1),
+            processing_guarantee=guarantee,
+            reservation_ttl=_int(env, "RESERVATION_TTL", 259200, minimum=1),
+            channel_publish_interval=_float(env, "CHANNEL_PUBLISH_INTERVAL", 1.0),
+            dedupe_retention=_int(env, "DEDUPE_RETENTION", 604800, minimum=1),
+            api_tokens=parse_tokens(env.get("API_TOKENS", "")),
+            day_close_grace=_float(env, "DAY_CLOSE_GRACE", 5.0),
+            expiry_sweep_interval=_float(env, "EXPIRY_SWEEP_INTERVAL", 30.0, minimum=0.1),
+            chart_overrides=env.get("CHART_OVERRIDES", ""),
+            log_json=env.get("LOG_FORMAT", "text") == "json",
+            rocksdb_cache_mb=_int(env, "ROCKSDB_CACHE_MB", 32, minimum=1),
+            audit_log=Path(env["AUDIT_LOG"]) if env.get("AUDIT_LOG") else data_dir / "audit.log",
+        )

@@ -1,0 +1,1 @@
+"""A realistic simulated retail workload: master data and every channel's raw events."""

@@ -1,0 +1,20 @@
+"""Master data seen through the global tables, in the shape the pure mappers expect."""
+from __future__ import annotations
+
+from app.models.raw import Item, Location
+from tables.definitions import item_aliases, items, locations
+
+
+class TableMasterData:
+    def item(self, sku: str) -> Item | None:
+        return items.get(sku)
+
+    def sku_for_alias(self, alias: str) -> str | None:
+        raw = item_aliases.get(alias.encode())
+        return raw.decode() if raw is not None else None
+
+    def location(self, location_id: str) -> Location | None:
+        return locations.get(location_id)
+
+
+master_data = TableMasterData()

@@ -1,0 +1,45 @@
+"""Shared fixtures: one real Kafka broker per test session, and one pipeline worker for e2e tests."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.settings import REPO_ROOT
+
+TEST_HOME = REPO_ROOT / ".run" / "test"
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """A real single-node Apache Kafka broker on loopback ports of its own, fresh for the session."""
+    from app.broker import LocalBroker
+    port = int(os.environ.get("TEST_KAFKA_PORT", "19092"))
+    home = TEST_HOME / "kafka"
+    instance = LocalBroker(home=home, port=port, controller_port=port + 1)
+    instance.wipe()
+    bootstrap = instance.start()
+    print(f"\n[e2e] Kafka broker started on {bootstrap} (log: {instance.log_file})")
+    from app.kafka_io import create_topics
+    asyncio.run(create_topics(bootstrap, 8))
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker) -> str:
+    return f"127.0.0.1:{broker.port}"
+
+
+@pytest.fixture(scope="session")
+def pipeline(bootstrap):
+    """One worker shared by the e2e scenarios; each scenario uses its own SKUs and locations."""
+    from tests.e2e.harness import WorkerProcess
+    data = TEST_HOME / "workers" / "shared"
+    shutil.rmtree(data, ignore_errors=True)
+    worker = WorkerProcess(bootstrap, data, web_port=16066, app_id="e2e-shared").start()
+    yield worker
+    worker.stop()

@@ -1,0 +1,120 @@
+"""End-to-end harness: real worker processes against the real local broker, and output readers."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from app.kafka_io import Received, produce, read_topic
+from app.settings import REPO_ROOT
+
+VIEWER = "viewer-token"
+ADMIN = "admin-token"
+
+
+class WorkerProcess:
+    """One pipeline worker as a subprocess (`python -m app.cli worker`), as an operator would run it."""
+
+    def __init__(self, bootstrap: str, data_dir: Path, web_port: int, app_id: str, **env: str) -> None:
+        self.bootstrap = bootstrap
+        self.data_dir = data_dir
+        self.web_port = web_port
+        self.app_id = app_id
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": bootstrap,
+            "APP_ID": app_id,
+            "DATA_DIR": str(data_dir),
+            "WEB_PORT": str(web_port),
+            "WEB_HOST": "127.0.0.1",
+            "API_TOKENS": f"{VIEWER}=viewer,{ADMIN}=admin",
+            "CHANNEL_PUBLISH_INTERVAL": "0.5",
+            "DAY_CLOSE_GRACE": "2",
+            "EXPIRY_SWEEP_INTERVAL": "1",
+            **env,
+        }
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self, wait_ready: float = 120.0) -> WorkerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=REPO_ROOT, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if wait_ready:
+            self.wait_ready(wait_ready)
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+def send(bootstrap: str, events: list[tuple[str, str | None, object]]) -> int:
+    return asyncio.run(produce(bootstrap, events))
+
+
+def read(bootstrap: str, topic: str, *, where: Callable[[Received], bool] = lambda r: True,
+         expect: int = 0, timeout: float = 60.0, settle: float = 1.5) -> list[Received]:
+    """Read `topic` until at least `expect` records match `where` (then let it settle), or time out."""
+    deadline = time.monotonic() + timeout
+    matched: list[Received] = []
+    while time.monotonic() < deadline:
+        records = asyncio.run(read_topic(bootstrap, topic, until_idle=0.5, timeout=20))
+        matched = [r for r in records if where(r)]
+        if len(matched) >= expect and (expect or matched):
+            time.sleep(settle)
+            records = asyncio.run(read_topic(bootstrap, topic, until_idle=0.5, timeout=20))
+            return [r for r in records if where(r)]
+        time.sleep(1.0)
+    return matched
+
+
+def latest_by_key(records: list[Received], version_field: str = "version") -> dict[str, dict]:
+    latest: dict[str, dict] = {}
+    for r in records:
+        if r.key is None:
+            continue
+        if r.key not in latest or r.value.get(version_field, 0) >= latest[r.key].get(version_field, 0):
+            latest[r.key] = r.value
+    return latest

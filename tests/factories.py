@@ -7,7 +7,7 @@ from typing import Any
 
 from app.domain.sources.common import movement_id
 from app.models.canonical import Applied, Channel, Movement, MovementType, Role, SourceSystem
-from app.models.raw import Location, LocationType
+from app.models.raw import Item, Location, LocationType
 
 BUSINESS_DATE = date(2026, 11, 27)
 OCCURRED_AT = datetime(2026, 11, 27, 10, 15, 3, tzinfo=timezone.utc)
@@ -72,6 +72,21 @@ def make_location(**overrides: Any) -> Location:
     }
     fields.update(overrides)
     return Location(**fields)
+
+
+def make_item(**overrides: Any) -> Item:
+    """SKU-1001 in cases of 12 at standard cost 7.00, with a UPC and an Amazon alias."""
+    fields: dict[str, Any] = {
+        "sku": "SKU-1001",
+        "description": "Test item",
+        "upcs": ["012345678905"],
+        "marketplace_aliases": {"AMAZON": "AMZ-1001"},
+        "case_pack": 12,
+        "standard_cost": Decimal("7.00"),
+        "active": True,
+    }
+    fields.update(overrides)
+    return Item(**fields)
 
 
 def _default_on_hand_delta(m: Movement) -> int:

@@ -76,12 +76,13 @@ class _Change:
 
     def inflow(self, quantity: int, unit_cost: Decimal | None) -> None:
         """Units come in at a cost: value them and move the average like a receipt (SPEC §5.1)."""
-        cost = unit_cost if unit_cost is not None else self.outflow_cost()
+        held_cost = self.outflow_cost()  # before any receipt, stock on hand is held at standard cost
+        cost = unit_cost if unit_cost is not None else held_cost
         self.unit_cost = cost
         before = self.p.on_hand
         self.move_on_hand(quantity)
         if cost is not None and self.on_hand_delta > 0:
-            self.p.avg_cost = average_after_inflow(before, self.p.avg_cost, quantity, cost)
+            self.p.avg_cost = average_after_inflow(before, held_cost, quantity, cost)
 
 
 def _sale(c: _Change) -> None:
@@ -293,7 +294,9 @@ def expiry_movements(position: Position, now: datetime) -> list[Movement]:
     """RELEASE movements for reservations past their expiry (RESERVATION_TTL after the order)."""
     return [
         build_movement(
-            source=SourceSystem.PIPELINE, source_event_id=f"expiry:{r.order_id}:{r.line_id or ''}",
+            # The expiry time is part of the id: a line reserved here again later must lapse again.
+            source=SourceSystem.PIPELINE,
+            source_event_id=f"expiry:{r.order_id}:{r.line_id or ''}:{int(r.expires_at.timestamp())}",
             line=position.location_id, role=Role.EXPIRY, movement_type=MovementType.RELEASE,
             sku=position.sku, location_id=position.location_id, quantity=r.quantity,
             correlation_id=r.order_id, occurred_at=r.expires_at, order_id=r.order_id,

@@ -1,12 +1,21 @@
 """Pydantic models of each producer's native payload (SPEC §2.1), parsed once at the edge."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt
+
+
+def _assume_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+# Times are UTC (SPEC §2): a producer that leaves the offset off means UTC. Never let a naive time in,
+# it cannot be compared with the aware times already held in positions.
+UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
 
 
 class RawModel(BaseModel):
@@ -45,7 +54,7 @@ class PosTransaction(RawModel):
     register_id: str | None = None
     type: PosType
     business_date: date
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     currency: str = "USD"
     order_id: str | None = None
     lines: list[PosLine] = []
@@ -72,7 +81,7 @@ class EcomOrder(RawModel):
     event_id: str = Field(min_length=1)
     event: EcomEvent
     order_id: str = Field(min_length=1)
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     currency: str = "USD"
     fulfillment_location: str = Field(min_length=1)
     lines: list[EcomLine] = Field(min_length=1)
@@ -99,7 +108,7 @@ class MarketplaceOrder(RawModel):
     marketplace: str = Field(min_length=1)
     status: MarketplaceStatus
     order_id: str = Field(min_length=1)
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     ship_node: str = Field(min_length=1)
     currency: str = "USD"
     items: list[MarketplaceItem] = Field(min_length=1)
@@ -121,7 +130,7 @@ class OmsReservationEvent(RawModel):
     quantity: int = Field(gt=0)
     from_location: str
     to_location: str | None = None
-    occurred_at: datetime
+    occurred_at: UtcDatetime
 
 
 # --- WMS -----------------------------------------------------------------------------------------
@@ -147,7 +156,7 @@ class WmsEvent(RawModel):
     event_id: str = Field(min_length=1)
     location_id: str = Field(min_length=1)
     type: WmsType
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     reference: str | None = None
     transfer_id: str | None = None
     destination_id: str | None = None
@@ -171,7 +180,7 @@ class InspectionLine(RawModel):
 class ReturnInspection(RawModel):
     inspection_id: str = Field(min_length=1)
     location_id: str = Field(min_length=1)
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     lines: list[InspectionLine] = Field(min_length=1)
 
 
@@ -209,5 +218,5 @@ class SnapshotBalance(RawModel):
 class StockSnapshot(RawModel):
     snapshot_id: str = Field(min_length=1)
     location_id: str = Field(min_length=1)
-    as_of: datetime
+    as_of: UtcDatetime
     balances: list[SnapshotBalance]

@@ -118,3 +118,106 @@ def latest_by_key(records: list[Received], version_field: str = "version") -> di
         if r.key not in latest or r.value.get(version_field, 0) >= latest[r.key].get(version_field, 0):
             latest[r.key] = r.value
     return latest
+
+
+def wait_for_versions(bootstrap: str, expected: dict[str, int], timeout: float = 90.0) -> dict[str, dict]:
+    """Wait until every SKU@LOCATION key has an availability record at (at least) the expected version."""
+    from app import topics as t
+    deadline = time.monotonic() + timeout
+    latest: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        records = asyncio.run(read_topic(bootstrap, t.AVAILABILITY, until_idle=0.3, timeout=20))
+        latest = latest_by_key([r for r in records if r.key in expected])
+        if all(latest.get(k, {}).get("version", 0) >= v for k, v in expected.items()):
+            return latest
+        time.sleep(0.5)
+    missing = {k: (latest.get(k, {}).get("version"), v) for k, v in expected.items()
+               if latest.get(k, {}).get("version", 0) < v}
+    raise AssertionError(f"availability versions not reached (key: (seen, wanted)): {missing}")
+
+
+def wait_for_master(worker: WorkerProcess, skus: list[str] = (), locations: list[str] = (),
+                    timeout: float = 60.0) -> None:
+    """Master data reaches workers asynchronously (global tables): wait until the worker has written
+    the scenario's items and locations to its global tables' changelogs, then give peers a moment."""
+    wanted = {f"{worker.app_id}-master-items-changelog": set(skus),
+              f"{worker.app_id}-master-locations-changelog": set(locations)}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        missing = {}
+        for topic, keys in wanted.items():
+            if keys:
+                seen = {r.key for r in asyncio.run(read_topic(worker.bootstrap, topic, until_idle=0.3, timeout=10))}
+                if keys - seen:
+                    missing[topic] = keys - seen
+        if not missing:
+            time.sleep(0.5)
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"worker never loaded master data: {missing}")
+
+
+# --- Operator web views --------------------------------------------------------------------------
+
+class ApiAnswer:
+    """One HTTP answer of a worker's web view: status, headers, and the body (JSON when it is JSON)."""
+
+    def __init__(self, status: int, headers: dict[str, str], raw: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+
+    @property
+    def json(self):
+        import json
+        return json.loads(self.raw)
+
+    def __repr__(self) -> str:
+        return f"ApiAnswer({self.status}, {self.raw[:300]!r})"
+
+
+def api(worker: WorkerProcess | str, path: str, token: str | None = VIEWER, *, method: str = "GET",
+        body: object | None = None, timeout: float = 30.0) -> ApiAnswer:
+    """Call a web view of a worker (or a base URL) with a bearer token; HTTP errors are answers, not raises."""
+    import json
+    import urllib.error
+    base = worker.url if isinstance(worker, WorkerProcess) else worker.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return ApiAnswer(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as err:
+        return ApiAnswer(err.code, dict(err.headers), err.read())
+
+
+def wait_for_api(worker: WorkerProcess | str, path: str, *, until: Callable[[ApiAnswer], bool] | None = None,
+                 token: str | None = VIEWER, timeout: float = 60.0) -> ApiAnswer:
+    """Poll a view until `until(answer)` holds (default: status 200); return that answer or fail with the last."""
+    until = until or (lambda a: a.status == 200)
+    deadline = time.monotonic() + timeout
+    answer = None
+    while time.monotonic() < deadline:
+        try:
+            answer = api(worker, path, token)
+            if until(answer):
+                return answer
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{path} never reached the expected answer in {timeout}s; last: {answer!r}")
+
+
+def wait_for_master_views(workers: WorkerProcess | list[WorkerProcess], skus: list[str] = (),
+                          locations: list[str] = (), timeout: float = 60.0) -> None:
+    """Wait until each worker's own global tables hold the items and locations (GET /v1/master/...)."""
+    from urllib.parse import quote
+    for worker in workers if isinstance(workers, list) else [workers]:
+        for sku in skus:
+            wait_for_api(worker, f"/v1/master/items/{quote(sku, safe='')}", timeout=timeout)
+        for location in locations:
+            wait_for_api(worker, f"/v1/master/locations/{quote(location, safe='')}", timeout=timeout)

@@ -1,0 +1,160 @@
+"""Network availability per channel (SPEC §3 `channel.availability`): folding locations in, throttling."""
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.domain.availability import PublishThrottle
+from app.domain.network import channel_shares, fold_location
+from app.models.canonical import SkuNetwork
+
+# The location master's channels: stores sell in store and on the web, the DC ships web and Amazon.
+CHANNELS = {"S042": ["store", "web"], "S043": ["store"], "DC01": ["web", "amazon"], "X01": []}
+
+
+def channels_of(location_id: str) -> list[str]:
+    return CHANNELS[location_id]
+
+
+def network(*folds: tuple[str, int, int]) -> SkuNetwork:
+    n = SkuNetwork(sku="SKU-1001")
+    for location_id, available, version in folds:
+        fold_location(n, location_id, available, version, channels_of)
+    return n
+
+
+# --- fold_location ---------------------------------------------------------------------------------
+
+def test_channel_total_sums_only_the_locations_that_serve_the_channel():
+    n = network(("S042", 5, 1), ("S043", 3, 1), ("DC01", 40, 1), ("X01", 7, 1))
+
+    assert n.channel_totals == {"store": 8, "web": 45, "amazon": 40}
+    assert channel_shares(n, "web", channels_of) == {"DC01": 40, "S042": 5}
+    assert channel_shares(n, "store", channels_of) == {"S042": 5, "S043": 3}
+
+
+def test_fold_reports_the_channels_whose_total_moved():
+    n = network(("S042", 5, 1), ("DC01", 40, 1))
+
+    assert fold_location(n, "S042", 2, 2, channels_of) == ["store", "web"]
+    assert n.channel_totals == {"store": 2, "web": 42, "amazon": 40}
+
+
+def test_stale_or_repeated_location_version_is_ignored():
+    n = network(("S042", 5, 3))
+
+    assert fold_location(n, "S042", 9, 2, channels_of) == []
+    assert fold_location(n, "S042", 9, 3, channels_of) == []
+    assert n.by_location["S042"] == [5, 3]
+    assert n.channel_totals == {"store": 5, "web": 5}
+    assert n.channel_versions == {"store": 1, "web": 1}
+
+
+def test_channel_version_grows_by_one_per_change_of_its_total():
+    n = network(("S042", 5, 1), ("DC01", 40, 1))
+    assert n.channel_versions == {"store": 1, "web": 2, "amazon": 1}
+
+    fold_location(n, "DC01", 30, 2, channels_of)
+    assert n.channel_versions == {"store": 1, "web": 3, "amazon": 2}
+
+    fold_location(n, "S042", 4, 2, channels_of)
+    assert n.channel_versions == {"store": 2, "web": 4, "amazon": 2}
+
+
+def test_new_location_version_that_leaves_totals_alone_bumps_no_channel():
+    n = network(("S042", 5, 1))
+
+    assert fold_location(n, "S042", 5, 2, channels_of) == []
+    assert n.by_location["S042"] == [5, 2]
+    assert n.channel_versions == {"store": 1, "web": 1}
+
+
+def test_location_serving_no_channel_changes_no_channel():
+    n = network(("S042", 5, 1))
+
+    assert fold_location(n, "X01", 12, 1, channels_of) == []
+    assert n.channel_totals == {"store": 5, "web": 5}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(CHANNELS)), st.integers(0, 50), st.integers(1, 8)),
+                max_size=30))
+def test_channel_totals_follow_the_newest_version_of_each_location_whatever_the_arrival_order(updates):
+    n = SkuNetwork(sku="SKU-1001")
+    newest: dict[str, tuple[int, int]] = {}
+    for location_id, available, version in updates:
+        before = dict(n.channel_versions)
+        changed = fold_location(n, location_id, available, version, channels_of)
+        if location_id not in newest or version > newest[location_id][1]:
+            newest[location_id] = (available, version)
+        assert all(n.channel_versions[c] == before.get(c, 0) + 1 for c in changed)
+        assert all(n.channel_versions.get(c) == before.get(c) for c in n.channel_versions if c not in changed)
+
+    for channel in ("store", "web", "amazon"):
+        serving = [avail for loc, (avail, _) in newest.items() if channel in CHANNELS[loc]]
+        if serving:
+            assert n.channel_totals[channel] == sum(serving)
+
+
+# --- PublishThrottle -------------------------------------------------------------------------------
+
+def test_first_value_of_a_key_is_published_at_once():
+    throttle = PublishThrottle(interval=1.0)
+
+    assert throttle.offer("web:SKU-1001", 10, now=100.0) == 10
+    assert throttle.due(now=100.0) == []
+
+
+def test_values_within_the_interval_are_coalesced_and_the_latest_is_published_when_due():
+    throttle = PublishThrottle(interval=1.0)
+    throttle.offer("web:SKU-1001", 10, now=100.0)
+
+    assert throttle.offer("web:SKU-1001", 9, now=100.2) is None
+    assert throttle.offer("web:SKU-1001", 8, now=100.5) is None
+    assert throttle.due(now=100.9) == []
+    assert throttle.due(now=101.0) == [("web:SKU-1001", 8)]
+    assert throttle.due(now=105.0) == []
+
+
+def test_value_offered_after_the_interval_is_published_at_once_and_replaces_the_pending_one():
+    throttle = PublishThrottle(interval=1.0)
+    throttle.offer("web:SKU-1001", 10, now=100.0)
+    throttle.offer("web:SKU-1001", 9, now=100.5)
+
+    assert throttle.offer("web:SKU-1001", 7, now=101.2) == 7
+    assert throttle.due(now=103.0) == []  # 9 is superseded, never published after 7
+
+
+def test_keys_are_throttled_independently():
+    throttle = PublishThrottle(interval=1.0)
+    throttle.offer("web:SKU-1001", 10, now=100.0)
+
+    assert throttle.offer("amazon:SKU-1001", 4, now=100.1) == 4
+    assert throttle.offer("web:SKU-2002", 6, now=100.1) == 6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0.1, 5.0),
+       st.lists(st.tuples(st.sampled_from(["web:SKU-1", "amazon:SKU-1", "store:SKU-2"]), st.integers(0, 99),
+                          st.floats(0.0, 3.0), st.booleans()), min_size=1, max_size=40))
+def test_throttle_publishes_each_key_at_most_once_per_interval_and_always_its_final_value(interval, offers):
+    throttle = PublishThrottle(interval)
+    published: dict[str, list[tuple[float, object]]] = {}
+    last_offered: dict[str, object] = {}
+    now = 0.0
+    for key, value, wait, tick in offers:
+        now += wait
+        last_offered[key] = value
+        if (out := throttle.offer(key, value, now)) is not None:
+            published.setdefault(key, []).append((now, out))
+        if tick:  # the agent's timer runs now and then between events
+            for k, v in throttle.due(now):
+                published.setdefault(k, []).append((now, v))
+    end = now + 2 * interval  # the timer keeps running after the last event
+    for k, v in throttle.due(end):
+        published.setdefault(k, []).append((end, v))
+
+    for key, values in published.items():
+        times = [t for t, _ in values]
+        assert all(later - earlier >= interval for earlier, later in zip(times, times[1:]))
+    assert {key: values[-1][1] for key, values in published.items()} == last_offered

@@ -33,11 +33,14 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from app.simulation.workload import Catalogue, RetailWorkload
     s = _settings()
     catalogue = Catalogue(n_skus=args.skus, n_stores=args.stores, n_dcs=args.dcs)
-    workload = RetailWorkload(catalogue=catalogue, seed=args.seed, duplicate_rate=args.duplicates)
+    seed = args.seed if args.seed is not None else int(time.time())
+    workload = RetailWorkload(catalogue=catalogue, seed=seed, duplicate_rate=args.duplicates)
 
     async def run() -> None:
         await create_topics(s.kafka_bootstrap, s.topic_partitions)
         await produce(s.kafka_bootstrap, catalogue.master_events())
+        if args.wait_for:
+            await _wait_for_master_data(args.wait_for)
         await asyncio.sleep(args.master_delay)
         await produce(s.kafka_bootstrap, workload.opening_stock())
         total = 0
@@ -52,6 +55,23 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+async def _wait_for_master_data(worker_url: str, timeout: float = 180.0) -> None:
+    """Master data reaches workers asynchronously: hold the workload until the worker has it."""
+    import json
+    import urllib.request
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            body = await loop.run_in_executor(None, lambda: urllib.request.urlopen(f"{worker_url}/readyz", timeout=2).read())
+            if json.loads(body).get("master_data_loaded"):
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(1.0)
+    raise SystemExit(f"worker at {worker_url} did not load master data within {timeout:.0f}s")
+
+
 def cmd_replay(args: argparse.Namespace) -> None:
     from app.replay import replay_dead_letters
     s = _settings()
@@ -59,6 +79,19 @@ def cmd_replay(args: argparse.Namespace) -> None:
         s.kafka_bootstrap, error_code=args.code, source_topic=args.source_topic,
         source_event_ids=set(args.event_id or []) or None, limit=args.limit, progress=True))
     print(f"replayed {replayed} dead letters")
+
+
+def cmd_recon_report(args: argparse.Namespace) -> None:
+    """The latest snapshot's reconciliation of one location, from inventory.reconciliation."""
+    from app.domain.reconciliation import latest_report, render_csv, render_table
+    from app.kafka_io import read_topic
+    from app.topics import RECONCILIATION
+    s = _settings()
+    records = asyncio.run(read_topic(s.kafka_bootstrap, RECONCILIATION, until_idle=1.0, timeout=args.timeout))
+    report = latest_report(args.location, (r.value for r in records if r.key == args.location))
+    sys.stdout.write(render_csv(report) if args.csv else render_table(report))
+    if report.snapshot_id is None:
+        sys.exit(1)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -73,15 +106,18 @@ def cmd_run(args: argparse.Namespace) -> None:
     env.setdefault("API_TOKENS", "viewer-token=viewer,admin-token=admin")
     py = sys.executable
     subprocess.run([py, "-m", "app.cli", "topics"], env=env, check=True)
-    worker = subprocess.Popen([py, "-m", "app.cli", "worker"], env=env)
+    # Children get sessions of their own: Ctrl-C reaches only us, and we stop them in order.
+    worker = subprocess.Popen([py, "-m", "app.cli", "worker"], env=env, start_new_session=True)
     port = env.get("WEB_PORT", "6066")
     simulator = subprocess.Popen([py, "-m", "app.cli", "simulate", "--rate", str(args.rate), "--events", "0",
-                                  "--day-close-every", "5000"], env=env)
+                                  "--day-close-every", "5000", "--wait-for", f"http://127.0.0.1:{port}",
+                                  "--master-delay", "2"], env=env, start_new_session=True)
     print(f"\nworker web views: http://127.0.0.1:{port}/  (dashboard)\n"
           f"  curl -H 'Authorization: Bearer viewer-token' http://127.0.0.1:{port}/v1/positions/SKU-00001/S001\n"
           f"  metrics: http://127.0.0.1:{port}/metrics\nCtrl-C stops everything.\n", flush=True)
 
     def stop(*_: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the cleanup
         for proc in (simulator, worker):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -119,13 +155,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skus", type=int, default=200)
     p.add_argument("--stores", type=int, default=4)
     p.add_argument("--dcs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=None, help="default: a new seed per run, so ids never collide")
     p.add_argument("--events", type=int, default=2000, help="0 = run until stopped")
     p.add_argument("--rate", type=float, default=50.0, help="events per second")
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--duplicates", type=float, default=0.02, help="share of events re-sent by producers")
     p.add_argument("--day-close-every", type=int, default=0)
-    p.add_argument("--master-delay", type=float, default=3.0)
+    p.add_argument("--master-delay", type=float, default=3.0, help="seconds to let master data settle")
+    p.add_argument("--wait-for", help="worker URL: wait until it has loaded master data before the workload")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("replay", help="re-send dead letters to their source topic")
@@ -134,6 +171,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--event-id", action="append", help="only these source event ids (repeatable)")
     p.add_argument("--limit", type=int)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("recon-report", help="drift of a location's latest ERP snapshot (inventory.reconciliation)")
+    p.add_argument("location", help="location id, e.g. S042")
+    p.add_argument("--csv", action="store_true", help="CSV rows instead of a table")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to spend reading the topic")
+    p.set_defaults(func=cmd_recon_report)
 
     p = sub.add_parser("run", help="the main job: broker, worker, simulated workload, dashboard")
     p.add_argument("--rate", type=float, default=50.0)

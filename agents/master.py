@@ -25,27 +25,32 @@ def _parse(model, raw: bytes):
         return None, Rejection(error_code=code, error_detail=str(exc.errors()[:3]))
 
 
-@app.agent(master_items_topic)
-async def item_master(stream):
+def _load_item(item: Item) -> None:
+    items.set(item.sku, item)
+    for alias in aliases_of(item):
+        item_aliases[alias.encode()] = item.sku.encode()
+
+
+def _load_location(location: Location) -> None:
+    locations.set(location.location_id, location)
+
+
+async def _load_master(stream, model, topic: str, load) -> None:
     async for event in stream.events():
         if event.value is None:
-            continue
-        item, rejection = _parse(Item, event.value)
+            continue  # a compaction tombstone
+        record, rejection = _parse(model, event.value)
         if rejection:
-            await dead_letter(event.message, topics.MASTER_ITEMS, event.value, rejection)
+            await dead_letter(event.message, topic, event.value, rejection)
             continue
-        items.set(item.sku, item)
-        for alias in aliases_of(item):
-            item_aliases[alias.encode()] = item.sku.encode()
+        load(record)
+
+
+@app.agent(master_items_topic)
+async def item_master(stream):
+    await _load_master(stream, Item, topics.MASTER_ITEMS, _load_item)
 
 
 @app.agent(master_locations_topic)
 async def location_master(stream):
-    async for event in stream.events():
-        if event.value is None:
-            continue
-        location, rejection = _parse(Location, event.value)
-        if rejection:
-            await dead_letter(event.message, topics.MASTER_LOCATIONS, event.value, rejection)
-            continue
-        locations.set(location.location_id, location)
+    await _load_master(stream, Location, topics.MASTER_LOCATIONS, _load_location)

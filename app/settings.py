@@ -13,30 +13,25 @@ class SettingsError(ValueError):
     """A configuration variable has a wrong value; the message names the variable."""
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _number(env: dict[str, str], name: str, default: float, minimum: float, kind: type) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        raise SettingsError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    return int(_number(env, name, default, minimum, int))
 
 
 def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return _number(env, name, default, minimum, float)
 
 
 def parse_tokens(raw: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit e2e chaos bench broker stop worker setup jars clean lint
+.PHONY: run test unit e2e chaos bench broker stop worker setup jars browser clean lint
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,16 +18,20 @@ setup: $(STAMP)
 jars: setup
 	$(PY) -m app.broker jars
 
+# Headless Chromium for the dashboard test (Debian package; the test skips with the reason if absent).
+browser:
+	-bash deploy/install-chromium.sh
+
 run: setup jars
 	$(PY) -m app.cli run
 
-test: setup jars
+test: setup jars browser
 	$(PY) -m pytest -q tests/unit tests/property tests/e2e tests/chaos -m "not chaos_long"
 
 unit: setup
 	$(PY) -m pytest -q tests/unit tests/property
 
-e2e: setup jars
+e2e: setup jars browser
 	$(PY) -m pytest -q tests/e2e
 
 chaos: setup jars

@@ -13,14 +13,23 @@ from aiokafka.errors import TopicAlreadyExistsError
 from app.topics import TOPIC_SPECS, topic_config
 
 
-async def create_topics(bootstrap: str, partitions: int) -> None:
-    """Declare every contract topic up front, so producers never auto-create one with other partitions."""
+async def create_topics(bootstrap: str, partitions: int, changelogs: Iterable[str] = ()) -> None:
+    """Declare every contract topic (and the given table changelogs, compacted) up front.
+
+    Producers then never auto-create a topic with other partitions, and a worker of a fresh app id
+    never races its own changelog creation: Faust may snapshot the metadata while a new changelog
+    has no partitions yet, crash the table's agent with PartitionsMismatch and leave the table out
+    of the routing map until the next rebalance.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [NewTopic(s.name, num_partitions=partitions, replication_factor=1, topic_configs=topic_config(s))
                   for s in TOPIC_SPECS if s.name not in existing]
+        wanted += [NewTopic(name, num_partitions=partitions, replication_factor=1,
+                            topic_configs={"cleanup.policy": "compact"})
+                   for name in changelogs if name not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)

@@ -1,24 +1,59 @@
-"""Worker entry point: registers every stage's agents on the app and runs a Faust worker."""
+"""Worker entry point: registers the selected stages' agents on the app and runs a Faust worker."""
 from __future__ import annotations
 
+import asyncio
+import importlib
+import os
 import sys
 
+# Every stage, one agents module each. STAGES (comma-separated, default all) runs a subset: the
+# benchmark runs the position stage alone with `STAGES=positions,master`.
+STAGES = ("channels", "expiry", "finance", "ingest", "lineage", "master", "positions", "reconciliation")
 
-def load_stages():
+
+def selected_stages(raw: str | None) -> tuple[str, ...]:
+    if not raw or not raw.strip():
+        return STAGES
+    wanted = {s.strip() for s in raw.split(",") if s.strip()}
+    unknown = wanted - set(STAGES)
+    if unknown:
+        raise SystemExit(f"STAGES names unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    return tuple(s for s in STAGES if s in wanted)
+
+
+def load_stages(stages: tuple[str, ...] | None = None):
     """Import the agent modules: importing registers their agents, tables and timers on the app."""
-    import agents.channels  # noqa: F401
-    import agents.expiry  # noqa: F401
-    import agents.finance  # noqa: F401
-    import agents.ingest  # noqa: F401
-    import agents.master  # noqa: F401
-    import agents.positions  # noqa: F401
+    for stage in stages or selected_stages(os.environ.get("STAGES")):
+        importlib.import_module(f"agents.{stage}")
+    import app.web.channels  # noqa: F401
+    import app.web.dashboard  # noqa: F401
+    import app.web.dlq  # noqa: F401
     import app.web.health  # noqa: F401
+    import app.web.master  # noqa: F401
+    import app.web.positions  # noqa: F401
+    import app.web.reconciliation  # noqa: F401
+    import app.web.stats  # noqa: F401
+    import app.web.trace  # noqa: F401
     from app.faust_app import app as faust_app
     return faust_app
 
 
+def changelog_topics(app) -> list[str]:
+    return [f"{app.conf.id}-{table.name}-changelog" for table in app.tables.values()]
+
+
+def declare_topics(app, settings) -> None:
+    """Contract topics and this app's changelogs exist, with the right partitions, before Faust starts."""
+    from app.kafka_io import create_topics
+    asyncio.run(create_topics(settings.kafka_bootstrap, settings.topic_partitions, changelog_topics(app)))
+
+
 def main(argv: list[str] | None = None) -> None:
+    from app import logging_setup
+    from app.faust_app import settings
     app = load_stages()
+    declare_topics(app, settings)
+    logging_setup.configure(app, settings)
     loglevel = "info"
     sys.argv = ["stock-sync", "worker", "-l", loglevel, *(argv or [])]
     app.main()

@@ -25,6 +25,12 @@ def rocksdb_options() -> dict:
 
 def make_table(name: str, *, global_: bool = False, partitions: int | None = None, **kwargs) -> faust.Table:
     factory = app.GlobalTable if global_ else app.Table
+    if global_:
+        # Faust assigns every changelog partition of a global table to every worker as an *active*
+        # one and buffers its events per `recovery_buffer_size` (1000) after recovery, so another
+        # worker's update stays invisible here (faust-streaming#283, #212). Apply each as it comes,
+        # as the GlobalTable docstring advises; master data and sale costs are low-volume.
+        kwargs.setdefault("recovery_buffer_size", 1)
     return factory(
         name,
         # bytes key and value types make Faust use the raw codec: the changelog key is the same

@@ -240,13 +240,24 @@ def new_position(sku: str, location_id: str) -> Position:
     return Position(sku=sku, location_id=location_id)
 
 
+def _working_copy(position: Position) -> Position:
+    """A copy the rules may change without touching `position`.
+
+    The rules assign scalar fields and add, replace or delete entries of the three dicts, but never
+    change an entry in place (reservations and transfers are replaced by new models, applied marks
+    by new lists), so copying the dicts is enough. A deep copy cost more than the rule itself.
+    """
+    return position.model_copy(update={"reservations": dict(position.reservations),
+                                       "transfers": dict(position.transfers), "applied": dict(position.applied)})
+
+
 def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
     """Apply one movement; idempotent by movement id, never rejects a physical event."""
     previous_available = position.available
     if movement.movement_id in position.applied:
         return Outcome(position, duplicate=True, previous_available=previous_available)
 
-    p = position.model_copy(deep=True)
+    p = _working_copy(position)
     if movement.movement_type is MovementType.RELEASE and not _matching_reservations(p, movement):
         if movement.role is Role.EXPIRY:
             return Outcome(position, duplicate=True, previous_available=previous_available)

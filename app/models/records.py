@@ -160,19 +160,78 @@ class JournalBatch(Record):
 
 # --- Reconciliation ------------------------------------------------------------------------------
 
+class ReconStatus(StrEnum):
+    """How one SKU of an ERP snapshot compares with the pipeline's position (docs/RECONCILIATION.md)."""
+
+    MATCHED = "MATCHED"
+    DRIFT = "DRIFT"                              # both sides know the SKU, on_hand differs
+    MISSING_IN_PIPELINE = "MISSING_IN_PIPELINE"  # ERP holds units, the pipeline has no position
+    MISSING_IN_ERP = "MISSING_IN_ERP"            # the pipeline held units as of, the snapshot lacks the SKU
+
+
+class ReconComparison(Record):
+    """One SKU of a snapshot compared at the owner of its position partition."""
+
+    sku: str
+    erp_on_hand: int | None
+    pipeline_on_hand: int | None          # on_hand as of the snapshot's as_of
+    status: ReconStatus
+    correction_movement_id: str | None = None  # the ADJUST raised for it (correction mode only)
+
+    @property
+    def difference(self) -> int:
+        """Pipeline minus ERP: positive when the pipeline shows more units than the ERP ledger."""
+        return (self.pipeline_on_hand or 0) - (self.erp_on_hand or 0)
+
+
+class ReconCheck(Record):
+    """Internal (`internal.reconciliation-checks`): a snapshot's balances for the SKUs of one partition.
+
+    Sent to an explicit partition, the same number the SKUs' `inventory.movements` records hash to, so
+    the worker that owns those positions compares them and lists the location's other positions there.
+    """
+
+    snapshot_id: str
+    location_id: str
+    as_of: datetime
+    partition: int
+    partitions: int
+    balances: dict[str, int]              # sku -> ERP on_hand
+    snapshot_received_at: datetime | None = None  # when the snapshot reached Kafka (correction guard)
+
+
+class ReconResult(Record):
+    """Internal (`internal.reconciliation-results`, key LOCATION): one chunk of one partition's check."""
+
+    snapshot_id: str
+    location_id: str
+    as_of: datetime
+    partition: int
+    partitions: int
+    chunk: int = 0
+    chunks: int = 1
+    comparisons: list[ReconComparison]
+    checked_at: datetime
+    movement_backlog: int = 0             # movements not yet fetched at the owner when it checked
+    as_of_exact: bool = True              # False: as_of is older than DEDUPE_RETENTION
+
+
 class DriftRecord(Record):
     location_id: str
     sku: str
     erp_on_hand: int | None
     pipeline_on_hand: int | None
-    difference: int
+    difference: int                       # pipeline_on_hand - erp_on_hand (a missing side counts as 0)
     snapshot_id: str
     as_of: datetime
     checked_at: datetime
     kind: str = "DRIFT"  # DRIFT, MISSING_IN_PIPELINE, MISSING_IN_ERP
+    correction_movement_id: str | None = None
 
 
 class ReconciliationSummary(Record):
+    """One snapshot at one location; also the value of the `reconciliation-summaries` table."""
+
     location_id: str
     snapshot_id: str
     as_of: datetime
@@ -183,6 +242,25 @@ class ReconciliationSummary(Record):
     missing_in_erp: int
     checked_at: datetime
     kind: str = "SUMMARY"
+    complete: bool = True                 # every partition of the snapshot has reported
+    partitions: int = 0
+    parts_received: list[str] = []        # "partition.chunk" already folded: redeliveries count once
+    chunks_by_partition: dict[str, int] = {}
+    net_difference: int = 0               # sum of differences (pipeline - ERP) over the snapshot
+    corrections: int = 0                  # ADJUST movements raised (correction mode)
+    movement_backlog: int = 0             # > 0: some owner was behind on movements when it checked
+    as_of_exact: bool = True
+    drifts: list[DriftRecord] = []        # the largest differences, at most MAX_SUMMARY_DRIFTS
+    drifts_omitted: int = 0
+
+
+class AuditEntry(Record):
+    """One line of the audit trail (`ops.audit`, key actor, and the AUDIT_LOG JSON-lines file)."""
+
+    actor: str
+    action: str
+    at: datetime
+    detail: dict[str, object] = {}
 
 
 # --- Lineage -------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def readiness() -> dict[str, bool]:
 
 def master_data_loaded() -> bool:
     # Reported, not required: a fresh installation is ready before its first master record arrives.
-    return any(True for _ in locations.table.keys())
+    return any(True for _ in locations.table)
 
 
 @app.page("/healthz")

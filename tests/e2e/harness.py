@@ -221,3 +221,13 @@ def wait_for_master_views(workers: WorkerProcess | list[WorkerProcess], skus: li
             wait_for_api(worker, f"/v1/master/items/{quote(sku, safe='')}", timeout=timeout)
         for location in locations:
             wait_for_api(worker, f"/v1/master/locations/{quote(location, safe='')}", timeout=timeout)
+
+
+def declare_changelogs(bootstrap: str, app_id: str) -> list[str]:
+    """Create the changelog topics of every table of `app_id` up front (see app.kafka_io.create_topics)."""
+    from app.kafka_io import create_topics
+    from app.worker import load_stages
+    names = [f"{app_id}-{table.name}-changelog" for table in load_stages().tables.values()]
+    asyncio.run(create_topics(bootstrap, 8, names))
+    return names
+

@@ -1,0 +1,49 @@
+"""Lineage stage: the trace facts of each source event into the `lineage` table, for `GET /v1/trace/...`.
+
+Every stage sends `TraceFact`s to `internal.lineage`, keyed "source_system:source_event_id"; this
+agent appends them to that key's entry (format and per-key bound: app/web/trace_store.py), so the
+owner of the key's partition can tell what became of the event.
+
+Retention: a sweep forgets keys whose last fact is older than DEDUPE_RETENTION, the window in which
+a producer's resend is still recognised as a duplicate. Timers cannot write tables, so the sweep
+sends a `forget` request through the lineage topic and the agent deletes the key, unless a newer
+fact arrived meanwhile.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from app.faust_app import app, lineage_topic, settings
+from app.web.trace_store import TABLE, append_fact, last_fact_at
+from tables.store import make_table
+
+SWEEP_INTERVAL = max(60.0, min(3600.0, settings.dedupe_retention / 10))
+FORGET = b'{"forget_before":'   # the sweep's control record (never a TraceFact)
+
+lineage = make_table(TABLE)
+
+
+@app.agent(lineage_topic)
+async def record_lineage(stream):
+    async for event in stream.events():
+        key, value = event.key, event.value
+        if not key or not value:
+            continue
+        if value.startswith(FORGET):
+            current = lineage.get(key)
+            cutoff = datetime.fromisoformat(orjson.loads(value)["forget_before"])
+            if current is not None and last_fact_at(current) < cutoff:
+                lineage.pop(key, None)
+            continue
+        lineage[key] = append_fact(lineage.get(key), value)
+
+
+@app.timer(interval=SWEEP_INTERVAL)
+async def forget_old_lineage():
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.dedupe_retention)
+    request = orjson.dumps({"forget_before": cutoff.isoformat()})
+    for key, raw in list(lineage.items()):
+        if last_fact_at(raw) < cutoff:
+            await lineage_topic.send(key=key, value=request)

@@ -1,0 +1,122 @@
+"""Logging of the worker: plain text or JSON lines (LOG_FORMAT=json), with correlation ids, tokens redacted."""
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+# The correlation id of what is being handled right now (a web request's id, or an event's
+# correlation id when a stage binds one); every log record made meanwhile carries it.
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
+_secrets: set[str] = set()
+
+
+@contextmanager
+def correlated(cid: str | None) -> Iterator[None]:
+    """Tag every log record made inside the block with `cid`."""
+    token = correlation_id.set(cid)
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)
+
+
+def redact(text: str) -> str:
+    """Remove bearer credentials and any configured token from a piece of log text."""
+    text = _BEARER.sub(r"\1[REDACTED]", text)
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "[REDACTED]")
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """Defence in depth: no record leaves a handler with a token in it, whoever logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class CorrelationFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "correlation_id", None) is None:
+            record.correlation_id = correlation_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, correlation id, and any `extra=` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        cid = getattr(record, "correlation_id", None) or correlation_id.get()
+        if cid:
+            entry["correlation_id"] = cid
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and key != "correlation_id" and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s%(cid)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        cid = getattr(record, "correlation_id", None) or correlation_id.get()
+        record.cid = f" [cid={cid}]" if cid else ""
+        return super().format(record)
+
+
+def logging_config(json_lines: bool, level: str = "INFO") -> dict:
+    """A `logging.config.dictConfig` for the worker (handed to Faust/mode, which apply it at start)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "redact": {"()": RedactSecrets},
+            "correlation": {"()": CorrelationFilter},
+        },
+        "formatters": {"main": {"()": JsonFormatter if json_lines else TextFormatter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "main",
+                "filters": ["correlation", "redact"],
+                "level": level,
+            },
+        },
+        "root": {"level": level, "handlers": ["default"]},
+    }
+
+
+def configure(app: Any, settings: Any) -> None:
+    """Wire logging for a worker: Faust's worker applies `app.conf.logging_config` when it starts."""
+    _secrets.update(settings.api_tokens)
+    config = logging_config(settings.log_json)
+    app.conf.logging_config = config
+    # Also now, so anything logged before the worker starts is formatted (and redacted) the same way.
+    logging.config.dictConfig(config)
+

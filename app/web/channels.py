@@ -1,0 +1,55 @@
+"""Network availability of a SKU on one channel, answered by the owner of the SKU's `sku-network` entry."""
+from __future__ import annotations
+
+from faust.web import Request, Response, View
+
+from app.domain.network import channel_shares
+from app.faust_app import app, sku_availability_topic
+from app.models.canonical import SkuNetwork
+from app.web.auth import VIEWER
+from app.web.http import (
+    at_owner,
+    bad_request,
+    guarded,
+    json_response,
+    not_found,
+    owner_url,
+    partition_of,
+    table_named,
+)
+from tables.master import master_data
+
+TABLE = "sku-network"  # SKU → SkuNetwork, written by the channel stage (agents/channels.py)
+
+
+def channels_of(location_id: str) -> list[str]:
+    location = master_data.location(location_id)
+    return list(location.channels) if location else []
+
+
+@app.page("/v1/channels/{channel}/availability/{sku}")
+class ChannelAvailabilityView(View):
+    @guarded(VIEWER)
+    async def get(self, request: Request, channel: str, sku: str) -> Response:
+        if not channel.strip() or not sku.strip():
+            raise bad_request("channel and sku must not be blank")
+        networks = table_named(TABLE, "channels")
+
+        async def answer() -> Response:
+            raw = networks.get(sku.encode())
+            if raw is None:
+                raise not_found("network availability for SKU", sku)
+            network = SkuNetwork.model_validate_json(raw)
+            if channel not in network.channel_totals:
+                raise not_found(f"availability on channel {channel!r} for SKU", sku)
+            return json_response(self, {
+                "channel": channel,
+                "sku": sku,
+                "available": network.channel_totals[channel],
+                "version": network.channel_versions.get(channel, 0),
+                "by_location": channel_shares(network, channel, channels_of),
+                "served_by": owner_url(),
+                "partition": partition_of(TABLE, sku),
+            })
+
+        return await at_owner(self, request, TABLE, sku, sku_availability_topic, answer)

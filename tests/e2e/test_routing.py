@@ -1,0 +1,158 @@
+"""Two workers on one host: a request for a key is answered by the worker that owns its partition.
+
+Keys are raw UTF-8 bytes everywhere, so the router (hashing the table's changelog key) must pick the
+same partition the producer picked for `inventory.movements`; if it did not, the owner would answer
+404 from a partition that does not hold the key.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from urllib.parse import quote
+
+import pytest
+from aiokafka.partitioner import murmur2
+
+from app import topics as t
+from tests.conftest import TEST_HOME
+from tests.e2e.harness import (
+    WorkerProcess,
+    api,
+    declare_changelogs,
+    read,
+    send,
+    wait_for_api,
+    wait_for_master_views,
+    wait_for_versions,
+)
+from tests.e2e.scenario import Scenario
+
+pytestmark = pytest.mark.e2e
+
+PARTITIONS = 8
+
+
+def partition_of(key: str) -> int:
+    """What the Kafka default partitioner does with the raw key bytes (and what the router must do)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+
+
+@pytest.fixture(scope="module")
+def workers(bootstrap, pipeline):
+    """Two workers of one app on this host, started one after the other.
+
+    The tables' changelog topics are declared first (see `declare_changelogs`), as a deployment
+    declares its topics before starting workers.
+    """
+    declare_changelogs(bootstrap, "e2e-routing")
+    pair = []
+    for n, name in enumerate(("routing-a", "routing-b")):
+        data = TEST_HOME / "workers" / name
+        shutil.rmtree(data, ignore_errors=True)
+        pair.append(WorkerProcess(bootstrap, data, web_port=pipeline.web_port + 100 + n, app_id="e2e-routing"))
+    try:
+        for worker in pair:
+            worker.start(wait_ready=180)
+        yield pair
+    finally:
+        for worker in pair:
+            worker.stop()
+
+
+def wait_for_both_owners(workers: list[WorkerProcess], sku: str, timeout: float = 120.0) -> dict:
+    """Until both workers own positions partitions and the fan-out over them is complete."""
+    deadline = time.monotonic() + timeout
+    answer = None
+    while time.monotonic() < deadline:
+        answers = [api(w, f"/v1/positions/{quote(sku)}") for w in workers]
+        if all(a.status == 200 and a.json["complete"] and len(a.json["workers"]) == 2 for a in answers):
+            return answers[0].json
+        answer = answers
+        time.sleep(1.0)
+    raise AssertionError(f"the two workers never shared the partitions: {answer}")
+
+
+@pytest.fixture(scope="module")
+def network(bootstrap, workers):
+    """One SKU received at enough locations that its keys land on every partition, hence on both workers."""
+    s = Scenario("routing")
+    sku = s.sku(1)
+    codes: list[str] = []
+    while {partition_of(f"{sku}@{s.loc(c)}") for c in codes} != set(range(PARTITIONS)):
+        codes.append(f"L{len(codes) + 1}")
+    locations = [s.loc(c) for c in codes]
+    send(bootstrap, [s.item(1), *(s.location(c, channels=("web",)) for c in codes)])
+    wait_for_master_views(workers, [sku], locations, timeout=120)
+    receipts = [f"{s.name}-R{i}" for i in range(len(locations))]
+    send(bootstrap, [s.receipt(loc, [(sku, i + 1, "5.00")], event_id=receipts[i]) for i, loc in enumerate(locations)])
+    wait_for_versions(bootstrap, {f"{sku}@{loc}": 1 for loc in locations}, timeout=120)
+    gathered = wait_for_both_owners(workers, sku)
+    owners = {p: w["url"] for w in gathered["workers"] for p in w["partitions"]}
+    return {"sku": sku, "locations": locations, "receipts": receipts, "owners": owners}
+
+
+def test_each_worker_answers_for_keys_the_other_owns(bootstrap, workers, network):
+    sku, locations, owners = network["sku"], network["locations"], network["owners"]
+    assert set(owners.values()) == {w.url for w in workers}
+    served = {}
+    for i, loc in enumerate(locations):
+        key = f"{sku}@{loc}"
+        answers = [api(w, f"/v1/positions/{quote(sku)}/{quote(loc)}") for w in workers]
+        for answer in answers:
+            assert answer.status == 200, (key, answer)
+            assert answer.json["on_hand"] == i + 1 and answer.json["version"] == 1
+            assert answer.json["partition"] == partition_of(key)
+            assert answer.json["served_by"] == owners[partition_of(key)]
+        served[key] = answers[0].json["served_by"]
+    # Each worker was asked for keys that the other one owns, and forwarded them.
+    assert set(served.values()) == {w.url for w in workers}
+
+    # The data really lives where the router sent the request: the partition inventory.availability used.
+    availability = read(bootstrap, t.AVAILABILITY, expect=len(locations),
+                        where=lambda r: r.key is not None and r.key.startswith(f"{sku}@"))
+    assert {r.key: r.partition for r in availability} == {k: partition_of(k) for k in served}
+
+
+def test_positions_of_a_sku_gather_across_both_workers(workers, network):
+    sku = network["sku"]
+    answers = [api(w, f"/v1/positions/{quote(sku)}").json for w in workers]
+    for body in answers:
+        assert body["complete"] is True and body["missing_partitions"] == []
+        assert {p["served_by"] for p in body["positions"]} == {w.url for w in workers}
+        assert sorted(p for w in body["workers"] for p in w["partitions"]) == list(range(PARTITIONS))
+    assert answers[0]["positions"] == answers[1]["positions"]
+    assert answers[0]["locations"] == len(network["locations"])
+    assert answers[0]["totals"]["on_hand"] == sum(range(1, len(network["locations"]) + 1))
+
+
+def test_channel_and_trace_views_route_by_their_own_keys(workers, network):
+    sku, locations = network["sku"], network["locations"]
+    channel = [wait_for_api(w, f"/v1/channels/web/availability/{quote(sku)}", timeout=60,
+                            until=lambda a: a.status == 200 and len(a.json["by_location"]) == len(locations))
+               for w in workers]
+    assert channel[0].json["served_by"] == channel[1].json["served_by"]
+    assert channel[0].json["partition"] == partition_of(sku)
+    assert channel[0].json["available"] == channel[1].json["available"]
+
+    assert channel[0].json["available"] == sum(range(1, len(locations) + 1))
+    for event_id in network["receipts"]:
+        traces = [wait_for_api(w, f"/v1/trace/wms/{quote(event_id)}", timeout=60,
+                               until=lambda a: a.status == 200 and a.json["applied"]) for w in workers]
+        assert traces[0].json["served_by"] == traces[1].json["served_by"]
+        assert traces[0].json["partition"] == partition_of(f"wms:{event_id}")
+        assert traces[0].json["applied"][0]["version"] == 1
+
+
+def test_auth_travels_with_the_forwarded_request(workers, network):
+    sku = network["sku"]
+    # Find a key the first worker does not own: its answer is the second worker's.
+    body = api(workers[0], f"/v1/positions/{quote(sku)}").json
+    foreign = next(p for p in body["positions"] if p["served_by"] == workers[1].url)
+    path = f"/v1/positions/{quote(sku)}/{quote(foreign['location_id'])}"
+    assert api(workers[0], path, token=None).status == 401
+    assert api(workers[0], path, token="wrong").status == 401
+    forwarded = api(workers[0], path)
+    assert forwarded.status == 200 and forwarded.json["served_by"] == workers[1].url
+    assert forwarded.headers["Content-Type"].startswith("application/json")
+    missing = api(workers[0], f"/v1/positions/{quote(sku)}/NOWHERE-{foreign['location_id']}")
+    assert missing.status == 404 and missing.json["error"] == "NOT_FOUND"

@@ -11,16 +11,11 @@ from app.domain.network import channel_shares, fold_location
 from app.faust_app import app, channel_availability_topic, settings, sku_availability_topic
 from app.models.canonical import SkuNetwork
 from app.models.records import ChannelAvailability, SkuAvailability
-from tables.master import master_data
+from tables.master import channels_of
 from tables.store import RecordTable, make_table
 
 networks = RecordTable(make_table("sku-network"), SkuNetwork)
 throttle = PublishThrottle(settings.channel_publish_interval)
-
-
-def channels_of(location_id: str) -> list[str]:
-    location = master_data.location(location_id)
-    return list(location.channels) if location else []
 
 
 @app.agent(sku_availability_topic)

@@ -18,3 +18,9 @@ class TableMasterData:
 
 
 master_data = TableMasterData()
+
+
+def channels_of(location_id: str) -> list[str]:
+    """The channels a location serves, per its master record (none when unknown)."""
+    location = master_data.location(location_id)
+    return list(location.channels) if location else []

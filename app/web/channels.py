@@ -17,14 +17,9 @@ from app.web.http import (
     partition_of,
     table_named,
 )
-from tables.master import master_data
+from tables.master import channels_of
 
 TABLE = "sku-network"  # SKU → SkuNetwork, written by the channel stage (agents/channels.py)
-
-
-def channels_of(location_id: str) -> list[str]:
-    location = master_data.location(location_id)
-    return list(location.channels) if location else []
 
 
 @app.page("/v1/channels/{channel}/availability/{sku}")

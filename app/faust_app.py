@@ -33,6 +33,10 @@ def create_app(s: Settings) -> faust.App:
         producer_linger=0.005,
         stream_buffer_maxsize=4096,
         broker_max_poll_records=500,
+        # aiokafka refreshes metadata every 300 s by default; a producer that missed a partition's
+        # leader right after start (seen under load on fresh topics) held its records that long.
+        producer_metadata_max_age_ms=30_000,
+        consumer_metadata_max_age_ms=30_000,
         logging_config=None,
     )
 

@@ -30,7 +30,7 @@ RECONCILIATION = "inventory.reconciliation"
 SKU_AVAILABILITY = "internal.availability-by-sku"   # key SKU: feeds channel availability
 LEDGER = "internal.finance-ledger"                  # key LOCATION: applied movements and POS day facts
 LINEAGE = "internal.lineage"                        # key SOURCE:EVENT_ID: trace facts
-RECON_CHECKS = "internal.reconciliation-checks"     # key SKU@LOCATION: one comparison per position
+RECON_CHECKS = "internal.reconciliation-checks"     # one check per partition of inventory.movements
 RECON_RESULTS = "internal.reconciliation-results"   # key LOCATION: comparison results to summarise
 AUDIT = "ops.audit"                                 # key actor: admin actions
 

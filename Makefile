@@ -26,7 +26,7 @@ run: setup jars
 	$(PY) -m app.cli run
 
 test: setup jars browser
-	$(PY) -m pytest -q tests/unit tests/property tests/e2e tests/chaos -m "not chaos_long"
+	$(PY) -m pytest -q tests/unit tests/property tests/e2e
 
 unit: setup
 	$(PY) -m pytest -q tests/unit tests/property

@@ -13,11 +13,26 @@ from app.settings import REPO_ROOT
 TEST_HOME = REPO_ROOT / ".run" / "test"
 
 
+def _free_port_pair(preferred: int) -> int:
+    """`preferred` (and the next port, for the controller) if both are free, else another free pair:
+    a broker left running by another checkout must not fail the suite."""
+    import socket
+
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) != 0
+
+    port = preferred
+    while not (free(port) and free(port + 1)):
+        port += 2
+    return port
+
+
 @pytest.fixture(scope="session")
 def broker():
     """A real single-node Apache Kafka broker on loopback ports of its own, fresh for the session."""
     from app.broker import LocalBroker
-    port = int(os.environ.get("TEST_KAFKA_PORT", "19092"))
+    port = int(os.environ.get("TEST_KAFKA_PORT") or _free_port_pair(19092))
     home = TEST_HOME / "kafka"
     instance = LocalBroker(home=home, port=port, controller_port=port + 1)
     instance.wipe()

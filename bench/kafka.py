@@ -1,0 +1,261 @@
+"""The benchmark's own broker and its Kafka tools: topic resets, bulk pre-loads, paced producing, collecting.
+
+The tools use confluent-kafka (librdkafka, in C) so that the harness costs the box as little CPU as
+possible while a system is measured. Keys are partitioned with murmur2, as the Java client, aiokafka
+(and so Faust) and Quix Streams do, so pre-loaded records land where the pipeline would put them.
+"""
+from __future__ import annotations
+
+import string
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from app import broker as broker_mod
+from app.settings import REPO_ROOT
+from app.topics import TOPIC_SPECS, topic_config
+
+BENCH_HOME = REPO_ROOT / ".run" / "bench"
+PORT, CONTROLLER_PORT = 39192, 39193
+
+
+class BenchBroker(broker_mod.LocalBroker):
+    """LocalBroker on the benchmark's ports and home; renders either template syntax ({x} or ${x})."""
+
+    def __init__(self, home: Path = BENCH_HOME / "kafka", heap: str = "1g") -> None:
+        super().__init__(home=home, port=PORT, controller_port=CONTROLLER_PORT, heap=heap)
+
+    def _render_config(self) -> None:
+        template = (broker_mod.DEPLOY / "server.properties.template").read_text()
+        values = {"port": self.port, "controller_port": self.controller_port, "data_dir": self.data_dir}
+        text = string.Template(template).safe_substitute(values) if "${" in template else template.format(**values)
+        self.config.write_text(text)
+
+
+def _producer_conf(bootstrap: str, **extra) -> dict:
+    return {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "acks": "all",
+            "linger.ms": 5, "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576, **extra}
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def list_topics(bootstrap: str) -> set[str]:
+    return set(admin(bootstrap).list_topics(timeout=10).topics)
+
+
+def delete_topics(bootstrap: str, predicate: Callable[[str], bool], timeout: float = 60.0) -> None:
+    client = admin(bootstrap)
+    doomed = [t for t in client.list_topics(timeout=10).topics if not t.startswith("__") and predicate(t)]
+    if not doomed:
+        return
+    for future in client.delete_topics(doomed, operation_timeout=30).values():
+        try:
+            future.result()
+        except KafkaException:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not set(doomed) & set(client.list_topics(timeout=10).topics):
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"topics not deleted after {timeout}s: {doomed[:5]}")
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int, configs: dict[str, dict] | None = None,
+                  timeout: float = 60.0) -> None:
+    """Create topics, retrying while a deletion of the same name is still settling."""
+    client = admin(bootstrap)
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = wanted - set(client.list_topics(timeout=10).topics)
+        if not missing:
+            return
+        futures = client.create_topics([NewTopic(t, partitions, 1, config=(configs or {}).get(t, {}))
+                                        for t in sorted(missing)], operation_timeout=30)
+        for future in futures.values():
+            try:
+                future.result()
+            except KafkaException:
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"could not create {sorted(missing)[:5]}")
+        time.sleep(0.5)
+
+
+def reset_pipeline_topics(bootstrap: str, partitions: int) -> None:
+    """A clean slate for a pipeline run: the contract topics (whose names are fixed) and every changelog."""
+    contract = {s.name for s in TOPIC_SPECS}
+    delete_topics(bootstrap, lambda t: t in contract or t.startswith("retail-bench") or t.startswith("pipeline-"))
+    create_topics(bootstrap, contract, partitions, {s.name: topic_config(s) for s in TOPIC_SPECS})
+
+
+def preload(bootstrap: str, records: Iterable[tuple[str, bytes, bytes]], **conf) -> int:
+    """Write (topic, key, value) records as fast as the producer goes; returns the count."""
+    producer = Producer(_producer_conf(bootstrap, **{"linger.ms": 50, "batch.size": 1_000_000,
+                                                     "compression.type": "none", **conf}))
+    sent = 0
+    for topic, key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key or None)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent += 1
+        if sent % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(120) != 0:
+        raise RuntimeError("pre-load did not complete")
+    return sent
+
+
+def produce_at_rate(bootstrap: str, records: list[tuple[str, bytes, bytes]], rate: float) -> tuple[float, float]:
+    """Open-loop producer: record i is sent at start + i/rate whatever the consumers do.
+
+    Returns (start, end) wall times. It catches up after a stall rather than slowing down.
+    """
+    producer = Producer(_producer_conf(bootstrap))
+    start = time.time()
+    for i, (topic, key, value) in enumerate(records):
+        due = start + i / rate
+        delay = due - time.time()
+        if delay > 0.001:
+            time.sleep(delay)
+        while True:
+            try:
+                producer.produce(topic, value, key or None)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 200 == 0:
+            producer.poll(0)
+    end = time.time()
+    producer.flush(60)
+    return start, end
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets", "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Collected:
+    """What a collector saw: Kafka timestamps (ms) of every record, and optional ids parsed from values."""
+
+    count: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    last_seen: float = 0.0                 # wall time the last record arrived at the collector
+    ids: list[tuple[str, int]] = field(default_factory=list)  # (id, timestamp ms), when an extractor is given
+
+
+class Collector(threading.Thread):
+    """Reads output topics from given offsets in a background thread and keeps counts and timestamps."""
+
+    def __init__(self, bootstrap: str, topics: list[str], extract: Callable[[bytes], str | None] | None = None,
+                 start_offsets: dict[str, dict[int, int]] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.extract = extract
+        self.start_offsets = start_offsets or {}
+        self.result = Collected()
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"bench-collector-{time.time_ns()}",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                             "fetch.wait.max.ms": 20, "topic.metadata.refresh.interval.ms": 1000})
+        assignment = []
+        for topic in self.topics:
+            meta = None
+            for _ in range(100):
+                meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+                if meta is not None and meta.partitions and meta.error is None:
+                    break
+                time.sleep(0.2)
+            offsets = self.start_offsets.get(topic, {})
+            assignment += [TopicPartition(topic, p, offsets.get(p, 0)) for p in meta.partitions]
+        consumer.assign(assignment)
+        self.ready.set()
+        r = self.result
+        try:
+            while not self.stopping.is_set():
+                batch = consumer.consume(num_messages=5000, timeout=0.1)
+                if not batch:
+                    continue
+                now = time.time()
+                for m in batch:
+                    if m.error():
+                        continue
+                    ts = m.timestamp()[1]
+                    r.count += 1
+                    if r.first_ts is None or ts < r.first_ts:
+                        r.first_ts = ts
+                    if r.last_ts is None or ts > r.last_ts:
+                        r.last_ts = ts
+                    if self.extract is not None:
+                        ident = self.extract(m.value())
+                        if ident is not None:
+                            r.ids.append((ident, ts))
+                r.last_seen = now
+        finally:
+            consumer.close()
+
+    def wait_idle(self, idle: float, timeout: float, at_least: int = 1) -> bool:
+        """Block until `at_least` records were seen and none arrived for `idle` s (or the timeout)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = self.result
+            if r.count >= at_least and time.time() - r.last_seen >= idle:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self) -> Collected:
+        self.stopping.set()
+        self.join(timeout=30)
+        return self.result
+
+
+def read_timestamps(bootstrap: str, topics: list[str], extract: Callable[[str, bytes], str | None],
+                    timeout: float = 120.0) -> dict[str, int]:
+    """Read whole topics and map an id taken from each value to its earliest record timestamp."""
+    ends = {t: end_offsets(bootstrap, t) for t in topics}
+    total = sum(sum(v.values()) for v in ends.values())
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-reader-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(t, p, 0) for t, parts in ends.items() for p in parts])
+    seen: dict[str, int] = {}
+    read = 0
+    deadline = time.time() + timeout
+    try:
+        while read < total and time.time() < deadline:
+            for m in consumer.consume(num_messages=10000, timeout=0.5):
+                if m.error():
+                    continue
+                read += 1
+                ident = extract(m.topic(), m.value())
+                if ident is None:
+                    continue
+                ts = m.timestamp()[1]
+                if ident not in seen or ts < seen[ident]:
+                    seen[ident] = ts
+    finally:
+        consumer.close()
+    return seen

@@ -1,0 +1,303 @@
+"""The measurements: drain throughput, open-loop latency, and changelog recovery of a fresh worker."""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from dataclasses import dataclass
+
+import orjson
+
+from bench import kafka, systems, workload
+from bench.workload import Dataset
+
+PEERS = ("ceiling", "quix")
+
+
+@dataclass
+class Prepared:
+    """The data of one `make bench` invocation, generated once and shared by every system."""
+
+    dataset: Dataset
+    master: list[workload.Record]
+    catalogue: workload.Catalogue
+    limits: dict[str, int]   # raw events per system (a prefix of the data set: the slow ones get less)
+
+    def for_system(self, system: str) -> Prepared:
+        limit = self.limits.get(system)
+        return self if limit is None else Prepared(self.dataset.prefix(limit), self.master, self.catalogue, {})
+
+
+def _input_records(system: str, data: Prepared, movements: list[workload.Record] | None = None):
+    if system == "pipeline":
+        return data.master + data.dataset.raw
+    rows = movements if movements is not None else data.dataset.movements
+    if system == "positions":
+        return data.master + rows
+    return [(systems.PEER_INPUT, k, v) for _, k, v in rows]
+
+
+def prepare_input(system: str, bootstrap: str, data: Prepared, peer_loaded: set[str]) -> None:
+    """Fresh pipeline topics (their names are fixed) or, for peers, the shared input loaded once."""
+    if system in PEERS:
+        if systems.PEER_INPUT not in peer_loaded:
+            kafka.delete_topics(bootstrap, lambda t: t == systems.PEER_INPUT)
+            kafka.create_topics(bootstrap, [systems.PEER_INPUT], 8)
+            kafka.preload(bootstrap, _input_records(system, data))
+            peer_loaded.add(systems.PEER_INPUT)
+        return
+    kafka.reset_pipeline_topics(bootstrap, 8)
+    kafka.preload(bootstrap, _input_records(system, data))
+
+
+def wait_master_loaded(bootstrap: str, d: systems.Deployment, data: Prepared, timeout: float = 300.0) -> None:
+    """Wait until the workers' global master tables hold every item and location.
+
+    As in production, master data is loaded before the traffic: raw events that arrive before their
+    item is in the table are dead-lettered (UNKNOWN_ITEM), which is not what is being measured.
+    """
+    wanted = {f"{d.app_id}-master-items-changelog": sum(1 for t, _, _ in data.master if t == "master.items"),
+              f"{d.app_id}-master-locations-changelog": sum(1 for t, _, _ in data.master if t != "master.items")}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(sum(kafka.end_offsets(bootstrap, t).values()) >= n for t, n in wanted.items()):
+            time.sleep(2.0)  # every worker's global table reads the changelog back
+            return
+        if not all(p.alive() for p in d.processes):
+            raise RuntimeError(f"{d.system} exited; see {d.processes[0].log}")
+        time.sleep(0.5)
+    raise TimeoutError(f"master data not loaded after {timeout}s; see {d.processes[0].log}")
+
+
+def _profile(pid: int, out: str, duration: float) -> subprocess.Popen:
+    spy = Path(sys.executable).with_name("py-spy")
+    fmt = "raw" if out.endswith(".txt") else "flamegraph"  # raw: collapsed stacks, for self-time tables
+    return subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--output", out,
+                             "--format", fmt, "--duration", str(int(duration)), "--rate", "50", "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def throughput(system: str, bootstrap: str, data: Prepared, tag: str, workers: int, cpus: set[int] | None,
+               peer_loaded: set[str], idle: float | None = None, timeout: float = 900.0,
+               profile: str | None = None) -> dict:
+    """Pre-load, start, and time from the first to the last output record (and from process start)."""
+    data = data.for_system(system)
+    expected = len(data.dataset.movements) if system in PEERS else 1
+    # Peers: the exact output count is known. The pipeline's is not (duplicates, dead letters,
+    # follow-ups), so it ends when no output came for a while; long enough to ride out a busy box.
+    idle = idle or (8.0 if system in PEERS else 20.0)
+    if system in PEERS:
+        prepare_input(system, bootstrap, data, peer_loaded)
+        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus)
+    else:  # master data first, then the pre-loaded traffic once the workers hold it
+        kafka.reset_pipeline_topics(bootstrap, 8)
+        kafka.preload(bootstrap, data.master)
+        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus)
+    collector = kafka.Collector(bootstrap, [d.output])
+    collector.start()
+    profiler = None
+    try:
+        if system not in PEERS:
+            systems.wait_started(d, bootstrap)
+            wait_master_loaded(bootstrap, d, data)
+            kafka.preload(bootstrap, _input_records(system, data)[len(data.master):])
+        started = d.processes[0].started_at
+        if profile:  # steady state only: from the first output on
+            while not collector.result.count and time.time() - started < timeout:
+                time.sleep(0.05)
+            profiler = _profile(d.processes[0].proc.pid, profile, 30)
+        collector.wait_idle(idle, timeout, at_least=expected)
+        result = collector.stop()
+    finally:
+        if profiler is not None:
+            profiler.wait(timeout=120)
+        d.stop()
+    if not result.count:
+        raise RuntimeError(f"{system}: no output; see {d.processes[0].log}")
+    first, last = result.first_ts / 1000, result.last_ts / 1000
+    drain = max(last - first, 1e-3)
+    cpu = sum(p.sampler.cpu_between(first, last) for p in d.processes)
+    out = {
+        "system": system, "workers": workers, "outputs": result.count,
+        "inputs": len(data.dataset.raw) if system == "pipeline" else len(data.dataset.movements),
+        "drain_s": drain, "outputs_per_s": result.count / drain, "wall_from_start_s": last - started,
+        "cpu_s": cpu, "cpu_util": cpu / drain, "kernel_share": d.processes[0].sampler.system_share(first, last), "peak_rss_mb": sum(p.sampler.peak_rss() for p in d.processes) / 2**20,
+    }
+    out["inputs_per_s"] = out["inputs"] / drain
+    out["outputs_per_cpu_s"] = result.count / cpu if cpu else None
+    return out
+
+
+def _tagged_movements(movements: list[workload.Record], count: int) -> list[workload.Record]:
+    """`count` movements, cycling the data set with new movement ids so no repeat is a duplicate."""
+    out = []
+    for i in range(count):
+        topic, key, value = movements[i % len(movements)]
+        lap = i // len(movements)
+        if lap:
+            value = value.replace(b'"movement_id":"', b'"movement_id":"lap%d-' % lap, 1)
+        out.append((topic, key, value))
+    return out
+
+
+def _movement_id(value: bytes) -> str | None:
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    cause = doc.get("cause")
+    return cause["movement_id"] if cause else doc.get("movement_id")
+
+
+def _source_event_id(value: bytes) -> str | None:
+    try:
+        return orjson.loads(value)["cause"]["source_event_id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int, cpus: set[int] | None,
+            rate: float, seconds: float, warmup: float = 0.2) -> dict:
+    """Open-loop load at `rate` inputs/s for `seconds`; latency = output record ts − input record ts.
+
+    Pipeline: raw record → availability record, matched via cause.source_event_id. Position stage
+    and peers: movement → its availability record or delta, matched via the movement id.
+    """
+    # The harness shares a core with the broker: at most 300,000 records per point (fast systems get
+    # a shorter window at their rate).
+    count = max(1, min(int(rate * seconds), 300_000))
+    if system == "pipeline":
+        extra = workload.raw_events(data.catalogue, count, seed=hash(tag) % 10_000 + 100)
+        feed = extra
+    else:
+        feed = _input_records(system, data, _tagged_movements(data.dataset.movements, count))
+    if system in PEERS:
+        source_topic = f"bench.latency.{tag}"
+        kafka.create_topics(bootstrap, [source_topic], 8)
+        feed = [(source_topic, k, v) for _, k, v in feed]
+        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus, peer_input=source_topic)
+    else:
+        kafka.reset_pipeline_topics(bootstrap, 8)
+        kafka.preload(bootstrap, data.master)
+        if system == "positions":
+            feed = feed[len(data.master):]
+        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus)
+    extract = _source_event_id if system == "pipeline" else _movement_id
+    collector = kafka.Collector(bootstrap, [d.output], extract=extract)
+    collector.start()
+    if system == "pipeline":
+        first = workload.raw_events(data.catalogue, 1, seed=9_999)
+    else:
+        topic, key, value = feed[0]
+        first = [(topic, key, value.replace(b'"movement_id":"', b'"movement_id":"warmup-', 1))]
+    try:
+        systems.wait_started(d, bootstrap)
+        if system not in PEERS:
+            wait_master_loaded(bootstrap, d, data)
+        collector.ready.wait(30)
+        # The clock starts once the system has answered one record: it has its partitions and is warm.
+        kafka.preload(bootstrap, first)
+        if not collector.wait_idle(0.5, timeout=120, at_least=1):
+            raise RuntimeError(f"{system}: no answer to the warm-up record; see {d.processes[0].log}")
+        started, ended = kafka.produce_at_rate(bootstrap, feed, rate)
+        collector.wait_idle(5.0, timeout=600, at_least=1)
+        result = collector.stop()
+        cpu = sum(p.sampler.cpu_between(started, ended) for p in d.processes)
+        rss = sum(p.sampler.peak_rss() for p in d.processes) / 2**20
+    finally:
+        d.stop()
+    topics = sorted({t for t, _, _ in feed})
+    if system == "pipeline":
+        sent = kafka.read_timestamps(bootstrap, topics, workload.source_event_id)
+    else:
+        sent = kafka.read_timestamps(bootstrap, topics, lambda _t, v: _movement_id(v))
+    cutoff = (started + warmup * (ended - started)) * 1000
+    lat = [ts - sent[i] for i, ts in result.ids if i in sent and sent[i] >= cutoff]
+    if not lat:
+        raise RuntimeError(f"{system}: no latency samples; see {d.processes[0].log}")
+    return {"system": system, "workers": workers, "rate": rate, "offered_s": ended - started,
+            "achieved_rate": count / max(ended - started, 1e-3), "samples": len(lat),
+            "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
+            "max_ms": max(lat), "mean_ms": statistics.fmean(lat),
+            "behind_s": (result.last_ts / 1000 - ended) if result.last_ts else None,  # > 1 s: it could not keep up "cpu_util": cpu / max(ended - started, 1e-3),
+            "peak_rss_mb": rss}
+
+
+def _position_records(changelog: str, catalogue: workload.Catalogue, count: int):
+    """`count` positions in the table's own changelog format: key b"SKU@LOC", value Position JSON."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from app.domain.keys import position_key
+    from app.models.canonical import Position
+
+    marks = {f"pos:S001-R1-{i:08d}:1:line": [1795766400, 1795766400, -1] for i in range(3)}
+    template = Position(sku="@SKU@", location_id="@LOC@", on_hand=37, reserved=1, safety_stock=1, version=5,
+                        avg_cost=Decimal("7.1234"), applied=marks,
+                        last_count_at=datetime(2026, 11, 27, 9, tzinfo=UTC)).model_dump_json()
+    locations = catalogue.stores() + catalogue.dcs()
+    n = 0
+    for loc in locations:
+        for sku in catalogue.skus():
+            if n >= count:
+                return
+            n += 1
+            yield changelog, position_key(sku, loc).encode(), template.replace("@SKU@", sku).replace(
+                "@LOC@", loc).encode()
+
+
+def recovery(bootstrap: str, data: Prepared, tag: str, count: int, cpus: set[int] | None,
+             timeout: float = 900.0) -> dict:
+    """A fresh worker (empty data dir) restores `count` positions from the changelog and serves them."""
+    from app.domain.keys import position_key
+    from app.models.canonical import Movement
+
+    kafka.reset_pipeline_topics(bootstrap, 8)
+    kafka.preload(bootstrap, data.master)
+    app_id = f"pipeline-{tag}"
+    changelog = f"{app_id}-positions-changelog"
+    kafka.create_topics(bootstrap, [changelog], 8, {changelog: {"cleanup.policy": "compact"}})
+    loaded = kafka.preload(bootstrap, _position_records(changelog, data.catalogue, count))
+    size_mb = None
+    d = systems.start("pipeline", bootstrap, tag, cpus=cpus)
+    worker = d.processes[0]
+    sku, loc = data.catalogue.skus()[-1], data.catalogue.stores()[0]
+    try:
+        t0 = worker.started_at
+        ready = worker.wait_ready(timeout)
+        lookup = None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if worker.http_status(f"/v1/positions/{sku}/{loc}", systems.TOKEN) == 200:
+                lookup = time.time()
+                break
+            time.sleep(0.1)
+        # Serve through the stream too: one more movement must build on the restored version 5.
+        probe = Movement(movement_id=f"bench:probe-{tag}:1:line", movement_type="RECEIPT", sku=sku,
+                         location_id=loc, quantity=1, source_system="wms", source_event_id=f"probe-{tag}",
+                         source_line="1", correlation_id="probe", occurred_at="2026-11-27T10:00:00Z",
+                         business_date="2026-11-27", unit_cost="7.00")
+        collector = kafka.Collector(bootstrap, ["inventory.availability"], extract=lambda v: str(
+            orjson.loads(v).get("version")))
+        collector.start()
+        collector.ready.wait(30)
+        kafka.preload(bootstrap, [("inventory.movements", position_key(sku, loc).encode(),
+                                   probe.model_dump_json().encode())])
+        collector.wait_idle(1.0, timeout=120, at_least=1)
+        seen = collector.stop()
+        probed = seen.last_seen if seen.count else None
+        rss = worker.sampler.peak_rss() / 2**20
+        cpu = worker.sampler.samples[-1][1] if worker.sampler.samples else None
+    finally:
+        d.stop()
+    return {"positions": loaded, "ready_s": ready - t0, "lookup_s": (lookup - t0) if lookup else None,
+            "probe_s": (probed - t0) if probed else None,
+            "probe_version": int(seen.ids[-1][0]) if seen.ids else None,
+            "positions_per_s": loaded / (ready - t0), "peak_rss_mb": rss, "cpu_s": cpu, "changelog_mb": size_mb}

@@ -1,0 +1,115 @@
+"""The systems under test, each started the same way: fresh state, its input pre-loaded, then timed.
+
+* `ceiling`   bare aiokafka loop (bench.peers.ceiling) on `bench.movements`
+* `quix`      Quix Streams (bench.peers.quix) on `bench.movements`
+* `positions` our worker with only the position stage (STAGES=positions,master) on `inventory.movements`
+* `pipeline`  our worker with every stage, fed the raw channel topics
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import kafka
+from app.settings import REPO_ROOT
+from bench.procs import SystemProcess, python
+
+RUN_DIR = kafka.BENCH_HOME / "runs"
+PEER_INPUT = "bench.movements"
+TOKEN = "bench-viewer"
+
+
+@dataclass
+class Deployment:
+    """A started system: its processes and where its output goes."""
+
+    system: str
+    processes: list[SystemProcess]
+    output: str
+    app_id: str
+    extra: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        for p in self.processes:
+            p.stop()
+
+
+def _fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+_TABLES: dict[str, list[str]] = {}
+
+
+def table_names(stages: str) -> list[str]:
+    """The tables a worker with these stages declares (asked of the app itself, once per stage set)."""
+    if stages not in _TABLES:
+        code = ("from app.worker import load_stages; app = load_stages(); "
+                "print(' '.join(sorted(t.name for t in app.tables.values())))")
+        env = {**os.environ, "APP_ID": "bench-probe", "STAGES": stages}
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True).stdout
+        _TABLES[stages] = out.split()
+    return _TABLES[stages]
+
+
+def declare_app_topics(bootstrap: str, app_id: str, stages: str, partitions: int = 8) -> None:
+    """Create the worker's changelog and assignor topics before it starts.
+
+    A worker that creates them itself can join its group before the broker's metadata lists the
+    topics it just created; Faust then ignores them and the worker sits idle until the next metadata
+    refresh (5 minutes). Declaring them up front keeps every run's start-up the same.
+    """
+    changelogs = [f"{app_id}-{name}-changelog" for name in table_names(stages)]
+    kafka.create_topics(bootstrap, changelogs, partitions, {t: {"cleanup.policy": "compact"} for t in changelogs})
+    kafka.create_topics(bootstrap, [f"{app_id}-__assignor-__leader"], 1)
+
+
+def worker_env(bootstrap: str, app_id: str, data_dir: Path, web_port: int, stages: str = "") -> dict[str, str]:
+    env = {"KAFKA_BOOTSTRAP": bootstrap, "APP_ID": app_id, "DATA_DIR": str(data_dir), "WEB_PORT": str(web_port),
+           "WEB_HOST": "127.0.0.1", "API_TOKENS": f"{TOKEN}=viewer", "TOPIC_PARTITIONS": "8",
+           "LOG_LEVEL": "warning"}
+    if stages:
+        env["STAGES"] = stages
+    return env
+
+
+def start(system: str, bootstrap: str, tag: str, workers: int = 1, cpus: set[int] | None = None,
+          peer_input: str = PEER_INPUT) -> Deployment:
+    """Start `system` (its input must already be loaded); `tag` makes its group, topics and dirs unique."""
+    base = _fresh(RUN_DIR / tag)
+    if system in ("ceiling", "quix"):
+        output = f"bench.deltas.{tag}"
+        kafka.create_topics(bootstrap, [output], 8)
+        args = ["--bootstrap", bootstrap, "--group", f"g-{tag}", "--input", peer_input, "--output", output]
+        if system == "quix":
+            args += ["--state", str(base / "state")]
+        proc = SystemProcess(system, python(f"bench.peers.{system}", *args), {}, base / f"{system}.log", cpus=cpus)
+        return Deployment(system, [proc.start()], output, f"g-{tag}")
+    stages = "positions,master" if system == "positions" else ""
+    app_id = f"pipeline-{tag}"
+    declare_app_topics(bootstrap, app_id, stages)
+    procs = []
+    for i in range(workers):
+        port = 39300 + i
+        env = worker_env(bootstrap, app_id, base / f"w{i}", port, stages)
+        procs.append(SystemProcess(f"{system}-w{i}", python("app.cli", "worker"), env, base / f"w{i}.log",
+                                   cpus=cpus if workers == 1 else None, web_port=port).start())
+    return Deployment(system, procs, "inventory.availability", app_id)
+
+
+def wait_started(d: Deployment, bootstrap: str, timeout: float = 180.0) -> float:
+    """Pipeline workers: readyz 200 on every worker. Peers: the process is up (they have no probe)."""
+    if d.system in ("ceiling", "quix"):
+        time.sleep(0.5)
+        if not d.processes[0].alive():
+            raise RuntimeError(f"{d.system} exited; see {d.processes[0].log}")
+        return time.time()
+    return max(p.wait_ready(timeout) for p in d.processes)

@@ -1,0 +1,508 @@
+"""One chaos run: workers, phased production with barriers, faults at chosen points, final verdict.
+
+The driver produces phase k while faults happen, then waits (the barrier) until the pipeline has
+applied every movement of phases <= k, as the tracker sees on `inventory.availability`, before it
+produces phase k+1. At the end it reads every raw topic back (with the phase headers), replays it
+through the oracle in the order each partition holds it, reads every output, and compares.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.broker import LocalBroker
+from app.kafka_io import create_topics
+from app.settings import REPO_ROOT
+from tests.chaos.cluster import Cluster
+from tests.chaos.kafka_tools import (
+    AVAILABILITY, DLQ, POSTINGS, LoopThread, Producer, Tracker, count_keys, group_by_partition_order, group_lag,
+    lagging, read_to_end,
+)
+from tests.chaos.oracle import Oracle, RawInput, master_from
+from tests.chaos.verify import BUCKETS, Verdict, compare
+from tests.chaos.workload import RAW_TOPICS, ChaosWorkload, RawRecord
+from tests.e2e.harness import VIEWER
+
+CHAOS_HOME = REPO_ROOT / ".run" / "chaos"
+RESULTS = CHAOS_HOME / "results"
+
+# A fault is a callable run by the driver when the phase's production reaches a fraction.
+FaultPlan = list[tuple[float, str, Callable[["ChaosRun"], None]]]
+
+
+class BarrierTimeout(AssertionError):
+    pass
+
+
+@dataclass
+class ChaosRun:
+    name: str
+    broker: LocalBroker
+    seed: int = 11
+    n_skus: int = 40
+    rate: float = 80.0
+    barrier_timeout: float = 240.0
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        self.token = uuid.uuid4().hex[:6].upper()
+        self.namespace = f"C{self.token}"
+        self.app_id = f"chaos-{self.name}-{self.token.lower()}"
+        self.run_dir = CHAOS_HOME / "runs" / f"{self.name}-{stamp}-{self.token.lower()}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.loop = LoopThread()
+        # Faust logs which step of a partition's event path is stuck (no fetch, stream idle, no
+        # commit) after STREAM_PROCESSING_TIMEOUT seconds; 300 by default, too late for a test.
+        env = {"STREAM_PROCESSING_TIMEOUT": "30", **self.worker_env}
+        self.cluster = Cluster(self.broker, self.run_dir, self.app_id, env=env)
+        self.workload = ChaosWorkload(self.namespace, seed=self.seed, n_skus=self.n_skus)
+        self.producer = Producer(self.broker.bootstrap, self.loop)
+        self.tracker: Tracker | None = None
+        self.phase_oracle: Oracle | None = None
+        self.generated: list[RawRecord] = []
+        self.barriers: list[dict] = []
+        self.notes: list[str] = []
+        self.figures: dict = {}
+        self.verdict: Verdict | None = None
+        self.began = time.monotonic()
+
+    # --- set-up ----------------------------------------------------------------------------------
+    def setup(self, workers: list[str]) -> None:
+        self.loop.run(create_topics(self.broker.bootstrap, 8), 120)
+        self.loop.run(declare_changelogs(self.broker.bootstrap, self.app_id, 8), 120)
+        for name in workers:
+            self.cluster.start(name)
+        master = self.workload.master_records()
+        self.producer.send(master)
+        self._wait_master(len(self.workload.skus), len(self.workload.locations))
+        self.phase_oracle = Oracle(*master_from(master))
+        self.tracker = Tracker(self.broker.bootstrap, self.loop, self.namespace)
+        self._run_phase(0, self.workload.opening_stock(), [], rate=0)
+
+    def _wait_master(self, n_items: int, n_locations: int, timeout: float = 120.0) -> None:
+        """Master data reaches every worker's global tables before the first movement needs it.
+
+        Asked of each worker through GET /v1/master/... when the build serves it; otherwise the
+        master changelogs must hold every key, plus a grace period for the global tables.
+        """
+        deadline = time.monotonic() + timeout
+        paths = ([f"/v1/master/items/{sku}" for sku in self.workload.skus]
+                 + [f"/v1/master/locations/{loc}" for loc in self.workload.locations])
+        missing: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            served = [self._get(name, paths[0])[0] for name in self.cluster.alive()]
+            if any(status not in (200, 404) for status in served) or (404 in served and not self._has_view(
+                    self.cluster.alive()[0], "/v1/master/items/")):
+                break  # this build has no master view: fall back to the changelogs
+            missing = {name: sum(self._get(name, p)[0] != 200 for p in paths) for name in self.cluster.alive()}
+            if not any(missing.values()):
+                return
+            time.sleep(1.0)
+        else:
+            raise BarrierTimeout(f"master data not in every worker's global tables after {timeout}s: "
+                                 f"missing per worker {missing}\n{self.cluster.logs()}")
+        items = f"{self.app_id}-master-items-changelog"
+        locations = f"{self.app_id}-master-locations-changelog"
+        while time.monotonic() < deadline:
+            got_items = self.loop.run(count_keys(self.broker.bootstrap, items), 60)
+            got_locations = self.loop.run(count_keys(self.broker.bootstrap, locations), 60)
+            if got_items >= n_items and got_locations >= n_locations:
+                time.sleep(3.0)  # the changelog is written; let every worker's global table read it
+                return
+            time.sleep(1.0)
+        raise BarrierTimeout(f"master data not in the master changelogs after {timeout}s\n{self.cluster.logs()}")
+
+    def _get(self, name: str, path: str) -> tuple[int, object]:
+        request = urllib.request.Request(self.cluster.workers[name].url + path,
+                                         headers={"Authorization": f"Bearer {VIEWER}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                return exc.code, json.loads(exc.read() or b"null")
+            except ValueError:
+                return exc.code, None
+        except (OSError, ValueError):
+            return 0, None
+
+    def _has_view(self, name: str, prefix: str) -> bool:
+        """Does this build serve the view? An unknown key answers a JSON 404, a missing route does not."""
+        status, body = self._get(name, f"{prefix}{self.namespace}-NOSUCH")
+        return status == 404 and isinstance(body, dict)
+
+    # --- phases ----------------------------------------------------------------------------------
+    def phase(self, k: int, n_events: int, faults: FaultPlan = (), *, final: bool = False) -> None:
+        self._run_phase(k, self.workload.phase_records(k, n_events, final=final), list(faults), rate=self.rate)
+
+    def _run_phase(self, k: int, records: list[RawRecord], faults: FaultPlan, rate: float) -> None:
+        self.generated.extend(records)
+        for record in records:
+            self.phase_oracle.feed(RawInput(record.topic, -1, -1, record.key, record.value, k, record.bad))
+        future, progress = self.producer.start_sending(records, rate)
+        for fraction, label, fault in sorted(faults, key=lambda f: f[0]):
+            while progress.sent < fraction * progress.total and not future.done():
+                time.sleep(0.05)
+            self.notes.append(f"phase {k}: {label} at {progress.sent}/{progress.total} records "
+                              f"(t={self.cluster.elapsed():.0f}s)")
+            fault(self)
+        future.result()
+        self.barrier(k)
+
+    def barrier(self, k: int, stall: float = 45.0) -> float:
+        """Wait until every key has reached the version the oracle expects after phase k.
+
+        If the pipeline stops emitting for `stall` seconds with keys still behind (an output that
+        will never come), carry on: the final key-by-key comparison says what is missing and why.
+        A pipeline that makes no progress at all before `barrier_timeout` fails the run here.
+        """
+        expected = self.phase_oracle.result.versions()
+        began = time.monotonic()
+        deadline = began + self.barrier_timeout
+        behind = self.tracker.behind(expected)
+        while behind and time.monotonic() < deadline:
+            time.sleep(0.5)
+            behind = self.tracker.behind(expected)
+            with self.tracker.lock:
+                quiet = time.monotonic() - max(self.tracker.seen.last_output_at, began)
+            if behind and quiet > stall and len(behind) <= 0.05 * len(expected):
+                self.notes.append(f"phase {k}: barrier gave up after {stall:.0f}s without output with "
+                                  f"{len(behind)} keys behind: {sorted(behind.items())[:5]}")
+                break
+        took = time.monotonic() - began
+        self.barriers.append({"phase": k, "seconds": round(took, 1), "keys": len(expected),
+                              "movements": len(self.phase_oracle.result.applied), "keys_behind": len(behind)})
+        if behind and time.monotonic() >= deadline:
+            seen = self.tracker.snapshot()
+            try:
+                lag = lagging(self.loop.run(group_lag(self.broker.bootstrap, self.app_id), 60))
+            except Exception as exc:  # diagnostics only
+                lag = {"error": repr(exc)}
+            message = (f"phase {k}: {len(behind)} keys still behind after {took:.0f}s, e.g. "
+                       f"{sorted(behind.items())[:10]}; outputs seen (availability, posting ids, dlq)={seen}; "
+                       f"alive={self.cluster.alive()}; consumer group lag {lag}; faults so far: {self.notes}")
+            (self.run_dir / "failure.txt").write_text(message + "\n")
+            raise BarrierTimeout(f"{message}\n{self.cluster.logs()}")
+        return took
+
+    # --- faults (called from fault plans) ---------------------------------------------------------
+    def kill_and_restart(self, name: str, down_for: float = 2.0, *, fresh: bool = False) -> None:
+        self.cluster.kill(name)
+        time.sleep(down_for)
+        self.cluster.start(name, fresh=fresh, kind="restart_after_sigkill" + ("_empty_dir" if fresh else ""))
+
+    def stop_and_restart(self, name: str) -> None:
+        """SIGTERM (drain, commit, leave the group), then start the same worker on the same data dir."""
+        self.cluster.stop(name)
+        self.cluster.start(name, kind="restart_after_sigterm")
+
+    def broker_outage(self, down_for: float) -> None:
+        """The broker is gone for `down_for` seconds while the workers keep running."""
+        self.producer.pause()
+        alive_before = set(self.cluster.alive())
+        try:
+            began = time.monotonic()
+            self.broker.stop()
+            time.sleep(down_for)
+            survived = set(self.cluster.alive())
+            self.broker.start(timeout=180)
+            back = time.monotonic()
+        finally:
+            self.producer.resume()
+        resumed = self.wait_progress(back, timeout=180)
+        fault = self.cluster._record("broker_outage", "broker", f"down {back - began:.1f}s", back - began)
+        fault.extra = {"workers_alive_through_outage": sorted(survived), "workers_before": sorted(alive_before),
+                       "resumed_after_s": None if resumed is None else round(resumed, 1)}
+
+    def kill_many_and_restart(self, names: list[str], down_for: float = 2.0) -> None:
+        for name in names:
+            self.cluster.kill(name)
+        time.sleep(down_for)
+        for name in names:
+            self.cluster.start(name, kind="restart_after_sigkill")
+
+    def add_worker(self, name: str) -> None:
+        self.cluster.start(name, fresh=True, kind="add_worker_empty_dir")
+
+    def remove_worker(self, name: str) -> None:
+        self.cluster.stop(name)
+
+    def restart_broker(self, *, hard: bool = False, down_for: float = 0.0) -> None:
+        self.producer.pause()
+        try:
+            self.cluster.restart_broker(hard=hard, down_for=down_for)
+        finally:
+            self.producer.resume()
+        resumed = self.wait_progress(time.monotonic(), timeout=120)
+        self.cluster.faults[-1].detail += (f"; outputs resumed {resumed:.1f}s after the broker was back"
+                                           if resumed is not None else "; no output within 120s")
+
+    def wait_progress(self, since: float, timeout: float) -> float | None:
+        deadline = since + timeout
+        while time.monotonic() < deadline:
+            with self.tracker.lock:
+                last = self.tracker.seen.last_output_at
+            if last > since:
+                return last - since
+            time.sleep(0.2)
+        return None
+
+    # --- the end ---------------------------------------------------------------------------------
+    def finish(self, *, settle: float = 3.0, posting_timeout: float = 120.0) -> Verdict:
+        expected_postings = sum(len(k) for k in self.phase_oracle.result.posting_kinds.values())
+        deadline = time.monotonic() + posting_timeout
+        while self.tracker.snapshot()[1] < expected_postings and time.monotonic() < deadline:
+            time.sleep(0.5)
+        quiet_since = time.monotonic()
+        last = self.tracker.snapshot()
+        while time.monotonic() - quiet_since < settle and time.monotonic() < deadline + 30:
+            time.sleep(0.5)
+            now = self.tracker.snapshot()
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+        self.cluster.sample_rss("end")
+        stalled = self._stalled_partitions()
+        web = self.check_web_view()
+        stops = {name: round(self.cluster.stop(name, record=False), 1) for name in self.cluster.alive()}
+        self.tracker.stop()
+        self.producer.close()
+
+        bootstrap = self.broker.bootstrap
+        raw = self.loop.run(read_to_end(bootstrap, RAW_TOPICS, raw_inputs=True), 300)
+        availability = self.loop.run(read_to_end(bootstrap, [AVAILABILITY], namespace=self.namespace), 300)
+        postings = self.loop.run(read_to_end(bootstrap, [POSTINGS], namespace=self.namespace), 300)
+        dlq = self.loop.run(read_to_end(bootstrap, [DLQ]), 300)
+
+        oracle = Oracle(*master_from(self.workload.master_records()))
+        result = oracle.feed_all(group_by_partition_order(raw))
+        self.verdict = compare(result, raw, availability, postings, dlq)
+        if web.get("mismatches"):
+            self.verdict.mismatches["web_view"].extend(web["mismatches"])
+            self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
+            self.verdict.figures["mismatches"]["web_view"] = len(web["mismatches"])
+        if stalled:
+            # A partition whose committed offset stays behind its end while the workers idle: the
+            # pipeline stopped consuming it (a liveness failure, not a loss: a restart resumes it).
+            self.verdict.mismatches["partitions_not_consumed"].extend(
+                f"{topic}[{p}] lag {lag}" for topic, parts in sorted(stalled.items()) for p, lag in sorted(parts.items()))
+            self.verdict.figures["mismatches"]["partitions_not_consumed"] = sum(len(p) for p in stalled.values())
+            self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
+        self.forensics = self._forensics(bootstrap_keys(self.verdict)) if self.verdict.mismatch_total else {}
+        if self.verdict.mismatches.get("movements_lost"):
+            self.verdict.figures["movements_lost_by_cause"] = self._classify_lost()
+        self.loop.close()
+        self.figures = {
+            "run": self.name, "app_id": self.app_id, "namespace": self.namespace, "seed": self.seed,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "duration_s": round(time.monotonic() - self.began, 1),
+            "workers_started": len([f for f in self.cluster.faults if f.kind != "sigkill"]),
+            "faults": [f.as_dict() for f in self.cluster.faults],
+            "fault_notes": self.notes,
+            "barriers": self.barriers,
+            "worker_rss_kb": self.cluster.rss,
+            "graceful_stop_s": stops,
+            "web_view": {k: v for k, v in web.items() if k != "mismatches"},
+            "producer": {"records_sent": len(self.generated)},
+            "tracker_fetch_errors": self.tracker.errors,
+            **self.verdict.figures,
+        }
+        self._save()
+        return self.verdict
+
+    def check_web_view(self, sample: int = 40) -> dict:
+        """Cross-check the operators' position view (GET /v1/positions/{sku}/{location}), when served."""
+        alive = self.cluster.alive()
+        if not alive:
+            return {"status": "no live worker"}
+        if not self._has_view(alive[0], f"/v1/positions/{self.namespace}-NOWHERE/"):
+            return {"status": "not served by this build"}
+        expected = self.phase_oracle.result.positions
+        mismatches = []
+        keys = sorted(expected)[:: max(1, len(expected) // sample)][:sample]
+        for i, key in enumerate(keys):
+            sku, loc = key.rsplit("@", 1)
+            status, body = self._get(alive[i % len(alive)], f"/v1/positions/{sku}/{loc}")
+            position = body.get("position", body) if isinstance(body, dict) else {}
+            got = {b: position.get(b) for b in BUCKETS}
+            want = expected[key].buckets()
+            if status != 200 or got != want:
+                mismatches.append({"key": key, "status": status, "expected": want, "actual": got})
+        return {"status": "compared", "keys": len(keys), "mismatches": mismatches}
+
+    def _classify_lost(self) -> dict[str, int]:
+        """Why each lost movement is missing, from the last positions-changelog value of its key:
+        "applied_outputs_lost" (the position holds it, nothing downstream ever saw it) or
+        "never_applied" (the position never got it although it is in inventory.movements)."""
+        bootstrap = self.broker.bootstrap
+        changelog = self.loop.run(read_to_end(bootstrap, [f"{self.app_id}-positions-changelog"],
+                                              namespace=self.namespace), 300)
+        movements = self.loop.run(read_to_end(bootstrap, ["inventory.movements"], namespace=self.namespace), 300)
+        latest = {r.key: r.value for r in changelog}
+        in_topic = {(r.key, r.value.get("source_system"), r.value.get("source_event_id"), r.value.get("movement_type"))
+                    for r in movements}
+        counts: dict[str, int] = {}
+        for item in self.verdict.mismatches["movements_lost"]:
+            kind, rest = item["movement"].split(" ", 1)
+            source, key = rest.split(" @ ")
+            system, event_id = source.split(":", 1)
+            applied = (latest.get(key) or {}).get("applied") or {}
+            if any(mid.startswith(f"{system}:{event_id}:") for mid in applied):
+                cause = "applied_outputs_lost"
+            elif (key, system, event_id, kind) in in_topic:
+                cause = "never_applied"
+            else:
+                cause = "never_reached_inventory_movements"
+            item["cause"] = cause
+            counts[cause] = counts.get(cause, 0) + 1
+        return counts
+
+    def _stalled_partitions(self, wait: float = 6.0) -> dict[str, dict[int, int]]:
+        """Input partitions of the app's group that have a lag and make no progress for `wait` s."""
+        try:
+            first = self.loop.run(group_lag(self.broker.bootstrap, self.app_id), 60)
+            time.sleep(wait)
+            second = self.loop.run(group_lag(self.broker.bootstrap, self.app_id), 60)
+        except Exception as exc:  # diagnostics only: never hide the verdict behind them
+            self.notes.append(f"consumer group lag not available: {exc!r}")
+            return {}
+        stalled: dict[str, dict[int, int]] = {}
+        for topic, parts in second.items():
+            for p, (committed, end) in parts.items():
+                before = first.get(topic, {}).get(p, (None, None))[0]
+                if end > committed and before == committed:
+                    stalled.setdefault(topic, {})[p] = end - committed
+        return stalled
+
+    def _forensics(self, keys: list[str], limit: int = 12) -> dict:
+        """For keys that disagree: every movement record and every positions-changelog value, in order."""
+        keys = keys[:limit]
+        wanted = set(keys)
+        bootstrap = self.broker.bootstrap
+        movements = self.loop.run(read_to_end(bootstrap, ["inventory.movements"], namespace=self.namespace), 300)
+        changelog = self.loop.run(read_to_end(bootstrap, [f"{self.app_id}-positions-changelog"],
+                                              namespace=self.namespace), 300)
+        out: dict[str, dict] = {k: {"movements": [], "changelog": []} for k in keys}
+        for r in movements:
+            if r.key in wanted:
+                out[r.key]["movements"].append(
+                    f"p{r.partition}@{r.offset} {r.value.get('movement_type')} {r.value.get('source_system')}:"
+                    f"{r.value.get('source_event_id')} role={r.value.get('role')}")
+        for r in changelog:
+            if r.key in wanted:
+                applied = r.value.get("applied") or {}
+                out[r.key]["changelog"].append(
+                    f"p{r.partition}@{r.offset} v{r.value.get('version')} on_hand={r.value.get('on_hand')} "
+                    f"reserved={r.value.get('reserved')} applied={len(applied)} last={list(applied)[-1:]}")
+        return out
+
+    def _save(self) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        passed = self.verdict is not None and self.verdict.mismatch_total == 0
+        self.figures["passed"] = passed
+        path = RESULTS / f"{self.name}-{self.figures['started_at'].replace(':', '')}-{self.token.lower()}.json"
+        details = {k: v[:50] for k, v in (self.verdict.mismatches if self.verdict else {}).items() if v}
+        path.write_text(json.dumps({**self.figures, "mismatch_details": details,
+                                    "forensics": getattr(self, "forensics", {})}, indent=2, default=str))
+        with open(RESULTS / "history.jsonl", "a") as history:
+            history.write(json.dumps({"run": self.name, "at": self.figures["started_at"], "passed": passed,
+                                      "duration_s": self.figures["duration_s"],
+                                      "mismatch_total": self.figures.get("mismatch_total"),
+                                      "file": str(path.relative_to(REPO_ROOT))}) + "\n")
+        self.figures_path = path
+
+    def abort(self) -> None:
+        """Leave nothing running after a failed run; keep the logs."""
+        try:
+            if self.tracker is not None:
+                self.tracker.stop()
+        finally:
+            self.cluster.kill_all()
+            try:
+                self.loop.close()
+            except Exception:  # the loop may already be closed
+                pass
+
+
+def bootstrap_keys(verdict: Verdict) -> list[str]:
+    """The keys a verdict's mismatches are about, most telling first."""
+    keys: list[str] = []
+    for kind in ("movements_lost", "positions", "availability_version_gaps", "movements_applied_twice",
+                 "availability_version_conflicts", "postings_missing"):
+        for item in verdict.mismatches.get(kind, []):
+            key = item.get("key") if isinstance(item, dict) else None
+            if key is None and isinstance(item, dict) and "movement" in item:
+                key = item["movement"].rsplit(" @ ", 1)[-1]
+            if key and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def changelog_tables() -> list[str]:
+    """Names of the pipeline's tables, asked of the worker's own code in a child process."""
+    code = "from app.worker import load_stages; import json; print(json.dumps([t.name for t in load_stages().tables.values()]))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+async def declare_changelogs(bootstrap: str, app_id: str, partitions: int) -> list[str]:
+    """Create the app's changelog topics before its first worker joins the group.
+
+    Workaround: a worker creates them itself, but when its metadata does not show them yet at the
+    first join, Faust's assignor skips them and then fails on a global table's missing changelog
+    (KeyError in `_global_table_standby_assignments`), leaving the worker never ready.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+    names = [f"{app_id}-{table}-changelog" for table in changelog_tables()]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(n, partitions, 1, topic_configs={"cleanup.policy": "compact"})
+                  for n in names if n not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+        for _ in range(50):  # until the broker's metadata shows them all
+            if set(names) <= set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    return names
+
+
+def fresh_broker(home: Path, port: int) -> LocalBroker:
+    broker = LocalBroker(home=home, port=port, controller_port=port + 1)
+    broker.wipe()
+    broker.start(timeout=180)
+    return broker
+
+
+@contextlib.contextmanager
+def chaos_lock():
+    """Exclusive use of the chaos broker and worker ports on this machine (see conftest)."""
+    CHAOS_HOME.mkdir(parents=True, exist_ok=True)
+    with open(CHAOS_HOME / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def run_async(coro):
+    return asyncio.run(coro)

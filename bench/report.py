@@ -76,12 +76,16 @@ def tables(results: dict) -> str:
         lines.append(f"Position stage / Quix Streams: **{med['positions/w1']['outputs_per_s'] / med['quix/w1']['outputs_per_s']:.3f}**."
                      + (f" All stages / ceiling: **{rat.get('pipeline/w1', 0):.4f}**." if "pipeline/w1" in rat else ""))
     if results["latency"]:
-        lines += ["", "| system | workers | load | offered rate /s | p50 ms | p95 ms | p99 ms | max ms | samples | "
-                      "worker CPU |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| system | workers | load | offered rate /s | achieved /s | p50 ms | p95 ms | p99 ms | max ms | "
+                      "samples | last output after producer stopped, s | worker CPU |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["latency"]:
             lines.append(f"| {LABELS[r['system']]} | {r['workers']} | {int(r['share'] * 100)}% | {_fmt(r['rate'])} | "
-                         f"{_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | "
-                         f"{r['samples']:,} | {_fmt(r['cpu_util'], 2)} |")
+                         f"{_fmt(r.get('achieved_rate'))} | {_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} | "
+                         f"{_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | {r['samples']:,} | {_fmt(r.get('behind_s'), 1)} | "
+                         f"{_fmt(r.get('cpu_util'), 2)} |")
+        for f in results.get("failed", []):
+            lines.append(f"| {f['point']} | | | | | failed: {f['error'][:120]} | | | | | | |")
     rec = results.get("recovery")
     if rec:
         lines += ["", "| recovery | positions | ready (readyz 200) s | position lookup 200 s | probe movement applied s | "
@@ -90,6 +94,9 @@ def tables(results: dict) -> str:
                   f"{_fmt(rec['lookup_s'], 1)} | {_fmt(rec['probe_s'], 1)} (version {rec['probe_version']}) | "
                   f"{_fmt(rec['positions_per_s'])} | {_fmt(rec['peak_rss_mb'])} |"]
     m = results["machine"]
+    if results.get("throughput_from") or results.get("latency_from"):
+        lines += ["", f"Throughput figures from the run started {results.get('throughput_from')}, latency figures from "
+                      f"the run started {results.get('latency_from') or results['started']}."]
     lines += ["", f"Run: `{results['command']}` from {results['started']} to {results.get('finished')}; "
                   f"{m['nproc']} × {m['cpu']}, {m['mem_gib']} GiB, Python {m['python']}; load average "
                   f"{'/'.join(f'{x:.2f}' for x in m['loadavg_start'])} at start, "

@@ -226,7 +226,8 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
             "achieved_rate": count / max(ended - started, 1e-3), "samples": len(lat),
             "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
             "max_ms": max(lat), "mean_ms": statistics.fmean(lat),
-            "behind_s": (result.last_ts / 1000 - ended) if result.last_ts else None,  # > 1 s: it could not keep up "cpu_util": cpu / max(ended - started, 1e-3),
+            # behind_s > 1: the system could not keep up with the offered rate
+            "behind_s": (result.last_ts / 1000 - ended) if result.last_ts else None, "cpu_util": cpu / max(ended - started, 1e-3),
             "peak_rss_mb": rss}
 
 

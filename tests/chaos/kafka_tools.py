@@ -312,20 +312,25 @@ def group_by_partition_order(records: list[RawInput]) -> list[RawInput]:
     return sorted(records, key=lambda r: (r.phase, r.topic, r.partition, r.offset))
 
 
-async def group_lag(bootstrap: str, group_id: str) -> dict[str, dict[int, tuple[int, int]]]:
-    """Committed offset and end offset of every partition the consumer group has committed, by topic."""
+async def group_lag(bootstrap: str, group_id: str,
+                    topics: Iterable[str] = ()) -> dict[str, dict[int, tuple[int, int]]]:
+    """Committed and end offset of every partition the group committed, and of every partition of
+    `topics` (committed -1 when the group never committed it), by topic."""
     from aiokafka.admin import AIOKafkaAdminClient
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group_id)
+        committed = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group_id)).items()}
+        for topic in topics:
+            for p in consumer.partitions_for_topic(topic) or ():
+                committed.setdefault(TopicPartition(topic, p), -1)
         tps = list(committed)
         ends = await consumer.end_offsets(tps) if tps else {}
         lag: dict[str, dict[int, tuple[int, int]]] = {}
-        for tp, meta in committed.items():
-            lag.setdefault(tp.topic, {})[tp.partition] = (meta.offset, ends.get(tp, -1))
+        for tp, offset in committed.items():
+            lag.setdefault(tp.topic, {})[tp.partition] = (offset, ends.get(tp, -1))
         return lag
     finally:
         await consumer.stop()
@@ -333,5 +338,5 @@ async def group_lag(bootstrap: str, group_id: str) -> dict[str, dict[int, tuple[
 
 
 def lagging(lag: dict[str, dict[int, tuple[int, int]]]) -> dict[str, dict[int, int]]:
-    return {topic: {p: end - off for p, (off, end) in parts.items() if end - off > 0}
-            for topic, parts in lag.items() if any(end - off > 0 for off, end in parts.values())}
+    return {topic: {p: end - max(off, 0) for p, (off, end) in parts.items() if end - max(off, 0) > 0}
+            for topic, parts in lag.items() if any(end - max(off, 0) > 0 for off, end in parts.values())}

@@ -1,4 +1,4 @@
-"""Summarise chaos runs for RELIABILITY.md: `python -m tests.chaos.report [N]` prints the last N runs."""
+"""Summarise chaos runs for RELIABILITY.md: `python -m tests.chaos.report [N] [run,run]` (last N runs)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,10 @@ def load(limit: int) -> list[dict]:
     runs = []
     for line in lines[-limit:]:
         entry = json.loads(line)
+        if "file" not in entry:  # a run that stopped before its verdict
+            runs.append({"run": entry["run"], "started_at": entry["at"], "passed": False, "aborted": entry.get("error"),
+                         "duration_s": entry["duration_s"], "faults": entry.get("faults", [])})
+            continue
         path = Path(entry["file"])
         path = path if path.is_absolute() else RESULTS.parent.parent.parent / path
         if path.exists():
@@ -42,6 +46,10 @@ def table(runs: list[dict]) -> str:
             "| availability out (dup) | postings out (dup) | worker RSS after start → end, peak (MiB) |")
     rows = [head, "|" + "---|" * 12]
     for r in runs:
+        if r.get("aborted"):
+            rows.append(f"| {r['run']} | {r['started_at'][:19]} | NO | {r['duration_s']:.0f} | aborted: "
+                        f"{r['aborted'][:160]} |" + " |" * 7)
+            continue
         rss = "; ".join(
             f"{name} {v.get('after_start_kb', 0) // 1024}→{v.get('end_kb', v.get('before_stop_kb', 0)) // 1024}, "
             f"{v.get('peak_kb', 0) // 1024}" for name, v in sorted(r.get("worker_rss_kb", {}).items()))
@@ -59,9 +67,12 @@ def table(runs: list[dict]) -> str:
 
 def main() -> None:
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    runs = load(limit)
+    names = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else None
+    runs = [r for r in load(10_000) if names is None or r["run"] in names][-limit:]
     print(table(runs))
     for r in runs:
+        if r.get("aborted"):
+            continue
         print(f"\n{r['run']} {r['started_at']}: recovery: {_recovery(r)}")
         if r.get("movements_lost_by_cause"):
             print(f"  lost movements by cause: {r['movements_lost_by_cause']}")

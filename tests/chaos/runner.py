@@ -36,6 +36,8 @@ from tests.chaos.workload import RAW_TOPICS, ChaosWorkload, RawRecord
 from tests.e2e.harness import VIEWER
 
 CHAOS_HOME = REPO_ROOT / ".run" / "chaos"
+# Topics the pipeline's agents consume: a partition of these must keep moving while it has a lag.
+INPUT_TOPICS = (*RAW_TOPICS, "inventory.movements", "internal.finance-ledger", "internal.availability-by-sku")
 RESULTS = CHAOS_HOME / "results"
 
 # A fault is a callable run by the driver when the phase's production reaches a fraction.
@@ -78,6 +80,9 @@ class ChaosRun:
         self.figures: dict = {}
         self.verdict: Verdict | None = None
         self.began = time.monotonic()
+        self.stuck_after = 45.0
+        self._commits: dict[tuple[str, int], tuple[int, float]] = {}
+        self._last_watch = 0.0
 
     # --- set-up ----------------------------------------------------------------------------------
     def setup(self, workers: list[str]) -> None:
@@ -175,6 +180,7 @@ class ChaosRun:
         behind = self.tracker.behind(expected)
         while behind and time.monotonic() < deadline:
             time.sleep(0.5)
+            self.watchdog()
             behind = self.tracker.behind(expected)
             with self.tracker.lock:
                 quiet = time.monotonic() - max(self.tracker.seen.last_output_at, began)
@@ -188,7 +194,7 @@ class ChaosRun:
         if behind and time.monotonic() >= deadline:
             seen = self.tracker.snapshot()
             try:
-                lag = lagging(self.loop.run(group_lag(self.broker.bootstrap, self.app_id), 60))
+                lag = lagging(self.loop.run(group_lag(self.broker.bootstrap, self.app_id, INPUT_TOPICS), 60))
             except Exception as exc:  # diagnostics only
                 lag = {"error": repr(exc)}
             message = (f"phase {k}: {len(behind)} keys still behind after {took:.0f}s, e.g. "
@@ -197,6 +203,54 @@ class ChaosRun:
             (self.run_dir / "failure.txt").write_text(message + "\n")
             raise BarrierTimeout(f"{message}\n{self.cluster.logs()}")
         return took
+
+    # --- liveness (what an orchestrator's liveness probe does in production) -----------------------
+    def watchdog(self) -> None:
+        """Restart a worker when an input partition it should consume makes no progress.
+
+        Faust sometimes leaves a partition unconsumed after a rebalance (faust-streaming#629 and
+        kin): the worker is "ready" but never fetches it. Production needs a liveness probe for
+        that; this is the probe's rule: committed offset not moving for `stuck_after` seconds while
+        the partition has a lag and nothing is emitted. Each restart is recorded as a fault.
+        """
+        now = time.monotonic()
+        if now - self._last_watch < 5.0 or not self.cluster.alive():
+            return
+        self._last_watch = now
+        try:
+            lag = self.loop.run(group_lag(self.broker.bootstrap, self.app_id, INPUT_TOPICS), 30)
+        except Exception:  # the broker may be restarting: ask again next time
+            return
+        stuck = []
+        for topic, parts in lag.items():
+            for p, (committed, end) in parts.items():
+                seen = self._commits.get((topic, p))
+                if seen is None or seen[0] != committed or end <= max(committed, 0):
+                    self._commits[(topic, p)] = (committed, now)
+                elif now - seen[1] >= self.stuck_after:
+                    stuck.append((topic, p, end - max(committed, 0)))
+        with self.tracker.lock:
+            quiet = now - self.tracker.seen.last_output_at
+        if not stuck or quiet < self.stuck_after:
+            return
+        victim = self._owner_of(stuck) or max(self.cluster.alive(), key=lambda n: self.cluster.workers[n].proc.pid)
+        self.notes.append(f"liveness: {len(stuck)} partitions without progress for {self.stuck_after:.0f}s "
+                          f"(e.g. {stuck[:4]}); restarting {victim}")
+        self.cluster.stop(victim, record=False)
+        self.cluster.start(victim, kind="liveness_restart")
+        self.cluster.faults[-1].extra = {"stuck_partitions": [f"{t}[{p}] lag {n}" for t, p, n in stuck[:10]]}
+        self._commits.clear()
+
+    def _owner_of(self, stuck: list[tuple[str, int, int]]) -> str | None:
+        """The worker whose /v1/stats lists one of the stuck partitions, when the build serves it."""
+        wanted = {(t, p) for t, p, _ in stuck}
+        for name in self.cluster.alive():
+            status, body = self._get(name, "/v1/stats")
+            if status == 200 and isinstance(body, dict):
+                rows = body.get("consumer_lag", {}).get("partitions", [])
+                if any((r.get("topic"), r.get("partition")) in wanted for r in rows):
+                    return name
+        return None
 
     # --- faults (called from fault plans) ---------------------------------------------------------
     def kill_and_restart(self, name: str, down_for: float = 2.0, *, fresh: bool = False) -> None:
@@ -266,6 +320,7 @@ class ChaosRun:
         deadline = time.monotonic() + posting_timeout
         while self.tracker.snapshot()[1] < expected_postings and time.monotonic() < deadline:
             time.sleep(0.5)
+            self.watchdog()
         quiet_since = time.monotonic()
         last = self.tracker.snapshot()
         while time.monotonic() - quiet_since < settle and time.monotonic() < deadline + 30:
@@ -372,9 +427,9 @@ class ChaosRun:
     def _stalled_partitions(self, wait: float = 6.0) -> dict[str, dict[int, int]]:
         """Input partitions of the app's group that have a lag and make no progress for `wait` s."""
         try:
-            first = self.loop.run(group_lag(self.broker.bootstrap, self.app_id), 60)
+            first = self.loop.run(group_lag(self.broker.bootstrap, self.app_id, INPUT_TOPICS), 60)
             time.sleep(wait)
-            second = self.loop.run(group_lag(self.broker.bootstrap, self.app_id), 60)
+            second = self.loop.run(group_lag(self.broker.bootstrap, self.app_id, INPUT_TOPICS), 60)
         except Exception as exc:  # diagnostics only: never hide the verdict behind them
             self.notes.append(f"consumer group lag not available: {exc!r}")
             return {}
@@ -422,6 +477,16 @@ class ChaosRun:
                                       "mismatch_total": self.figures.get("mismatch_total"),
                                       "file": str(path.relative_to(REPO_ROOT))}) + "\n")
         self.figures_path = path
+
+    def record_failure(self, exc: BaseException) -> None:
+        """A run that could not reach its verdict still counts, as a failure, in the history."""
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        entry = {"run": self.name, "at": datetime.now(UTC).isoformat(timespec="seconds"), "passed": False,
+                 "duration_s": round(time.monotonic() - self.began, 1), "mismatch_total": None,
+                 "error": f"{type(exc).__name__}: {str(exc)[:400]}", "faults": [f.as_dict() for f in self.cluster.faults],
+                 "notes": self.notes, "run_dir": str(self.run_dir.relative_to(REPO_ROOT))}
+        with open(RESULTS / "history.jsonl", "a") as history:
+            history.write(json.dumps(entry, default=str) + "\n")
 
     def abort(self) -> None:
         """Leave nothing running after a failed run; keep the logs."""

@@ -18,7 +18,8 @@ def _run(run: ChaosRun, body) -> ChaosRun:
     try:
         body(run)
         verdict = run.finish()
-    except BaseException:
+    except BaseException as exc:
+        run.record_failure(exc)
         run.abort()
         raise
     print(f"\n[chaos] {run.name}: {run.figures['duration_s']}s, figures in {run.figures_path}")

@@ -25,8 +25,10 @@ browser:
 run: setup jars
 	$(PY) -m app.cli run
 
+# The whole suite: unit, property, end-to-end on a real broker, and the short chaos runs (the long
+# chaos run is `make chaos`).
 test: setup jars browser
-	$(PY) -m pytest -q tests/unit tests/property tests/e2e
+	$(PY) -m pytest -q tests/unit tests/property tests/e2e tests/chaos -m "not chaos_long"
 
 unit: setup
 	$(PY) -m pytest -q tests/unit tests/property
@@ -36,6 +38,7 @@ e2e: setup jars browser
 
 chaos: setup jars
 	$(PY) -m pytest -q tests/chaos
+	$(PY) -m tests.chaos.report 10
 
 bench: setup jars
 	$(PY) -m bench.run

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from agents.outputs import publish, utcnow
+from agents.streams import handled
 from app import metrics
 from app.domain.availability import PublishThrottle
 from app.domain.keys import channel_key
@@ -20,7 +21,7 @@ throttle = PublishThrottle(settings.channel_publish_interval)
 
 @app.agent(sku_availability_topic)
 async def network_availability(stream):
-    async for event in stream.events():
+    async for event in handled(stream):
         update = SkuAvailability.model_validate_json(event.value)
         network = networks.get(update.sku) or SkuNetwork(sku=update.sku)
         changed = fold_location(network, update.location_id, update.available, update.version, channels_of)

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 
 from agents.outputs import publish, trace, utcnow
+from agents.streams import handled
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
 from app.domain.day_batches import DayLedger, add_pos_totals, add_posting, close_day, open_day
@@ -36,7 +37,7 @@ def _ledger_for(location_id: str, business_date) -> tuple[str, DayLedger]:
 
 @app.agent(ledger_topic)
 async def book(stream):
-    async for event in stream.events():
+    async for event in handled(stream):
         entry = LedgerEntry.model_validate_json(event.value)
         if entry.applied is not None:
             await _post(entry)

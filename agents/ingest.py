@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from agents.outputs import dead_letter, publish, trace, utcnow
+from agents.streams import handled
 from app import metrics
 from app import topics as t
 from app.domain.keys import position_key
@@ -19,7 +20,7 @@ RESERVATION_TTL = timedelta(seconds=settings.reservation_ttl)
 
 @app.agent(raw_channels)
 async def ingest(stream):
-    async for event in stream.events():
+    async for event in handled(stream):
         source = SOURCES[event.message.topic]
         now = utcnow()
         raw = event.value or b""

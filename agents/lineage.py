@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from agents.streams import handled
 from app.faust_app import app, lineage_topic, settings
 from app.web.trace_store import TABLE, append_fact, last_fact_at
 from tables.store import make_table
@@ -27,7 +28,7 @@ lineage = make_table(TABLE)
 
 @app.agent(lineage_topic)
 async def record_lineage(stream):
-    async for event in stream.events():
+    async for event in handled(stream):
         key, value = event.key, event.value
         if not key or not value:
             continue

@@ -5,6 +5,7 @@ from pydantic import ValidationError
 
 import orjson
 from agents.outputs import dead_letter
+from agents.streams import handled
 from app import topics
 from app.domain.master import aliases_of
 from app.faust_app import app, master_items_topic, master_locations_topic
@@ -36,7 +37,7 @@ def _load_location(location: Location) -> None:
 
 
 async def _load_master(stream, model, topic: str, load) -> None:
-    async for event in stream.events():
+    async for event in handled(stream):
         if event.value is None:
             continue  # a compaction tombstone
         record, rejection = _parse(model, event.value)

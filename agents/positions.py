@@ -5,6 +5,7 @@ import time
 from decimal import Decimal
 
 from agents.outputs import dead_letter, publish, trace, utcnow
+from agents.streams import handled
 from app import metrics
 from app import topics as t
 from app.domain.availability import availability_record
@@ -22,7 +23,7 @@ def _sale_cost_key(transaction_id: str, sku: str) -> bytes:
     return f"{transaction_id}|{sku}".encode()
 
 
-def context_for(movement: Movement) -> PositionContext:
+def context_for(movement: Movement, source_record: str | None = None) -> PositionContext:
     item = master_data.item(movement.sku)
     location = master_data.location(movement.location_id)
     original_cost = None
@@ -36,19 +37,22 @@ def context_for(movement: Movement) -> PositionContext:
         standard_cost=item.standard_cost if item else None,
         original_sale_cost=original_cost,
         legal_entity=location.legal_entity if location else None,
+        source_record=source_record,
+        replay_window=settings.replay_window,
     )
 
 
 @app.agent(movements_topic)
 async def apply_movements(stream):
-    async for event in stream.events():
+    async for event in handled(stream):
         movement = Movement.model_validate_json(event.value)
         key = position_key(movement.sku, movement.location_id)
         position = positions.get(key) or new_position(movement.sku, movement.location_id)
-        outcome = apply(position, movement, context_for(movement))
+        record_id = f"{event.message.partition}@{event.message.offset}"
+        outcome = apply(position, movement, context_for(movement, record_id))
         system, source_id = movement.source_system.value, movement.source_event_id
 
-        if outcome.duplicate:
+        if outcome.duplicate and not outcome.replay:
             metrics.DUPLICATES.inc()
             await trace(system, source_id, TraceStage.DUPLICATE, movement_id=movement.movement_id, key=key)
             continue
@@ -57,6 +61,7 @@ async def apply_movements(stream):
                               source_system=system, source_event_id=source_id)
             continue
 
+        # A replay writes the position again too: the changelog record may be what the crash lost.
         positions.set(key, outcome.position)
         applied = outcome.applied
         if (movement.source_system is SourceSystem.POS and applied.unit_cost is not None
@@ -64,7 +69,7 @@ async def apply_movements(stream):
             sale_costs[_sale_cost_key(source_id, movement.sku)] = str(applied.unit_cost).encode()
 
         now = utcnow()
-        record = availability_record(outcome.position, outcome.previous_available, movement, now)
+        record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now)
         await publish(availability_topic, key, record)
         await publish(sku_availability_topic, movement.sku, SkuAvailability(
             sku=movement.sku, location_id=movement.location_id, available=record.available,
@@ -73,11 +78,14 @@ async def apply_movements(stream):
         for follow_up in outcome.follow_ups:
             await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
 
-        metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
+        if outcome.replay:
+            metrics.REPLAYS.inc()
+        else:
+            metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
         metrics.AVAILABILITY_OUT.inc()
         if record.negative:
             metrics.NEGATIVE_POSITIONS.inc()
         metrics.LATENCY.observe((now - (movement.received_at or movement.occurred_at)).total_seconds())
         await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
                     version=record.version, available=record.available, on_hand=record.on_hand,
-                    previous_available=record.previous_available)
+                    previous_available=record.previous_available, replay=outcome.replay)

@@ -23,6 +23,7 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from agents.outputs import dead_letter, publish, trace, utcnow
+from agents.streams import handled
 from app import metrics
 from app import topics as t
 from app.domain.keys import position_key, split_position_key
@@ -99,7 +100,7 @@ def partition_for(key: str, partitions: int) -> int:
 
 @app.agent(erp_snapshots_topic)
 async def fan_out_snapshots(stream):
-    async for event in stream.events():
+    async for event in handled(stream):
         raw = event.value or b""
         snapshot = parse_snapshot(raw)
         if isinstance(snapshot, Rejection):
@@ -142,7 +143,7 @@ async def _settle(snapshot: StockSnapshot) -> None:
 
 @app.agent(recon_checks_topic)
 async def check_positions(stream):
-    async for event in stream.events():
+    async for event in handled(stream):
         check = ReconCheck.model_validate_json(event.value)
         partition = event.message.partition
         if not _owns_movements(partition, check):
@@ -257,7 +258,7 @@ async def audit(action: str, **detail: object) -> None:
 
 @app.agent(recon_results_topic)
 async def summarise(stream):
-    async for event in stream.events():
+    async for event in handled(stream):
         result = ReconResult.model_validate_json(event.value)
         location = result.location_id
         folded = fold(summaries.get(location), result, utcnow())

@@ -64,6 +64,8 @@ class Settings:
     chart_overrides: str = ""
     log_json: bool = False
     rocksdb_cache_mb: int = 32
+    session_timeout: float = 15.0
+    replay_window: int = 600
     audit_log: Path | None = None
 
     @classmethod
@@ -93,5 +95,8 @@ class Settings:
             chart_overrides=env.get("CHART_OVERRIDES", ""),
             log_json=env.get("LOG_FORMAT", "text") == "json",
             rocksdb_cache_mb=_int(env, "ROCKSDB_CACHE_MB", 32, minimum=1),
+            # The broker refuses sessions under group.min.session.timeout.ms (6 s by default).
+            session_timeout=_float(env, "KAFKA_SESSION_TIMEOUT", 15.0, minimum=6.0),
+            replay_window=_int(env, "REPLAY_WINDOW", 600, minimum=1),
             audit_log=Path(env["AUDIT_LOG"]) if env.get("AUDIT_LOG") else data_dir / "audit.log",
         )

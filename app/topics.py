@@ -34,6 +34,10 @@ RECON_CHECKS = "internal.reconciliation-checks"     # one check per partition of
 RECON_RESULTS = "internal.reconciliation-results"   # key LOCATION: comparison results to summarise
 AUDIT = "ops.audit"                                 # key actor: admin actions
 
+# Input topics whose offsets are contiguous (never compacted, written without transactions): agents
+# take their records strictly in offset order (agents/streams.py). Not the compacted master topics.
+IN_ORDER_TOPICS = frozenset({*RAW_TOPICS, MOVEMENTS, SKU_AVAILABILITY, LEDGER, LINEAGE, RECON_CHECKS, RECON_RESULTS})
+
 
 @dataclass(frozen=True)
 class TopicSpec:

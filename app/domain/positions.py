@@ -8,7 +8,7 @@ from decimal import Decimal
 from app.domain.costing import average_after_inflow, current_cost
 from app.domain.sources.common import build_movement
 from app.models.canonical import (
-    Applied, InTransitTransfer, Movement, MovementType, OpenReservation, Position, Role, SourceSystem,
+    Applied, Emitted, InTransitTransfer, Movement, MovementType, OpenReservation, Position, Role, SourceSystem,
 )
 from app.models.records import ErrorCode, Rejection
 
@@ -29,16 +29,21 @@ class PositionContext:
     standard_cost: Decimal | None = None
     original_sale_cost: Decimal | None = None  # RETURN: unit cost of the original sale, when known
     legal_entity: str | None = None
+    source_record: str | None = None  # "partition@offset" of the movement's Kafka record, when read from one
+    replay_window: int = 600          # seconds an Emitted is kept for a replay of its record
+    replay_keep: int = 32             # at most this many Emitted per position (hot keys)
 
 
 @dataclass
 class Outcome:
-    position: Position
+    position: Position                # to store
     applied: Applied | None = None
     duplicate: bool = False
     rejection: Rejection | None = None
     follow_ups: list[Movement] = field(default_factory=list)
     previous_available: int = 0
+    replay: bool = False              # the same record again: emit `applied` and `as_emitted` again
+    as_emitted: Position | None = None  # the position right after the movement: what availability shows
 
 
 def reservation_key(order_id: str, line_id: str | None) -> str:
@@ -151,15 +156,20 @@ def _transfer_out(c: _Change) -> None:
         return
     c.unit_cost = c.outflow_cost()
     c.move_on_hand(-c.m.quantity)
-    if c.m.counterparty_location:
-        # The destination's in-transit leg is derived here because only the origin knows the cost.
-        c.follow_ups.append(c.m.model_copy(update={
-            "movement_id": c.m.movement_id.rsplit(":", 1)[0] + ":" + Role.DESTINATION.value,
-            "role": Role.DESTINATION,
-            "location_id": c.m.counterparty_location,
-            "counterparty_location": c.m.location_id,
-            "unit_cost": c.unit_cost,
-        }))
+    c.follow_ups.extend(_derived_movements(c.m, c.unit_cost))
+
+
+def _derived_movements(m: Movement, unit_cost: Decimal | None) -> list[Movement]:
+    """The destination's in-transit leg of a transfer out: derived at the origin, the only one that knows the cost."""
+    if m.movement_type is not MovementType.TRANSFER_OUT or m.role is Role.DESTINATION or not m.counterparty_location:
+        return []
+    return [m.model_copy(update={
+        "movement_id": m.movement_id.rsplit(":", 1)[0] + ":" + Role.DESTINATION.value,
+        "role": Role.DESTINATION,
+        "location_id": m.counterparty_location,
+        "counterparty_location": m.location_id,
+        "unit_cost": unit_cost,
+    })]
 
 
 def _transfer_key(m: Movement) -> str:
@@ -248,14 +258,15 @@ def _working_copy(position: Position) -> Position:
     by new lists), so copying the dicts is enough. A deep copy cost more than the rule itself.
     """
     return position.model_copy(update={"reservations": dict(position.reservations),
-                                       "transfers": dict(position.transfers), "applied": dict(position.applied)})
+                                       "transfers": dict(position.transfers), "applied": dict(position.applied),
+                                       "emitted": dict(position.emitted)})
 
 
 def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
     """Apply one movement; idempotent by movement id, never rejects a physical event."""
     previous_available = position.available
     if movement.movement_id in position.applied:
-        return Outcome(position, duplicate=True, previous_available=previous_available)
+        return _duplicate_or_replay(position, movement, ctx)
 
     p = _working_copy(position)
     if movement.movement_type is MovementType.RELEASE and not _matching_reservations(p, movement):
@@ -279,7 +290,47 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
         count_difference=change.count_difference, unit_cost=change.unit_cost,
         avg_cost_after=p.avg_cost, on_hand_after=p.on_hand, unmatched_quantity=change.unmatched,
     )
-    return Outcome(p, applied=applied, follow_ups=change.follow_ups, previous_available=previous_available)
+    _keep_emitted(p, applied, previous_available, ctx)
+    return Outcome(p, applied=applied, follow_ups=change.follow_ups, previous_available=previous_available,
+                   as_emitted=p)
+
+
+def _keep_emitted(p: Position, applied: Applied, previous_available: int, ctx: PositionContext) -> None:
+    """Keep what this movement emits, for a replay of its record (see Emitted); forget old ones."""
+    if ctx.source_record is None:
+        return
+    emitted = p.emitted
+    horizon = ctx.now_epoch - ctx.replay_window
+    while emitted:  # insertion order is application order
+        oldest = next(iter(emitted))
+        if emitted[oldest].at >= horizon and len(emitted) < ctx.replay_keep:
+            break
+        del emitted[oldest]
+    emitted[applied.movement.movement_id] = Emitted(
+        record=ctx.source_record, at=ctx.now_epoch, version=applied.version, previous_available=previous_available,
+        buckets=(p.on_hand, p.reserved, p.quality_control, p.damaged, p.in_transit, p.safety_stock),
+        on_hand_delta=applied.on_hand_delta, late_quantity=applied.late_quantity,
+        count_difference=applied.count_difference, unit_cost=applied.unit_cost, avg_cost_after=applied.avg_cost_after,
+        unmatched_quantity=applied.unmatched_quantity)
+
+
+def _duplicate_or_replay(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
+    """An applied movement again. From another Kafka record: a producer's re-send, nothing to do.
+    From the very record that applied it: the worker stopped after saving the position but maybe
+    before Kafka had its outputs, so everything it emitted is rebuilt, exactly, to be emitted again."""
+    kept = position.emitted.get(movement.movement_id)
+    if kept is None or ctx.source_record is None or kept.record != ctx.source_record:
+        return Outcome(position, duplicate=True, previous_available=position.available)
+    on_hand, reserved, quality_control, damaged, in_transit, safety_stock = kept.buckets
+    as_emitted = position.model_copy(update={
+        "on_hand": on_hand, "reserved": reserved, "quality_control": quality_control, "damaged": damaged,
+        "in_transit": in_transit, "safety_stock": safety_stock, "version": kept.version})
+    applied = Applied(
+        movement=movement, legal_entity=ctx.legal_entity, version=kept.version, on_hand_delta=kept.on_hand_delta,
+        late_quantity=kept.late_quantity, count_difference=kept.count_difference, unit_cost=kept.unit_cost,
+        avg_cost_after=kept.avg_cost_after, on_hand_after=on_hand, unmatched_quantity=kept.unmatched_quantity)
+    return Outcome(position, applied=applied, duplicate=True, replay=True, as_emitted=as_emitted,
+                   follow_ups=_derived_movements(movement, kept.unit_cost), previous_available=kept.previous_available)
 
 
 def _remember(p: Position, m: Movement, on_hand_delta: int, ctx: PositionContext) -> None:

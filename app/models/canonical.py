@@ -102,6 +102,28 @@ class InTransitTransfer(BaseModel):
     unit_cost: Decimal | None = None
 
 
+class Emitted(BaseModel):
+    """What applying one movement emitted, kept for REPLAY_WINDOW seconds in its position.
+
+    The position is saved (RocksDB at once, its changelog soon after) before the outputs of the
+    movement are confirmed by Kafka. If the worker dies in between, the movement's Kafka record is
+    delivered again and found already applied: this is what lets that *replay* emit the same
+    outputs again (same version, same buckets, same costs) instead of nothing.
+    """
+
+    record: str                  # "partition@offset" of the inventory.movements record that applied it
+    at: int                      # applied at, epoch seconds
+    version: int
+    previous_available: int
+    buckets: tuple[int, int, int, int, int, int]  # on_hand, reserved, quality_control, damaged, in_transit, safety_stock
+    on_hand_delta: int
+    late_quantity: int = 0
+    count_difference: int = 0
+    unit_cost: Decimal | None = None
+    avg_cost_after: Decimal | None = None
+    unmatched_quantity: int = 0
+
+
 class Position(BaseModel):
     """Everything known about one SKU at one location; one table value, one changelog write."""
 
@@ -122,6 +144,8 @@ class Position(BaseModel):
     # Kept in the same record as the buckets so a crash can never separate "applied" from "marked as
     # applied"; the deltas let reconciliation compare with on_hand as of a snapshot's time.
     applied: dict[str, list[int]] = {}
+    # movement id -> what applying it emitted, for the last few minutes: see Emitted.
+    emitted: dict[str, Emitted] = {}
 
     @property
     def available(self) -> int:

@@ -51,6 +51,7 @@ class Cluster:
     faults: list[Fault] = field(default_factory=list)
     rss: dict[str, dict[str, int]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    intended_down: set[str] = field(default_factory=set)  # workers we stopped or killed on purpose
 
     @property
     def bootstrap(self) -> str:
@@ -80,6 +81,7 @@ class Cluster:
             shutil.rmtree(data, ignore_errors=True)
         worker = WorkerProcess(self.bootstrap, data, next(_ports), self.app_id, **self.env)
         self.workers[name] = worker
+        self.intended_down.discard(name)
         began = time.monotonic()
         worker.start(wait_ready=wait)
         took = time.monotonic() - began
@@ -90,12 +92,14 @@ class Cluster:
     def kill(self, name: str) -> None:
         """SIGKILL, as a crash or an OOM kill would."""
         self._note_rss(name, "before_kill")
+        self.intended_down.add(name)
         self.workers[name].kill()
         self._record("sigkill", name)
 
     def stop(self, name: str, *, record: bool = True) -> float:
         """SIGTERM and wait: a graceful stop (drain, commit, leave the group). Returns its duration."""
         worker = self.workers[name]
+        self.intended_down.add(name)
         self._note_rss(name, "before_stop")
         began = time.monotonic()
         worker.stop(timeout=90)
@@ -103,6 +107,11 @@ class Cluster:
         if record:
             self._record("sigterm", name, f"exit code {worker.proc.returncode if worker.proc else None}", took)
         return took
+
+    def crashed(self) -> list[str]:
+        """Workers that exited although nobody stopped them."""
+        return [n for n, w in self.workers.items()
+                if n not in self.intended_down and w.proc is not None and w.proc.poll() is not None]
 
     def alive(self) -> list[str]:
         return [n for n, w in self.workers.items() if w.proc is not None and w.proc.poll() is None]
@@ -114,9 +123,11 @@ class Cluster:
     def stop_all(self) -> None:
         for name in self.alive():
             self.stop(name, record=False)
+        self.intended_down.update(self.workers)
 
     def kill_all(self) -> None:
         for name in self.alive():
+            self.intended_down.add(name)
             self.workers[name].kill()
 
     # --- broker --------------------------------------------------------------------------------

@@ -282,6 +282,8 @@ async def read_to_end(bootstrap: str, topics: Iterable[str], *, raw_inputs: bool
                         continue
                     if raw_inputs:
                         headers = dict(m.headers or ())
+                        if marker is not None and headers.get("chaos-run") != marker:
+                            continue  # another run's record
                         phase = int(headers.get("chaos-phase", b"-1"))
                         bad = headers.get("chaos-bad")
                         out.append(RawInput(m.topic, m.partition, m.offset,

@@ -214,9 +214,17 @@ class ChaosRun:
         the partition has a lag and nothing is emitted. Each restart is recorded as a fault.
         """
         now = time.monotonic()
-        if now - self._last_watch < 5.0 or not self.cluster.alive():
+        if now - self._last_watch < 5.0:
             return
         self._last_watch = now
+        for name in self.cluster.crashed():
+            # A restart policy, as any orchestrator has: the worker exited on its own.
+            code = self.cluster.workers[name].proc.returncode
+            self.notes.append(f"supervisor: {name} exited with code {code}; restarting it")
+            self.cluster.start(name, kind="crash_restart")
+            self.cluster.faults[-1].extra = {"exit_code": code}
+        if not self.cluster.alive():
+            return
         try:
             lag = self.loop.run(group_lag(self.broker.bootstrap, self.app_id, INPUT_TOPICS), 30)
         except Exception:  # the broker may be restarting: ask again next time
@@ -336,7 +344,7 @@ class ChaosRun:
         self.producer.close()
 
         bootstrap = self.broker.bootstrap
-        raw = self.loop.run(read_to_end(bootstrap, RAW_TOPICS, raw_inputs=True), 300)
+        raw = self.loop.run(read_to_end(bootstrap, RAW_TOPICS, raw_inputs=True, namespace=self.namespace), 300)
         availability = self.loop.run(read_to_end(bootstrap, [AVAILABILITY], namespace=self.namespace), 300)
         postings = self.loop.run(read_to_end(bootstrap, [POSTINGS], namespace=self.namespace), 300)
         dlq = self.loop.run(read_to_end(bootstrap, [DLQ]), 300)

@@ -47,9 +47,10 @@ class RawRecord:
     value: bytes
     phase: int
     bad: str | None = None
+    run: str = ""  # the run's namespace: a broker may hold records of earlier runs
 
     def headers(self) -> list[tuple[str, bytes]]:
-        headers = [("chaos-phase", str(self.phase).encode())]
+        headers = [("chaos-phase", str(self.phase).encode()), ("chaos-run", self.run.encode())]
         if self.bad:
             headers.append(("chaos-bad", self.bad.encode()))
         return headers
@@ -156,7 +157,7 @@ class ChaosWorkload:
 
     def _rec(self, topic: str, key: str | None, payload: dict | bytes, bad: str | None = None) -> RawRecord:
         value = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-        return RawRecord(topic, key, value, self.phase, bad)
+        return RawRecord(topic, key, value, self.phase, bad, self.namespace)
 
     # --- master data and opening stock -------------------------------------------------------
     def master_records(self) -> list[RawRecord]:
@@ -223,7 +224,7 @@ class ChaosWorkload:
                 logical.append(self._bad_record())
         for record in carried:
             logical.insert(self.rng.randrange(len(logical) + 1),
-                           RawRecord(record.topic, record.key, record.value, phase, record.bad))
+                           RawRecord(record.topic, record.key, record.value, phase, record.bad, record.run))
         if final:
             logical.extend(self._day_close())
         return self._shuffle(logical)
@@ -534,10 +535,10 @@ class ChaosWorkload:
             line = self._pos_line(1, sku, 1)
             line["sku"] = f"{self.namespace}-NOSUCH{self.rng.randint(1, 99)}"
             record = self._pos(store, "SALE", [line])
-            return RawRecord(record.topic, record.key, record.value, self.phase, kind)
+            return RawRecord(record.topic, record.key, record.value, self.phase, kind, self.namespace)
         if kind == "UNKNOWN_LOCATION":
             ghost = f"{self.namespace}-GHOST{self.rng.randint(1, 9)}"
             record = self._wms(ghost, "RECEIPT", [self._wms_line(sku, 3, unit_cost=Decimal("2"))])
-            return RawRecord(record.topic, record.key, record.value, self.phase, kind)
+            return RawRecord(record.topic, record.key, record.value, self.phase, kind, self.namespace)
         record = self._wms(store, "RECEIPT", [self._wms_line(sku, 1, uom="PALLET", unit_cost=Decimal("9"))])
-        return RawRecord(record.topic, record.key, record.value, self.phase, kind)
+        return RawRecord(record.topic, record.key, record.value, self.phase, kind, self.namespace)

@@ -650,3 +650,53 @@ def test_a_line_reserved_again_after_its_expiry_expires_again():
 
     assert [o.duplicate for o in outcomes] == [False]
     assert p.reserved == 0
+
+
+# --- replays: the same Kafka record again after a stop (see Emitted) -------------------------------
+
+def at(record: str, ctx: PositionContext = CTX, **kw: Any) -> PositionContext:
+    return PositionContext(**{**ctx.__dict__, "source_record": record, **kw})
+
+
+def test_the_same_record_again_emits_exactly_what_it_emitted_even_after_later_movements():
+    first = apply(position(on_hand=10), sale(2, "sale-1"), at("3@100"))
+    later = apply(first.position, receipt(5, "7.00", "receipt-9"), at("3@101"))
+    replay = apply(later.position, sale(2, "sale-1"), at("3@100"))
+    assert replay.replay and replay.duplicate
+    assert replay.position is later.position  # nothing applied twice
+    assert replay.applied == first.applied
+    assert replay.previous_available == first.previous_available
+    emitted_then = availability_record(first.as_emitted, first.previous_available, sale(2, "sale-1"), T0)
+    emitted_again = availability_record(replay.as_emitted, replay.previous_available, sale(2, "sale-1"), T0)
+    assert emitted_again == emitted_then
+    assert (emitted_again.version, emitted_again.on_hand) == (1, 8)
+
+
+def test_the_same_movement_from_another_record_is_a_producer_resend_and_emits_nothing():
+    first = apply(position(on_hand=10), sale(2, "sale-1"), at("3@100"))
+    again = apply(first.position, sale(2, "sale-1"), at("3@250"))
+    assert again.duplicate and not again.replay and again.applied is None and again.follow_ups == []
+
+
+def test_a_replayed_transfer_out_derives_the_same_in_transit_leg_at_the_same_cost():
+    origin = position(on_hand=10, location_id="DC01", avg_cost=Decimal("6.5000"))
+    first = apply(origin, transfer_out(4), at("1@7"))
+    replay = apply(first.position, transfer_out(4), at("1@7"))
+    assert replay.replay and replay.follow_ups == first.follow_ups
+    assert replay.follow_ups[0].unit_cost == Decimal("6.5000")
+
+
+def test_what_a_movement_emitted_is_forgotten_after_the_replay_window():
+    first = apply(position(on_hand=10), sale(1, "sale-1"), at("3@100"))
+    later = apply(first.position, sale(1, "sale-2"), at("3@101", now_epoch=NOW_EPOCH + 601))
+    assert list(later.position.emitted) == [later.applied.movement.movement_id]
+    again = apply(later.position, sale(1, "sale-1"), at("3@100", now_epoch=NOW_EPOCH + 602))
+    assert again.duplicate and not again.replay
+
+
+def test_a_hot_position_keeps_at_most_replay_keep_emitted_movements():
+    p = position(on_hand=100)
+    for i in range(40):
+        p = apply(p, sale(1, f"sale-{i}"), at(f"3@{i}")).position
+    assert len(p.emitted) == CTX.replay_keep
+    assert p.version == 40 and len(p.applied) == 40  # dedupe marks are not capped

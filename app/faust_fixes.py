@@ -1,0 +1,91 @@
+"""A narrow patch to Faust's consumer, kept in one place (see RELIABILITY.md, "Faust issues").
+
+A skipped record is not a processed one. Records fetched before a rebalance that reach a stream
+after it are skipped by Faust (faust-streaming/faust#221, #223) and then *acked*
+(`Stream._py_aiter`); an ack is Faust's "processed" mark, so the next commit may pass over a record
+no agent handled, and if the partition stays with the same worker it is never read again (the chaos
+suite lost a dead letter that way). Here a stale record is only let go of (`forget_unhandled`), and
+its offset is kept as a *hole*: no offset of that partition is committed until a record at or
+below the hole has been handled in the current generation, or the committed offset has passed it.
+The hole matters most on a partition the group never committed: Faust's own guard against
+committing over a gap at the head of the acked offsets (faust-streaming/faust#312) only works when
+a committed offset is known (`if committed_offset:`), so the first records of a fresh partition
+could be skipped and committed over (the chaos suite lost offset 0 of two partitions that way).
+"""
+from __future__ import annotations
+
+from faust.transport.consumer import Consumer
+
+from app.topics import IN_ORDER_TOPICS
+
+_faust_ack = Consumer.ack
+_faust_new_offset = Consumer._new_offset
+_faust_perform_seek = Consumer.perform_seek
+_faust_add_gap = Consumer._add_gap
+
+
+def _holes(consumer: Consumer) -> dict:
+    holes = consumer.__dict__.get("_stale_holes")
+    if holes is None:
+        holes = consumer.__dict__["_stale_holes"] = {}
+    return holes
+
+
+def forget_unhandled(consumer: Consumer, message) -> None:
+    """Let go of a delivered record without marking it processed: it is not committed, and a
+    rebalance or a stop does not wait for it (see agents/streams.py)."""
+    consumer._unacked_messages.discard(message)
+    message.acked = True
+
+
+def _ack_unless_stale(self: Consumer, message) -> bool:
+    generation = getattr(message, "generation_id", None)
+    current = getattr(self.app, "consumer_generation_id", None)
+    holes = _holes(self)
+    tp, offset = message.tp, message.offset
+    if generation is not None and current is not None and generation != current:
+        forget_unhandled(self, message)
+        if tp not in holes:
+            self.log.info("skipped %s@%s fetched before the rebalance: no commit of it until it is read again",
+                          tp, offset)
+        holes[tp] = min(holes.get(tp, offset), offset)
+        return False
+    if tp in holes and offset <= holes[tp]:
+        del holes[tp]  # read again from below the hole: the skipped records are being handled
+    return _faust_ack(self, message)
+
+
+def _new_offset_not_over_holes(self: Consumer, tp):
+    holes = _holes(self)
+    if tp in holes:
+        committed = self._committed_offset[tp]
+        if committed is None or committed <= holes[tp]:
+            return None  # a skipped record is not handled yet: commit nothing past the last commit
+        del holes[tp]  # committed past it meanwhile (handled by this worker or another owner)
+    return _faust_new_offset(self, tp)
+
+
+async def _perform_seek_forgetting_holes(self: Consumer) -> None:
+    await _faust_perform_seek(self)
+    holes = _holes(self)
+    assigned = self.assignment()
+    for tp in list(holes):
+        committed = self._committed_offset.get(tp)
+        if tp not in assigned or (committed is not None and committed > holes[tp]):
+            del holes[tp]  # revoked, or another worker handled it since
+
+
+async def _add_gap_unless_contiguous(self: Consumer, tp, offset_from: int, offset_to: int) -> None:
+    # Faust counts offsets it never delivered as processed ("gaps", meant for compacted topics). On
+    # a topic with contiguous offsets a jump only means records arrived out of order: counting them
+    # as processed would let a commit pass records no agent handled.
+    if tp.topic not in IN_ORDER_TOPICS:
+        await _faust_add_gap(self, tp, offset_from, offset_to)
+
+
+def install() -> None:
+    if Consumer.ack is not _ack_unless_stale:
+        Consumer.ack = _ack_unless_stale
+        Consumer._new_offset = _new_offset_not_over_holes
+        Consumer.perform_seek = _perform_seek_forgetting_holes
+        Consumer._add_gap = _add_gap_unless_contiguous

@@ -1,0 +1,46 @@
+"""Agents take a partition's records in offset order, whatever order Faust hands them over in."""
+from __future__ import annotations
+
+from agents.streams import GIVE_UP_AFTER, REWIND_RETRY, PartitionOrder, Turn
+
+TP = ("inventory.movements", 2)
+
+
+def test_the_first_record_of_a_generation_must_be_the_committed_offset():
+    order = PartitionOrder()
+    assert order.turn(TP, 78, generation=4, committed=75) is Turn.AHEAD
+    assert order.needs_rewind(TP, now=100.0) == 75
+    assert order.turn(TP, 79, generation=4, committed=75) is Turn.AHEAD
+    assert order.needs_rewind(TP, now=101.0) is None  # one rewind per missing record...
+    assert order.needs_rewind(TP, now=100.0 + REWIND_RETRY) == 75  # ...until it is overdue
+    assert [order.turn(TP, o, 4, 75) for o in (75, 76, 77, 78)] == [Turn.HANDLE] * 4
+
+
+def test_records_handled_already_or_below_the_commit_are_behind():
+    order = PartitionOrder()
+    assert order.turn(TP, 10, 1, committed=12) is Turn.BEHIND
+    assert order.turn(TP, 12, 1, committed=12) is Turn.HANDLE
+    assert order.turn(TP, 12, 1, committed=12) is Turn.BEHIND
+
+
+def test_a_partition_never_committed_starts_at_its_first_record():
+    order = PartitionOrder()
+    assert order.turn(TP, 0, 1, committed=None) is Turn.HANDLE
+    assert order.turn(TP, 2, 1, committed=None) is Turn.AHEAD
+    assert order.turn(TP, 1, 1, committed=None) is Turn.HANDLE
+
+
+def test_a_new_generation_starts_again_from_the_committed_offset():
+    order = PartitionOrder()
+    for offset in range(5, 9):
+        assert order.turn(TP, offset, 1, committed=5) is Turn.HANDLE
+    # rebalance: nothing was committed past 5, the partition is read again from there
+    assert order.turn(TP, 5, 2, committed=5) is Turn.HANDLE
+
+
+def test_a_record_that_never_comes_back_is_given_up_after_a_bound():
+    order = PartitionOrder()
+    order.turn(TP, 0, 1, committed=None)
+    for i in range(GIVE_UP_AFTER):
+        assert order.turn(TP, 10 + i, 1, None) is Turn.AHEAD
+    assert order.turn(TP, 10 + GIVE_UP_AFTER, 1, None) is Turn.HANDLE

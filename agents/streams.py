@@ -52,6 +52,9 @@ class PartitionOrder:
         if expected is None:
             expected = committed if committed is not None else offset
             self.expected[tp] = expected
+        # A partition kept through a rebalance is read again from its committed offset even where
+        # Faust did not seek back: records handled before the rebalance lost their acks with it,
+        # and a commit can only move on over records acked in this generation.
         if offset == expected or (offset > expected and self.skipped_ahead.get(tp, 0) >= GIVE_UP_AFTER):
             self.expected[tp] = offset + 1
             self.skipped_ahead.pop(tp, None)

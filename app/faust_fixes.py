@@ -14,6 +14,8 @@ could be skipped and committed over (the chaos suite lost offset 0 of two partit
 """
 from __future__ import annotations
 
+from collections import defaultdict
+
 from faust.transport.consumer import Consumer
 
 from app.topics import IN_ORDER_TOPICS
@@ -21,7 +23,7 @@ from app.topics import IN_ORDER_TOPICS
 _faust_ack = Consumer.ack
 _faust_new_offset = Consumer._new_offset
 _faust_perform_seek = Consumer.perform_seek
-_faust_add_gap = Consumer._add_gap
+_faust_init = Consumer.__init__
 
 
 def _holes(consumer: Consumer) -> dict:
@@ -75,12 +77,25 @@ async def _perform_seek_forgetting_holes(self: Consumer) -> None:
             del holes[tp]  # revoked, or another worker handled it since
 
 
-async def _add_gap_unless_contiguous(self: Consumer, tp, offset_from: int, offset_to: int) -> None:
-    # Faust counts offsets it never delivered as processed ("gaps", meant for compacted topics). On
-    # a topic with contiguous offsets a jump only means records arrived out of order: counting them
-    # as processed would let a commit pass records no agent handled.
-    if tp.topic not in IN_ORDER_TOPICS:
-        await _faust_add_gap(self, tp, offset_from, offset_to)
+class _ReadOffsets(defaultdict):
+    """Faust's read offsets, except that its drainer never sees one for a topic of IN_ORDER_TOPICS.
+
+    The drainer (`Consumer._drain_messages`, the only reader through `[]`) drops a record below the
+    partition's read offset and counts the offsets it jumped over as processed ("gaps", meant for
+    compacted topics). When records arrive out of order around a rebalance, the first drops the
+    record the agent is waiting for and the second lets a commit pass records nobody handled. For
+    those topics the agents keep the order themselves (agents/streams.py).
+    """
+
+    def __getitem__(self, tp):
+        if tp.topic in IN_ORDER_TOPICS:
+            return None
+        return super().__getitem__(tp)
+
+
+def _init_with_own_read_offsets(self: Consumer, *args, **kwargs) -> None:
+    _faust_init(self, *args, **kwargs)
+    self._read_offset = _ReadOffsets(lambda: None, self._read_offset)
 
 
 def install() -> None:
@@ -88,4 +103,4 @@ def install() -> None:
         Consumer.ack = _ack_unless_stale
         Consumer._new_offset = _new_offset_not_over_holes
         Consumer.perform_seek = _perform_seek_forgetting_holes
-        Consumer._add_gap = _add_gap_unless_contiguous
+        Consumer.__init__ = _init_with_own_read_offsets

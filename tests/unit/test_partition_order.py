@@ -44,3 +44,13 @@ def test_a_record_that_never_comes_back_is_given_up_after_a_bound():
     for i in range(GIVE_UP_AFTER):
         assert order.turn(TP, 10 + i, 1, None) is Turn.AHEAD
     assert order.turn(TP, 10 + GIVE_UP_AFTER, 1, None) is Turn.HANDLE
+
+
+def test_a_partition_kept_through_a_rebalance_is_read_again_from_its_committed_offset():
+    order = PartitionOrder()
+    for offset in range(20, 25):
+        assert order.turn(TP, offset, 1, committed=20) is Turn.HANDLE
+    # new generation, nothing committed since 20, Faust did not seek back: rewind to 20
+    assert order.turn(TP, 25, 2, committed=20) is Turn.AHEAD
+    assert order.needs_rewind(TP, now=0.0) == 20
+    assert order.turn(TP, 20, 2, committed=20) is Turn.HANDLE

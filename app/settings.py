@@ -64,6 +64,7 @@ class Settings:
     chart_overrides: str = ""
     log_json: bool = False
     rocksdb_cache_mb: int = 32
+    producer_linger_ms: int = 25
     audit_log: Path | None = None
 
     @classmethod
@@ -93,5 +94,6 @@ class Settings:
             chart_overrides=env.get("CHART_OVERRIDES", ""),
             log_json=env.get("LOG_FORMAT", "text") == "json",
             rocksdb_cache_mb=_int(env, "ROCKSDB_CACHE_MB", 32, minimum=1),
+            producer_linger_ms=_int(env, "PRODUCER_LINGER_MS", 25, minimum=0),
             audit_log=Path(env["AUDIT_LOG"]) if env.get("AUDIT_LOG") else data_dir / "audit.log",
         )

@@ -36,7 +36,10 @@ def create_app(s: Settings) -> faust.App:
         # group coordinator gives up on it: Faust's 60 s default stalled those keys a full minute.
         broker_session_timeout=s.session_timeout,
         broker_heartbeat_interval=min(3.0, s.session_timeout / 5),
-        producer_linger=0.005,
+        # Records wait up to this long to share a produce request (one per broker, a batch per
+        # partition): at 5 ms a batch held about one record and the producer's per-request work
+        # was a large part of the worker's CPU (BENCHMARKS.md, "What was optimised").
+        producer_linger=s.producer_linger_ms / 1000,
         stream_buffer_maxsize=4096,
         broker_max_poll_records=500,
         # aiokafka refreshes metadata every 300 s by default; a producer that missed a partition's

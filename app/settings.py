@@ -66,6 +66,7 @@ class Settings:
     rocksdb_cache_mb: int = 32
     session_timeout: float = 15.0
     replay_window: int = 600
+    producer_linger_ms: int = 25
     audit_log: Path | None = None
 
     @classmethod
@@ -98,5 +99,6 @@ class Settings:
             # The broker refuses sessions under group.min.session.timeout.ms (6 s by default).
             session_timeout=_float(env, "KAFKA_SESSION_TIMEOUT", 15.0, minimum=6.0),
             replay_window=_int(env, "REPLAY_WINDOW", 600, minimum=1),
+            producer_linger_ms=_int(env, "PRODUCER_LINGER_MS", 25, minimum=0),
             audit_log=Path(env["AUDIT_LOG"]) if env.get("AUDIT_LOG") else data_dir / "audit.log",
         )

@@ -51,7 +51,9 @@ class RecordTable(Generic[M]):
         self.model = model
 
     def get(self, key: str) -> M | None:
-        raw = self.table.get(key.encode())
+        # The store itself, not `table.get`: Faust's Table.get asks `key in store` and then reads
+        # the value, two RocksDB look-ups per get (for a global table each up to one per partition).
+        raw = self.table.data.get(key.encode())
         return None if raw is None else self.model.model_validate_json(raw)
 
     def set(self, key: str, record: M) -> None:
@@ -63,3 +65,43 @@ class RecordTable(Generic[M]):
     def items(self):
         for key, raw in self.table.items():
             yield (key.decode() if isinstance(key, bytes) else key), self.model.model_validate_json(raw)
+
+
+class CachedRecordTable(RecordTable[M]):
+    """A global table read on every event (master data): each record parsed once and kept in memory.
+
+    Every change to a global table reaches every worker, the writer included, through its changelog,
+    and Faust calls the table's `on_changelog_event` just before it writes the change to RocksDB,
+    with no await in between (`make_table` sets `recovery_buffer_size=1` for global tables, so each
+    change is written as it arrives). Forgetting the key there, and on a local write, makes the next
+    read go to the store and parse the new value: a master fix is seen as soon as it is applied.
+    """
+
+    MAX_RECORDS = 100_000   # beyond this the oldest cached records are dropped (re-read on demand)
+
+    def __init__(self, name: str, model: type[M]) -> None:
+        self._parsed: dict[bytes, M] = {}
+        super().__init__(make_table(name, global_=True, on_changelog_event=self._on_changelog_event), model)
+
+    async def _on_changelog_event(self, event) -> None:
+        key = event.message.key
+        self._parsed.pop(key if isinstance(key, bytes) else str(key).encode(), None)
+
+    def get(self, key: str) -> M | None:
+        raw_key = key.encode()
+        record = self._parsed.get(raw_key)
+        if record is None:
+            record = super().get(key)
+            if record is not None:   # unknown keys are not cached: they are looked up again
+                if len(self._parsed) >= self.MAX_RECORDS:
+                    del self._parsed[next(iter(self._parsed))]
+                self._parsed[raw_key] = record
+        return record
+
+    def set(self, key: str, record: M) -> None:
+        self._parsed.pop(key.encode(), None)
+        super().set(key, record)
+
+    def delete(self, key: str) -> None:
+        self._parsed.pop(key.encode(), None)
+        super().delete(key)

@@ -130,3 +130,28 @@ def test_every_movement_type_across_two_stores_a_dc_and_two_channels(bootstrap, 
     assert channel[f"web:{sku2}"]["available"] == 20
     assert channel[f"amazon:{sku2}"]["available"] == 20
     assert channel[f"web:{sku1}"]["by_location"] == {dc: 4, s1: 4, s2: 5}
+
+
+def test_a_changed_master_record_applies_to_the_next_movement(bootstrap, pipeline):
+    """Workers keep parsed master records in memory: an update must replace the one already read."""
+    from urllib.parse import quote
+
+    from tests.e2e.harness import wait_for_api
+    s = Scenario("masterchange")
+    sku, store = s.sku(1), s.loc("S1")
+    key = f"{sku}@{store}"
+    send(bootstrap, [s.item(1, case_pack=6), s.location("S1", safety_stock=0)])
+    wait_for_master(pipeline, skus=[sku], locations=[store])
+    send(bootstrap, [s.receipt(store, [(sku, 1, "60.00")], uom="CASE", at=0)])
+    first = wait_for_versions(bootstrap, {key: 1})[key]
+    assert (first["on_hand"], first["safety_stock"], first["available"]) == (6, 0, 6)
+
+    # Case pack 6 → 12 (read by ingest), safety stock 0 → 2 (read by the position stage).
+    send(bootstrap, [s.item(1, case_pack=12), s.location("S1", safety_stock=2)])
+    wait_for_api(pipeline, f"/v1/master/items/{quote(sku, safe='')}",
+                 until=lambda a: a.status == 200 and a.json["case_pack"] == 12)
+    wait_for_api(pipeline, f"/v1/master/locations/{quote(store, safe='')}",
+                 until=lambda a: a.status == 200 and a.json["safety_stock"] == 2)
+    send(bootstrap, [s.receipt(store, [(sku, 1, "120.00")], uom="CASE", at=10)])
+    second = wait_for_versions(bootstrap, {key: 2})[key]
+    assert (second["on_hand"], second["safety_stock"], second["available"]) == (18, 2, 16)

@@ -16,7 +16,7 @@ def test_defaults_are_the_documented_ones():
 @pytest.mark.parametrize("name, value", [
     ("TOPIC_PARTITIONS", "eight"), ("TOPIC_PARTITIONS", "0"), ("WEB_PORT", "http"),
     ("RESERVATION_TTL", "-5"), ("CHANNEL_PUBLISH_INTERVAL", "soon"), ("PROCESSING_GUARANTEE", "maybe_once"),
-    ("KAFKA_BOOTSTRAP", "localhost"), ("API_TOKENS", "abc=superuser"),
+    ("KAFKA_BOOTSTRAP", "localhost"), ("API_TOKENS", "abc=superuser"), ("PRODUCER_LINGER_MS", "-1"),
 ])
 def test_a_wrong_value_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):

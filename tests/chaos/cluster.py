@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,19 @@ from app.broker import LocalBroker
 from tests.e2e.harness import WorkerProcess
 
 _ports = itertools.count(17100)
+
+
+def free_port() -> int:
+    """The next worker web port nobody listens on (a worker of an aborted run may still hold one)."""
+    for port in _ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def rss_kb(pid: int) -> tuple[int, int]:
@@ -79,7 +93,7 @@ class Cluster:
         data = self.run_dir / name
         if fresh:
             shutil.rmtree(data, ignore_errors=True)
-        worker = WorkerProcess(self.bootstrap, data, next(_ports), self.app_id, **self.env)
+        worker = WorkerProcess(self.bootstrap, data, free_port(), self.app_id, **self.env)
         self.workers[name] = worker
         self.intended_down.discard(name)
         began = time.monotonic()

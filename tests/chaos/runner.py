@@ -167,11 +167,14 @@ class ChaosRun:
         future.result()
         self.barrier(k)
 
-    def barrier(self, k: int, stall: float = 45.0) -> float:
+    def barrier(self, k: int, stall: float = 150.0) -> float:
         """Wait until every key has reached the version the oracle expects after phase k.
 
         If the pipeline stops emitting for `stall` seconds with keys still behind (an output that
         will never come), carry on: the final key-by-key comparison says what is missing and why.
+        `stall` is well above the watchdog's 45 s, so a stuck partition is restarted (and counted as
+        a fault) before the barrier gives up: giving up early would let the next phase overtake
+        movements the workload orders across phases.
         A pipeline that makes no progress at all before `barrier_timeout` fails the run here.
         """
         expected = self.phase_oracle.result.versions()
@@ -329,6 +332,7 @@ class ChaosRun:
         while self.tracker.snapshot()[1] < expected_postings and time.monotonic() < deadline:
             time.sleep(0.5)
             self.watchdog()
+        self._wait_consumed(timeout=180.0)
         quiet_since = time.monotonic()
         last = self.tracker.snapshot()
         while time.monotonic() - quiet_since < settle and time.monotonic() < deadline + 30:
@@ -384,6 +388,20 @@ class ChaosRun:
         }
         self._save()
         return self.verdict
+
+    def _wait_consumed(self, timeout: float) -> None:
+        """Every input partition committed to its end, the watchdog restarting a stuck worker meanwhile
+        (what the liveness probe does in production); what is still lagging after that is reported."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                behind = lagging(self.loop.run(group_lag(self.broker.bootstrap, self.app_id, INPUT_TOPICS), 30))
+            except Exception:  # the broker may be slow to answer: ask again
+                behind = {"?": {0: 1}}
+            if not behind:
+                return
+            time.sleep(1.0)
+            self.watchdog()
 
     def check_web_view(self, sample: int = 40) -> dict:
         """Cross-check the operators' position view (GET /v1/positions/{sku}/{location}), when served."""

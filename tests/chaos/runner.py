@@ -550,27 +550,20 @@ def changelog_tables() -> list[str]:
 
 
 async def declare_changelogs(bootstrap: str, app_id: str, partitions: int) -> list[str]:
-    """Create the app's changelog topics before its first worker joins the group.
+    """Create the app's changelog topics before its first worker joins the group, as `make worker`
+    does (app.worker.declare_topics), and wait until the broker's metadata lists them all.
 
-    Workaround: a worker creates them itself, but when its metadata does not show them yet at the
-    first join, Faust's assignor skips them and then fails on a global table's missing changelog
-    (KeyError in `_global_table_standby_assignments`), leaving the worker never ready.
+    A worker creates them itself, but when its metadata does not show them yet at the first join,
+    Faust's assignor skips them and then fails on a global table's missing changelog (KeyError in
+    `_global_table_standby_assignments`), leaving the worker never ready.
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+    from aiokafka.admin import AIOKafkaAdminClient
     names = [f"{app_id}-{table}-changelog" for table in changelog_tables()]
+    await create_topics(bootstrap, partitions, names)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        wanted = [NewTopic(n, partitions, 1, topic_configs={"cleanup.policy": "compact"})
-                  for n in names if n not in existing]
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
-        for _ in range(50):  # until the broker's metadata shows them all
+        for _ in range(50):
             if set(names) <= set(await admin.list_topics()):
                 break
             await asyncio.sleep(0.2)

@@ -26,13 +26,6 @@ _faust_perform_seek = Consumer.perform_seek
 _faust_init = Consumer.__init__
 
 
-def _holes(consumer: Consumer) -> dict:
-    holes = consumer.__dict__.get("_stale_holes")
-    if holes is None:
-        holes = consumer.__dict__["_stale_holes"] = {}
-    return holes
-
-
 def forget_unhandled(consumer: Consumer, message) -> None:
     """Let go of a delivered record without marking it processed: it is not committed, and a
     rebalance or a stop does not wait for it (see agents/streams.py)."""
@@ -43,7 +36,7 @@ def forget_unhandled(consumer: Consumer, message) -> None:
 def _ack_unless_stale(self: Consumer, message) -> bool:
     generation = getattr(message, "generation_id", None)
     current = getattr(self.app, "consumer_generation_id", None)
-    holes = _holes(self)
+    holes = self._stale_holes
     tp, offset = message.tp, message.offset
     if generation is not None and current is not None and generation != current:
         forget_unhandled(self, message)
@@ -58,7 +51,7 @@ def _ack_unless_stale(self: Consumer, message) -> bool:
 
 
 def _new_offset_not_over_holes(self: Consumer, tp):
-    holes = _holes(self)
+    holes = self._stale_holes
     if tp in holes:
         committed = self._committed_offset[tp]
         if committed is None or committed <= holes[tp]:
@@ -69,7 +62,7 @@ def _new_offset_not_over_holes(self: Consumer, tp):
 
 async def _perform_seek_forgetting_holes(self: Consumer) -> None:
     await _faust_perform_seek(self)
-    holes = _holes(self)
+    holes = self._stale_holes
     assigned = self.assignment()
     for tp in list(holes):
         committed = self._committed_offset.get(tp)
@@ -96,6 +89,7 @@ class _ReadOffsets(defaultdict):
 def _init_with_own_read_offsets(self: Consumer, *args, **kwargs) -> None:
     _faust_init(self, *args, **kwargs)
     self._read_offset = _ReadOffsets(lambda: None, self._read_offset)
+    self._stale_holes: dict = {}  # partition -> lowest offset skipped as stale and not handled since
 
 
 def install() -> None:

@@ -299,14 +299,8 @@ def _keep_emitted(p: Position, applied: Applied, previous_available: int, ctx: P
     """Keep what this movement emits, for a replay of its record (see Emitted); forget old ones."""
     if ctx.source_record is None:
         return
-    emitted = p.emitted
-    horizon = ctx.now_epoch - ctx.replay_window
-    while emitted:  # insertion order is application order
-        oldest = next(iter(emitted))
-        if emitted[oldest].at >= horizon and len(emitted) < ctx.replay_keep:
-            break
-        del emitted[oldest]
-    emitted[applied.movement.movement_id] = Emitted(
+    _forget_oldest(p.emitted, lambda kept: kept.at, ctx.now_epoch - ctx.replay_window, room_for=ctx.replay_keep)
+    p.emitted[applied.movement.movement_id] = Emitted(
         record=ctx.source_record, at=ctx.now_epoch, version=applied.version, previous_available=previous_available,
         buckets=(p.on_hand, p.reserved, p.quality_control, p.damaged, p.in_transit, p.safety_stock),
         on_hand_delta=applied.on_hand_delta, late_quantity=applied.late_quantity,
@@ -335,15 +329,20 @@ def _duplicate_or_replay(position: Position, movement: Movement, ctx: PositionCo
 
 def _remember(p: Position, m: Movement, on_hand_delta: int, ctx: PositionContext) -> None:
     """Mark the movement applied (with its on_hand effect, for reconciliation) and forget old marks."""
-    horizon = ctx.now_epoch - ctx.dedupe_retention
-    applied = p.applied
-    # Insertion order is application order, so expired marks sit at the front.
-    while applied:
-        oldest = next(iter(applied))
-        if applied[oldest][0] >= horizon:
-            break
-        del applied[oldest]
-    applied[m.movement_id] = [ctx.now_epoch, int(m.occurred_at.timestamp()), on_hand_delta]
+    _forget_oldest(p.applied, lambda mark: mark[0], ctx.now_epoch - ctx.dedupe_retention)
+    p.applied[m.movement_id] = [ctx.now_epoch, int(m.occurred_at.timestamp()), on_hand_delta]
+
+
+def _forget_oldest(entries: dict, applied_at, horizon: int, room_for: int | None = None) -> None:
+    """Drop entries applied before `horizon`, and the oldest beyond `room_for - 1` (room for one more).
+
+    Insertion order is application order, so the entries to drop sit at the front.
+    """
+    while entries:
+        oldest = next(iter(entries))
+        if applied_at(entries[oldest]) >= horizon and (room_for is None or len(entries) < room_for):
+            return
+        del entries[oldest]
 
 
 def on_hand_as_of(position: Position, as_of: datetime) -> int:

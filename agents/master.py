@@ -11,6 +11,7 @@ from app.domain.master import aliases_of
 from app.faust_app import app, master_items_topic, master_locations_topic
 from app.models.raw import Item, Location
 from app.models.records import ErrorCode, Rejection
+from tables.catch_up import global_tables
 from tables.definitions import item_aliases, items, locations
 
 
@@ -55,3 +56,11 @@ async def item_master(stream):
 @app.agent(master_locations_topic)
 async def location_master(stream):
     await _load_master(stream, Location, topics.MASTER_LOCATIONS, _load_location)
+
+
+@app.timer(1.0)
+async def global_tables_catch_up() -> None:
+    # Agents start the catch-up with their first record after a rebalance; this starts it on a
+    # worker with nothing to read too, so /readyz reports it (app/web/health.py).
+    if app.tables.recovery.completed.is_set() and not app.rebalancing:
+        await global_tables.wait(app)

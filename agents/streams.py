@@ -11,6 +11,7 @@ import faust
 
 from app import topics as t
 from app.faust_fixes import forget_unhandled
+from tables.catch_up import global_tables
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +93,22 @@ async def handled(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
     in offset order: one that arrives ahead of a missing one is let go of (not acked, so not
     committed) and the partition is read again from the missing offset; one already handled in this
     generation, or below the committed offset, is let go of too.
+
+    After every rebalance nothing is handed over before the global tables (master data, sale
+    costs) have caught up with their changelogs (tables/catch_up.py). An event that waited there
+    through a further rebalance was fetched in a generation that is gone: it is let go of, and no
+    commit passes it until it is read again.
     """
     app = stream.app
     consumer = app.consumer
     acking = stream.noack()
     async for event in acking.events():
         message = event.message
+        if not global_tables.is_current(app):
+            await global_tables.wait(app)
+            if message.generation_id != app.consumer_generation_id:
+                consumer.ack(message)   # patched (app/faust_fixes.py): a stale record is only let go of
+                continue
         if message.topic in t.IN_ORDER_TOPICS:
             tp = message.tp
             turn = _order.turn(tp, message.offset, app.consumer_generation_id, consumer._committed_offset.get(tp))

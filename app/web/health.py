@@ -4,6 +4,7 @@ from __future__ import annotations
 from faust.web import Request, Response, View
 
 from app.faust_app import app
+from tables.catch_up import global_tables
 from tables.definitions import locations
 
 
@@ -12,6 +13,7 @@ def readiness() -> dict[str, bool]:
         "started": app.started,
         "not_rebalancing": not app.rebalancing,
         "recovered": app.tables.recovery.completed.is_set() and not app.in_recovery,
+        "global_tables_current": global_tables.is_current(app),
     }
 
 

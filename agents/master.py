@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 import orjson
 from agents.outputs import dead_letter
-from agents.streams import handled
+from agents.streams import fetch_stalled_partitions_again, handled
 from app import topics
 from app.domain.master import aliases_of
 from app.faust_app import app, master_items_topic, master_locations_topic
@@ -64,3 +64,8 @@ async def global_tables_catch_up() -> None:
     # worker with nothing to read too, so /readyz reports it (app/web/health.py).
     if app.tables.recovery.completed.is_set() and not app.rebalancing:
         await global_tables.wait(app)
+
+
+@app.timer(5.0)
+async def stalled_partitions_watch() -> None:
+    await fetch_stalled_partitions_again(app)

@@ -15,6 +15,7 @@ from app.faust_app import app, availability_topic, ledger_topic, movements_topic
 from app.models.canonical import Movement, MovementType, SourceSystem
 from app.models.finance_ledger import LedgerEntry
 from app.models.records import SkuAvailability, TraceStage
+from app.replay import is_dlq_replay
 from tables.definitions import positions, sale_costs
 from tables.master import master_data
 
@@ -23,7 +24,7 @@ def _sale_cost_key(transaction_id: str, sku: str) -> bytes:
     return f"{transaction_id}|{sku}".encode()
 
 
-def context_for(movement: Movement, source_record: str | None = None) -> PositionContext:
+def context_for(movement: Movement, source_record: str | None = None, dlq_replay: bool = False) -> PositionContext:
     item = master_data.item(movement.sku)
     location = master_data.location(movement.location_id)
     original_cost = None
@@ -39,6 +40,7 @@ def context_for(movement: Movement, source_record: str | None = None) -> Positio
         legal_entity=location.legal_entity if location else None,
         source_record=source_record,
         replay_window=settings.replay_window,
+        dlq_replay=dlq_replay,
     )
 
 
@@ -49,7 +51,7 @@ async def apply_movements(stream):
         key = position_key(movement.sku, movement.location_id)
         position = positions.get(key) or new_position(movement.sku, movement.location_id)
         record_id = f"{event.message.partition}@{event.message.offset}"
-        outcome = apply(position, movement, context_for(movement, record_id))
+        outcome = apply(position, movement, context_for(movement, record_id, is_dlq_replay(event.message.headers)))
         system, source_id = movement.source_system.value, movement.source_event_id
 
         if outcome.duplicate and not outcome.replay:
@@ -57,6 +59,8 @@ async def apply_movements(stream):
             await trace(system, source_id, TraceStage.DUPLICATE, movement_id=movement.movement_id, key=key)
             continue
         if outcome.rejection:
+            if outcome.position is not position:   # the rejection is remembered in the position
+                positions.set(key, outcome.position)
             await dead_letter(event.message, t.MOVEMENTS, event.value, outcome.rejection,
                               source_system=system, source_event_id=source_id)
             continue

@@ -9,6 +9,7 @@ from enum import Enum
 
 import faust
 
+from app import metrics
 from app import topics as t
 from app.faust_fixes import forget_unhandled
 from tables.catch_up import global_tables
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 # by retention): carry on from what is there. Larger than any stream buffer (4096).
 GIVE_UP_AFTER = 20_000
 REWIND_RETRY = 5.0
+STALL_AFTER = 30.0
 
 
 class Turn(Enum):
@@ -75,8 +77,81 @@ class PartitionOrder:
         self.rewound_to[tp] = (expected, now)
         return expected
 
+    def next_offset(self, tp, generation: int | None, committed: int | None) -> int | None:
+        """The offset the partition's agent needs next (None: not known yet, nothing committed)."""
+        if generation == self.generation and tp in self.expected:
+            return self.expected[tp]
+        return committed
+
+
+@dataclass
+class StallWatch:
+    """Partitions whose agent has waited STALL_AFTER seconds for an offset the log already holds.
+
+    Faust sometimes stops fetching a partition after a rebalance or a restart (faust-streaming#629
+    and kin: the chaos suite saw it in about one run in three, always the same partition number of
+    every topic of one agent); a rewind can also be undone by a fetch in flight, and be retried
+    only when another record of the partition arrives, which at the end of a burst never happens.
+    Plain bookkeeping, no Faust: `waiting` gives, per partition, the offset its agent needs and the
+    log's end offset; a partition is reported once per STALL_AFTER while that offset does not move.
+    """
+
+    since: dict = field(default_factory=dict)   # partition -> (offset waited for, waiting since)
+
+    def stalled(self, waiting: dict, now: float) -> list:
+        found = []
+        for tp in list(self.since):
+            if tp not in waiting:
+                del self.since[tp]
+        for tp, (needed, end) in waiting.items():
+            if needed is None or end <= needed:
+                self.since.pop(tp, None)
+                continue
+            seen = self.since.get(tp)
+            if seen is None or seen[0] != needed:
+                self.since[tp] = (needed, now)
+            elif now - seen[1] >= STALL_AFTER:
+                found.append(tp)
+                self.since[tp] = (needed, now)
+        return found
+
 
 _order = PartitionOrder()
+_stalls = StallWatch()
+
+
+async def fetch_stalled_partitions_again(app: faust.App) -> None:
+    """Find partitions of IN_ORDER_TOPICS whose records do not reach their agent, and fetch them
+    again from the offset the agent needs (run every few seconds by a timer, agents/master.py)."""
+    consumer = app.consumer
+    if app.rebalancing or not app.tables.recovery.completed.is_set() or not global_tables.is_current(app):
+        _stalls.since.clear()   # waiting by design: not a stall
+        return
+    partitions = [tp for tp in consumer.assignment() if tp.topic in t.IN_ORDER_TOPICS]
+    if not partitions:
+        return
+    generation = app.consumer_generation_id
+    ends = await consumer.highwaters(*partitions)
+    needed = {tp: _order.next_offset(tp, generation, consumer._committed_offset.get(tp)) for tp in partitions}
+    unknown = [tp for tp, offset in needed.items() if offset is None]
+    if unknown:   # never committed: the agent needs the partition's first record
+        needed.update(await consumer.earliest_offsets(*unknown))
+    if generation != app.consumer_generation_id or app.rebalancing:
+        return
+    for tp in _stalls.stalled({tp: (needed[tp], ends.get(tp, 0)) for tp in partitions}, time.monotonic()):
+        active = consumer._active_partitions
+        paused, buffered = tp in consumer._paused_partitions, tp in consumer._buffered_partitions
+        log.warning("%s: offset %s has been in the log for %.0f s without reaching its agent (end %s; in "
+                    "the fetch set: %s, paused: %s, buffer full: %s): fetching the partition again from %s",
+                    tp, needed[tp], STALL_AFTER, ends.get(tp), active is not None and tp in active, paused,
+                    buffered, needed[tp])
+        metrics.PARTITIONS_FETCHED_AGAIN.labels(topic=tp.topic).inc()
+        if paused:
+            consumer.resume_partitions({tp})
+        if active is not None:
+            active.add(tp)
+        consumer._buffered_partitions.discard(tp)
+        await consumer.seek_wait({tp: needed[tp]})
 
 
 async def handled(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:

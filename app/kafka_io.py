@@ -48,8 +48,9 @@ def encode(value: dict | bytes | str) -> bytes:
 
 
 async def produce(bootstrap: str, events: Iterable[tuple[str, str | None, dict | bytes | str]],
-                  rate: float | None = None) -> int:
-    """Send (topic, key, value) tuples; with `rate`, at that many events per second (open loop)."""
+                  rate: float | None = None, headers: list[tuple[str, bytes]] | None = None) -> int:
+    """Send (topic, key, value) tuples, each with `headers`; with `rate`, at that many events per
+    second (open loop)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await producer.start()
     sent = 0
@@ -57,7 +58,8 @@ async def produce(bootstrap: str, events: Iterable[tuple[str, str | None, dict |
     started = loop.time()
     try:
         for topic, key, value in events:
-            await producer.send(topic, encode(value), key=key.encode() if key is not None else None)
+            await producer.send(topic, encode(value), key=key.encode() if key is not None else None,
+                                headers=headers)
             sent += 1
             if rate:
                 ahead = started + sent / rate - loop.time()

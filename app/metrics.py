@@ -7,6 +7,9 @@ EVENTS_IN = Counter("stock_sync_events_in_total", "Raw channel records received"
 DUPLICATES = Counter("stock_sync_duplicate_movements_total", "Movements ignored as already applied")
 REPLAYS = Counter("stock_sync_replayed_movements_total",
                   "Movement records delivered again after a stop, whose outputs were emitted again")
+PARTITIONS_FETCHED_AGAIN = Counter("stock_sync_partitions_fetched_again_total",
+                                   "Partitions whose records stopped reaching their agent, fetched again",
+                                   ["topic"])
 DLQ_RECORDS = Counter("stock_sync_dlq_records_total", "Records dead-lettered", ["code"])
 MOVEMENTS_APPLIED = Counter("stock_sync_movements_applied_total", "Movements applied to positions", ["type"])
 AVAILABILITY_OUT = Counter("stock_sync_availability_records_total", "inventory.availability records emitted")

@@ -3,8 +3,22 @@ from __future__ import annotations
 
 import sys
 
+from collections.abc import Mapping
+
 from app.kafka_io import produce, read_topic
 from app.topics import DLQ
+
+# Marks a record re-sent from the DLQ by an operator: the position stage looks again at a movement
+# it rejected before (UNKNOWN_RESERVATION) only when asked this way (app/domain/positions.py).
+REPLAY_HEADER = "stock-sync-dlq-replay"
+
+
+def is_dlq_replay(headers) -> bool:
+    """Whether a record's headers (Faust hands a list of pairs or a mapping) carry REPLAY_HEADER."""
+    if not headers:
+        return False
+    names = headers.keys() if isinstance(headers, Mapping) else (name for name, _ in headers)
+    return REPLAY_HEADER in names
 
 
 def _progress(done: int, total: int) -> None:
@@ -34,7 +48,7 @@ async def replay_dead_letters(bootstrap: str, *, progress: bool = False, **selec
     events = [(letter["source_topic"], letter.get("key"), letter["raw_value"]) for letter in chosen]
     sent = 0
     for start in range(0, len(events), 200):
-        sent += await produce(bootstrap, events[start:start + 200])
+        sent += await produce(bootstrap, events[start:start + 200], headers=[(REPLAY_HEADER, b"1")])
         if progress:
             _progress(sent, len(events))
     if progress and not events:

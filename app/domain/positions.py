@@ -32,6 +32,7 @@ class PositionContext:
     source_record: str | None = None  # "partition@offset" of the movement's Kafka record, when read from one
     replay_window: int = 600          # seconds an Emitted is kept for a replay of its record
     replay_keep: int = 32             # at most this many Emitted per position (hot keys)
+    dlq_replay: bool = False          # the record was re-sent from the DLQ by an operator (app/replay.py)
 
 
 @dataclass
@@ -259,7 +260,7 @@ def _working_copy(position: Position) -> Position:
     """
     return position.model_copy(update={"reservations": dict(position.reservations),
                                        "transfers": dict(position.transfers), "applied": dict(position.applied),
-                                       "emitted": dict(position.emitted)})
+                                       "emitted": dict(position.emitted), "rejected": dict(position.rejected)})
 
 
 def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
@@ -268,15 +269,20 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
     if movement.movement_id in position.applied:
         return _duplicate_or_replay(position, movement, ctx)
 
+    if movement.movement_id in position.rejected and not ctx.dlq_replay:
+        return _unknown_reservation(position, movement, previous_available, again=True)
     p = _working_copy(position)
     if movement.movement_type is MovementType.RELEASE and not _matching_reservations(p, movement):
         if movement.role is Role.EXPIRY:
             return Outcome(position, duplicate=True, previous_available=previous_available)
-        # It may have raced ahead of its RESERVE from another topic: dead-letter it for replay.
-        return Outcome(position, previous_available=previous_available, rejection=Rejection(
-            error_code=ErrorCode.UNKNOWN_RESERVATION,
-            error_detail=f"no open reservation for order {movement.order_id!r} line {movement.order_line_id!r} "
-                         f"of {movement.sku} at {movement.location_id}"))
+        # It may have raced ahead of its RESERVE from another topic: dead-letter it for replay. The
+        # answer is remembered: the same movement delivered again (a crash before the commit, a
+        # producer's re-send) must not find the RESERVE that arrived meanwhile and apply after all,
+        # or the outcome would depend on when a worker died.
+        _forget_oldest(p.rejected, lambda rejected_at: rejected_at, ctx.now_epoch - ctx.dedupe_retention)
+        p.rejected[movement.movement_id] = ctx.now_epoch
+        return _unknown_reservation(p, movement, previous_available)
+    p.rejected.pop(movement.movement_id, None)   # a DLQ replay that now finds its reservation
 
     p.safety_stock = ctx.safety_stock
     change = _Change(p, movement, ctx)
@@ -306,6 +312,16 @@ def _keep_emitted(p: Position, applied: Applied, previous_available: int, ctx: P
         on_hand_delta=applied.on_hand_delta, late_quantity=applied.late_quantity,
         count_difference=applied.count_difference, unit_cost=applied.unit_cost, avg_cost_after=applied.avg_cost_after,
         unmatched_quantity=applied.unmatched_quantity)
+
+
+def _unknown_reservation(position: Position, movement: Movement, previous_available: int, *,
+                         again: bool = False) -> Outcome:
+    detail = (f"no open reservation for order {movement.order_id!r} line {movement.order_line_id!r} "
+              f"of {movement.sku} at {movement.location_id}")
+    if again:
+        detail += " when this movement first arrived; replay it from the DLQ to look again"
+    return Outcome(position, previous_available=previous_available,
+                   rejection=Rejection(error_code=ErrorCode.UNKNOWN_RESERVATION, error_detail=detail))
 
 
 def _duplicate_or_replay(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:

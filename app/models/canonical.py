@@ -146,6 +146,9 @@ class Position(BaseModel):
     applied: dict[str, list[int]] = {}
     # movement id -> what applying it emitted, for the last few minutes: see Emitted.
     emitted: dict[str, Emitted] = {}
+    # movement id -> rejected at (epoch) for a RELEASE of a reservation the position did not know:
+    # the same movement again gets the same answer (only a DLQ replay asks again); pruned like `applied`.
+    rejected: dict[str, int] = {}
 
     @property
     def available(self) -> int:

@@ -72,7 +72,7 @@ class OracleResult:
     positions: dict[str, ExpectedPosition] = field(default_factory=dict)
     applied: dict[MovementRef, int] = field(default_factory=dict)         # ref -> phase applied in
     posting_kinds: dict[MovementRef, frozenset[str]] = field(default_factory=dict)
-    rejected_releases: dict[MovementRef, int] = field(default_factory=dict)  # UNKNOWN_RESERVATION (last verdict)
+    rejected_releases: dict[MovementRef, int] = field(default_factory=dict)  # UNKNOWN_RESERVATION, for good
     bad_records: list[RawInput] = field(default_factory=list)
     events_by_key: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     duplicates_in: int = 0  # good raw records that are byte-for-byte re-sends of an earlier one
@@ -125,12 +125,11 @@ class Oracle:
               is_release_of: tuple[str, str] | None = None, late_kind: bool = True) -> None:
         position = self.result.positions.setdefault(ref.key, ExpectedPosition())
         self.result.events_by_key[ref.key].append(f"p{self._phase} {ref.type} {ref.system}:{ref.event_id}")
-        if ref in self.result.applied:
-            return  # idempotency: a movement is applied once, whatever the re-sends
+        if ref in self.result.applied or ref in self.result.rejected_releases:
+            return  # a movement is decided once, whatever the re-sends: applied, or dead-lettered
         if is_release_of is not None and is_release_of not in position.reservations:
             self.result.rejected_releases[ref] = self._phase  # UNKNOWN_RESERVATION: dead-lettered, not applied
             return
-        self.result.rejected_releases.pop(ref, None)
         late = (ref.type in DELTA_TYPES and position.last_count_at is not None
                 and occurred_at < position.last_count_at)
         on_hand_before = position.on_hand

@@ -1,7 +1,7 @@
 """Agents take a partition's records in offset order, whatever order Faust hands them over in."""
 from __future__ import annotations
 
-from agents.streams import GIVE_UP_AFTER, REWIND_RETRY, PartitionOrder, Turn
+from agents.streams import GIVE_UP_AFTER, REWIND_RETRY, STALL_AFTER, PartitionOrder, StallWatch, Turn
 
 TP = ("inventory.movements", 2)
 
@@ -54,3 +54,38 @@ def test_a_partition_kept_through_a_rebalance_is_read_again_from_its_committed_o
     assert order.turn(TP, 25, 2, committed=20) is Turn.AHEAD
     assert order.needs_rewind(TP, now=0.0) == 20
     assert order.turn(TP, 20, 2, committed=20) is Turn.HANDLE
+
+
+def test_the_offset_needed_next_is_the_committed_one_until_the_generation_hands_a_record_over():
+    order = PartitionOrder()
+    assert order.next_offset(TP, generation=3, committed=40) == 40
+    order.turn(TP, 40, generation=3, committed=40)
+    assert order.next_offset(TP, generation=3, committed=40) == 41
+    assert order.next_offset(TP, generation=4, committed=40) == 40   # a rebalance since
+
+
+def test_a_partition_is_stalled_when_its_needed_offset_stays_put_while_the_log_holds_it():
+    watch = StallWatch()
+    assert watch.stalled({TP: (10, 15)}, now=0.0) == []
+    assert watch.stalled({TP: (10, 15)}, now=STALL_AFTER - 1) == []
+    assert watch.stalled({TP: (10, 16)}, now=STALL_AFTER) == [TP]
+    # reported again only after another STALL_AFTER without progress
+    assert watch.stalled({TP: (10, 16)}, now=STALL_AFTER + 1) == []
+    assert watch.stalled({TP: (10, 16)}, now=2 * STALL_AFTER) == [TP]
+
+
+def test_progress_or_an_empty_log_is_not_a_stall():
+    watch = StallWatch()
+    watch.stalled({TP: (10, 15)}, now=0.0)
+    assert watch.stalled({TP: (11, 15)}, now=STALL_AFTER) == []        # the agent moved on
+    assert watch.stalled({TP: (11, 15)}, now=STALL_AFTER + 5) == []    # its clock started again
+    assert watch.stalled({TP: (15, 15)}, now=3 * STALL_AFTER) == []     # nothing left to read
+    assert watch.stalled({TP: (None, 15)}, now=4 * STALL_AFTER) == []   # offset not known
+    assert watch.since == {}
+
+
+def test_a_partition_no_longer_assigned_is_forgotten():
+    watch = StallWatch()
+    watch.stalled({TP: (10, 15)}, now=0.0)
+    assert watch.stalled({}, now=STALL_AFTER) == []
+    assert watch.since == {}

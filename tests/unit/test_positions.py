@@ -1,6 +1,7 @@
 """What each canonical movement does to one SKU@LOCATION position (SPEC §3), rule by rule."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -287,25 +288,52 @@ def test_cancelling_one_line_of_two_keeps_the_other_reserved():
     assert p.available == 7
 
 
-def test_release_of_unknown_reservation_is_rejected_and_leaves_the_position_unchanged():
+def test_release_of_unknown_reservation_is_rejected_and_leaves_the_stock_unchanged():
     start = position(on_hand=10, reservations=held("W2", "1", 4))
+    early = release(1, "W1", "1")
 
-    outcome = apply(start, release(1, "W1", "1"), CTX)
+    outcome = apply(start, early, CTX)
 
     assert outcome.rejection is not None
     assert outcome.rejection.error_code is ErrorCode.UNKNOWN_RESERVATION
     assert outcome.applied is None
-    assert outcome.position == start
-    assert outcome.position.version == 0
+    assert outcome.position.model_copy(update={"rejected": {}}) == start
+    assert outcome.position.rejected == {early.movement_id: NOW_EPOCH}   # the answer is remembered
+    assert start.rejected == {}
 
 
-def test_release_that_raced_ahead_of_its_reserve_applies_when_replayed():
+def test_a_rejected_release_delivered_again_is_rejected_again_even_once_its_reserve_arrived():
+    # A worker dies after the rejection, before its commit: the RELEASE comes again after the
+    # RESERVE. Applying it now would make the outcome depend on when the worker died.
     early = release(2, "W1", "1")
     p, outcomes = run(position(on_hand=10), early, reserve(2, "W1", "1"), early)
 
     assert outcomes[0].rejection is not None
-    assert outcomes[2].applied is not None
-    assert p.reserved == 0
+    assert outcomes[2].rejection is not None and outcomes[2].rejection.error_code is ErrorCode.UNKNOWN_RESERVATION
+    assert "replay it from the DLQ" in outcomes[2].rejection.error_detail
+    assert outcomes[2].position is outcomes[1].position   # nothing to store
+    assert p.reserved == 2
+
+
+def test_release_that_raced_ahead_of_its_reserve_applies_when_replayed_from_the_dlq():
+    early = release(2, "W1", "1")
+    p, outcomes = run(position(on_hand=10), early, reserve(2, "W1", "1"))
+    replayed = apply(p, early, replace(CTX, dlq_replay=True))
+
+    assert outcomes[0].rejection is not None
+    assert replayed.applied is not None
+    assert replayed.position.reserved == 0
+    assert replayed.position.rejected == {}
+    assert apply(replayed.position, early, replace(CTX, dlq_replay=True)).duplicate   # replayed twice
+
+
+def test_a_dlq_replay_that_still_finds_no_reservation_is_rejected_again():
+    early = release(2, "W1", "1")
+    p, _ = run(position(on_hand=10), early)
+    again = apply(p, early, replace(CTX, dlq_replay=True))
+
+    assert again.rejection is not None
+    assert early.movement_id in again.position.rejected
 
 
 def test_expiry_of_a_reservation_the_position_no_longer_holds_is_ignored():

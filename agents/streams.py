@@ -11,7 +11,7 @@ import faust
 
 from app import metrics
 from app import topics as t
-from app.faust_fixes import forget_unhandled
+from app.faust_fixes import forget_unhandled, next_to_process
 from tables.catch_up import global_tables
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ async def fetch_stalled_partitions_again(app: faust.App) -> None:
         return
     generation = app.consumer_generation_id
     ends = await consumer.highwaters(*partitions)
-    needed = {tp: _order.next_offset(tp, generation, consumer._committed_offset.get(tp)) for tp in partitions}
+    needed = {tp: _order.next_offset(tp, generation, next_to_process(consumer, tp)) for tp in partitions}
     unknown = [tp for tp, offset in needed.items() if offset is None]
     if unknown:   # never committed: the agent needs the partition's first record
         needed.update(await consumer.earliest_offsets(*unknown))
@@ -186,7 +186,7 @@ async def handled(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
                 continue
         if message.topic in t.IN_ORDER_TOPICS:
             tp = message.tp
-            turn = _order.turn(tp, message.offset, app.consumer_generation_id, consumer._committed_offset.get(tp))
+            turn = _order.turn(tp, message.offset, app.consumer_generation_id, next_to_process(consumer, tp))
             if turn is not Turn.HANDLE:
                 forget_unhandled(consumer, message)
                 rewind = _order.needs_rewind(tp, time.monotonic()) if turn is Turn.AHEAD else None

@@ -11,6 +11,15 @@ The hole matters most on a partition the group never committed: Faust's own guar
 committing over a gap at the head of the acked offsets (faust-streaming/faust#312) only works when
 a committed offset is known (`if committed_offset:`), so the first records of a fresh partition
 could be skipped and committed over (the chaos suite lost offset 0 of two partitions that way).
+
+A hole is only filled if the partition is read again from below it. After a rebalance Faust seeks
+every partition to its committed offset, but aiokafka's `seek_to_committed` does nothing for a
+partition with no committed offset, or offset 0 (`if offset and offset > 0`): its fetch position
+stays after the records fetched in the last generation, and a record skipped as stale there was
+never read again (the long chaos run lost master items that way, once agents waited for the
+global tables across a rebalance). So after Faust's seek, each stream partition without a committed
+offset is sought to its first offset, as a new consumer with `auto_offset_reset=earliest` would,
+and that offset is what the agents' order check expects first (`next_to_process`).
 """
 from __future__ import annotations
 
@@ -60,8 +69,21 @@ def _new_offset_not_over_holes(self: Consumer, tp):
     return _faust_new_offset(self, tp)
 
 
+def next_to_process(consumer: Consumer, tp) -> int | None:
+    """The partition's committed offset or, never committed, its first offset (None: not known)."""
+    committed = consumer._committed_offset.get(tp)
+    return committed if committed is not None else consumer._start_offsets.get(tp)
+
+
 async def _perform_seek_forgetting_holes(self: Consumer) -> None:
     await _faust_perform_seek(self)
+    changelogs = self.app.tables.changelog_topics
+    uncommitted = [tp for tp in self.assignment()
+                   if tp.topic not in changelogs and not tp.topic.endswith("__assignor-__leader")
+                   and self._committed_offset.get(tp) is None]
+    self._start_offsets = dict(await self.earliest_offsets(*uncommitted)) if uncommitted else {}
+    if self._start_offsets:
+        await self.seek_wait(self._start_offsets)
     holes = self._stale_holes
     assigned = self.assignment()
     for tp in list(holes):
@@ -90,6 +112,7 @@ def _init_with_own_read_offsets(self: Consumer, *args, **kwargs) -> None:
     _faust_init(self, *args, **kwargs)
     self._read_offset = _ReadOffsets(lambda: None, self._read_offset)
     self._stale_holes: dict = {}  # partition -> lowest offset skipped as stale and not handled since
+    self._start_offsets: dict = {}  # partition never committed -> its first offset, sought to after a rebalance
 
 
 def install() -> None:

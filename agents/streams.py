@@ -1,6 +1,7 @@
 """How every agent walks its stream: in offset order per partition, each event acked once handled."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -97,6 +98,17 @@ class StallWatch:
     """
 
     since: dict = field(default_factory=dict)   # partition -> (offset waited for, waiting since)
+    not_ready_since: float | None = None        # when the worker last began to wait (rebalance, recovery)
+
+    def report_waiting(self, reasons: list, now: float) -> None:
+        """Log, once per STALL_AFTER, a worker that has been waiting that long: it cannot stall-check."""
+        if not reasons:
+            self.not_ready_since = None
+        elif self.not_ready_since is None:
+            self.not_ready_since = now
+        elif now - self.not_ready_since >= STALL_AFTER:
+            log.warning("no records handed to agents for %.0f s: %s", now - self.not_ready_since, ", ".join(reasons))
+            self.not_ready_since = now
 
     def stalled(self, waiting: dict, now: float) -> list:
         found = []
@@ -124,18 +136,27 @@ async def fetch_stalled_partitions_again(app: faust.App) -> None:
     """Find partitions of IN_ORDER_TOPICS whose records do not reach their agent, and fetch them
     again from the offset the agent needs (run every few seconds by a timer, agents/master.py)."""
     consumer = app.consumer
-    if app.rebalancing or not app.tables.recovery.completed.is_set() or not global_tables.is_current(app):
+    waiting = {"rebalancing": app.rebalancing, "recovering": not app.tables.recovery.completed.is_set(),
+               "global tables behind": not global_tables.is_current(app)}
+    if any(waiting.values()):
         _stalls.since.clear()   # waiting by design: not a stall
+        _stalls.report_waiting([reason for reason, on in waiting.items() if on], time.monotonic())
         return
+    _stalls.report_waiting([], time.monotonic())
     partitions = [tp for tp in consumer.assignment() if tp.topic in t.IN_ORDER_TOPICS]
     if not partitions:
         return
     generation = app.consumer_generation_id
-    ends = await consumer.highwaters(*partitions)
-    needed = {tp: _order.next_offset(tp, generation, next_to_process(consumer, tp)) for tp in partitions}
-    unknown = [tp for tp, offset in needed.items() if offset is None]
-    if unknown:   # never committed: the agent needs the partition's first record
-        needed.update(await consumer.earliest_offsets(*unknown))
+    try:
+        ends = await asyncio.wait_for(consumer.highwaters(*partitions), STALL_AFTER / 3)
+        needed = {tp: _order.next_offset(tp, generation, next_to_process(consumer, tp)) for tp in partitions}
+        unknown = [tp for tp, offset in needed.items() if offset is None]
+        if unknown:   # never committed: the agent needs the partition's first record
+            needed.update(await asyncio.wait_for(consumer.earliest_offsets(*unknown), STALL_AFTER / 3))
+    except asyncio.TimeoutError:
+        log.warning("no offsets from the broker within %.0f s: stalled partitions are looked for again later",
+                    STALL_AFTER / 3)
+        return
     if generation != app.consumer_generation_id or app.rebalancing:
         return
     for tp in _stalls.stalled({tp: (needed[tp], ends.get(tp, 0)) for tp in partitions}, time.monotonic()):

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
 REPORT_EVERY = 10.0
+OFFSETS_TIMEOUT = 10.0
 
 
 def changes_behind(ends: Mapping, applied: Mapping, *, trailing_markers: int = 0) -> dict:
@@ -64,7 +65,11 @@ class GlobalTablesCatchUp:
     async def _catch_up(self, app: faust.App, generation: int) -> None:
         tables = {table.changelog_topic.get_topic_name(): table for table in app.tables.values() if table.is_global}
         partitions = [tp for tp in app.consumer.assignment() if tp.topic in tables]
-        ends = await app.consumer.highwaters(*partitions) if partitions else {}
+        try:
+            ends = await asyncio.wait_for(app.consumer.highwaters(*partitions), OFFSETS_TIMEOUT) if partitions else {}
+        except asyncio.TimeoutError:   # the broker is away or the consumer busy: ask again
+            log.warning("global tables: no end offsets from the broker within %.0f s, asking again", OFFSETS_TIMEOUT)
+            return
         markers = 1 if app.in_transaction else 0
         started = reported = time.monotonic()
         while app.consumer_generation_id == generation:
@@ -78,8 +83,13 @@ class GlobalTablesCatchUp:
                 return
             if now - reported >= REPORT_EVERY:
                 reported = now
-                log.warning("agents waiting %.0f s for global tables: %d changes to apply on %s",
-                            now - started, sum(behind.values()), sorted(f"{tp.topic}:{tp.partition}" for tp in behind))
+                consumer = app.consumer
+                log.warning("agents waiting %.0f s for global tables: %d changes to apply on %s (paused: %s, "
+                            "not in the fetch set: %s)", now - started, sum(behind.values()),
+                            sorted(f"{tp.topic}:{tp.partition}" for tp in behind),
+                            sorted(f"{tp.topic}:{tp.partition}" for tp in behind if tp in consumer._paused_partitions),
+                            sorted(f"{tp.topic}:{tp.partition}" for tp in behind
+                                   if tp not in (consumer._active_partitions or ())))
             await asyncio.sleep(POLL_INTERVAL)
 
 

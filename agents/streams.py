@@ -202,6 +202,9 @@ async def handled(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
         message = event.message
         if not global_tables.is_current(app):
             await global_tables.wait(app)
+            if app.should_stop:
+                forget_unhandled(consumer, message)   # not handled, so not committed: read again later
+                continue
             if message.generation_id != app.consumer_generation_id:
                 consumer.ack(message)   # patched (app/faust_fixes.py): a stale record is only let go of
                 continue

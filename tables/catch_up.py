@@ -59,7 +59,9 @@ class GlobalTablesCatchUp:
         if self.is_current(app):
             return
         async with self._lock:   # one catch-up per generation, whichever agent asks first
-            while not self.is_current(app):
+            # A stopping worker stops waiting: its agents' events must be let go of for the stop
+            # to finish (Faust waits for every event handed to an agent).
+            while not self.is_current(app) and not app.should_stop:
                 await self._catch_up(app, app.consumer_generation_id)
 
     async def _catch_up(self, app: faust.App, generation: int) -> None:
@@ -72,7 +74,7 @@ class GlobalTablesCatchUp:
             return
         markers = 1 if app.in_transaction else 0
         started = reported = time.monotonic()
-        while app.consumer_generation_id == generation:
+        while app.consumer_generation_id == generation and not app.should_stop:
             applied = {tp: tables[tp.topic].data.persisted_offset(tp) for tp in ends}
             behind = changes_behind(ends, applied, trailing_markers=markers)
             now = time.monotonic()

@@ -68,4 +68,5 @@ async def global_tables_catch_up() -> None:
 
 @app.timer(5.0)
 async def stalled_partitions_watch() -> None:
+    # Here because every worker runs the master stage, whatever STAGES it runs (app/worker.py).
     await fetch_stalled_partitions_again(app)

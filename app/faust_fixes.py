@@ -16,10 +16,11 @@ A hole is only filled if the partition is read again from below it. After a reba
 every partition to its committed offset, but aiokafka's `seek_to_committed` does nothing for a
 partition with no committed offset, or offset 0 (`if offset and offset > 0`): its fetch position
 stays after the records fetched in the last generation, and a record skipped as stale there was
-never read again (the long chaos run lost master items that way, once agents waited for the
-global tables across a rebalance). So after Faust's seek, each stream partition without a committed
-offset is sought to its first offset, as a new consumer with `auto_offset_reset=earliest` would,
-and that offset is what the agents' order check expects first (`next_to_process`).
+never read again (found while chasing the lost master items of the next paragraph, as agents
+began to wait for the global tables across rebalances). So after Faust's seek, each stream
+partition without a committed offset is sought to its first offset, as a new consumer with
+`auto_offset_reset=earliest` would, and that offset is what the agents' order check expects
+first (`next_to_process`).
 
 Flow control resumed while it is already running clears nothing. Faust's stream queues are
 cleared whenever `app.flow_control.resume()` is called (mode's FlowControlQueue, clear_on_resume),
@@ -87,15 +88,15 @@ def next_to_process(consumer: Consumer, tp) -> int | None:
 
 async def _perform_seek_forgetting_holes(self: Consumer) -> None:
     await _faust_perform_seek(self)
+    assigned = self.assignment()
     changelogs = self.app.tables.changelog_topics
-    uncommitted = [tp for tp in self.assignment()
+    uncommitted = [tp for tp in assigned
                    if tp.topic not in changelogs and not tp.topic.endswith("__assignor-__leader")
                    and self._committed_offset.get(tp) is None]
     self._start_offsets = dict(await self.earliest_offsets(*uncommitted)) if uncommitted else {}
     if self._start_offsets:
         await self.seek_wait(self._start_offsets)
     holes = self._stale_holes
-    assigned = self.assignment()
     for tp in list(holes):
         committed = self._committed_offset.get(tp)
         if tp not in assigned or (committed is not None and committed > holes[tp]):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-
 from collections.abc import Mapping
 
 from app.kafka_io import produce, read_topic

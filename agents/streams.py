@@ -149,16 +149,15 @@ async def fetch_stalled_partitions_again(app: faust.App) -> None:
     generation = app.consumer_generation_id
     try:
         ends = await asyncio.wait_for(consumer.highwaters(*partitions), STALL_AFTER / 3)
-        needed = {tp: _order.next_offset(tp, generation, next_to_process(consumer, tp)) for tp in partitions}
-        unknown = [tp for tp, offset in needed.items() if offset is None]
-        if unknown:   # never committed: the agent needs the partition's first record
-            needed.update(await asyncio.wait_for(consumer.earliest_offsets(*unknown), STALL_AFTER / 3))
     except asyncio.TimeoutError:
         log.warning("no offsets from the broker within %.0f s: stalled partitions are looked for again later",
                     STALL_AFTER / 3)
         return
     if generation != app.consumer_generation_id or app.rebalancing:
         return
+    # Never-committed partitions were sought to their first offset when the recovery completed
+    # (app/faust_fixes.py), so next_to_process knows every partition's offset by now.
+    needed = {tp: _order.next_offset(tp, generation, next_to_process(consumer, tp)) for tp in partitions}
     for tp in _stalls.stalled({tp: (needed[tp], ends.get(tp, 0)) for tp in partitions}, time.monotonic()):
         active = consumer._active_partitions
         paused, buffered = tp in consumer._paused_partitions, tp in consumer._buffered_partitions

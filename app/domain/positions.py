@@ -301,17 +301,20 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
                    as_emitted=p)
 
 
+# The fields of Applied that an Emitted keeps, to rebuild the same Applied for a replay.
+_KEPT_FOR_REPLAY = ("version", "on_hand_delta", "late_quantity", "count_difference", "unit_cost", "avg_cost_after",
+                    "unmatched_quantity")
+
+
 def _keep_emitted(p: Position, applied: Applied, previous_available: int, ctx: PositionContext) -> None:
     """Keep what this movement emits, for a replay of its record (see Emitted); forget old ones."""
     if ctx.source_record is None:
         return
     _forget_oldest(p.emitted, lambda kept: kept.at, ctx.now_epoch - ctx.replay_window, room_for=ctx.replay_keep)
     p.emitted[applied.movement.movement_id] = Emitted(
-        record=ctx.source_record, at=ctx.now_epoch, version=applied.version, previous_available=previous_available,
+        record=ctx.source_record, at=ctx.now_epoch, previous_available=previous_available,
         buckets=(p.on_hand, p.reserved, p.quality_control, p.damaged, p.in_transit, p.safety_stock),
-        on_hand_delta=applied.on_hand_delta, late_quantity=applied.late_quantity,
-        count_difference=applied.count_difference, unit_cost=applied.unit_cost, avg_cost_after=applied.avg_cost_after,
-        unmatched_quantity=applied.unmatched_quantity)
+        **{name: getattr(applied, name) for name in _KEPT_FOR_REPLAY})
 
 
 def _unknown_reservation(position: Position, movement: Movement, previous_available: int, *,
@@ -335,10 +338,8 @@ def _duplicate_or_replay(position: Position, movement: Movement, ctx: PositionCo
     as_emitted = position.model_copy(update={
         "on_hand": on_hand, "reserved": reserved, "quality_control": quality_control, "damaged": damaged,
         "in_transit": in_transit, "safety_stock": safety_stock, "version": kept.version})
-    applied = Applied(
-        movement=movement, legal_entity=ctx.legal_entity, version=kept.version, on_hand_delta=kept.on_hand_delta,
-        late_quantity=kept.late_quantity, count_difference=kept.count_difference, unit_cost=kept.unit_cost,
-        avg_cost_after=kept.avg_cost_after, on_hand_after=on_hand, unmatched_quantity=kept.unmatched_quantity)
+    applied = Applied(movement=movement, legal_entity=ctx.legal_entity, on_hand_after=on_hand,
+                      **{name: getattr(kept, name) for name in _KEPT_FOR_REPLAY})
     return Outcome(position, applied=applied, duplicate=True, replay=True, as_emitted=as_emitted,
                    follow_ups=_derived_movements(movement, kept.unit_cost), previous_available=kept.previous_available)
 

@@ -13,18 +13,27 @@ from app.settings import REPO_ROOT
 TEST_HOME = REPO_ROOT / ".run" / "test"
 
 
+def _free(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
 def _free_port_pair(preferred: int) -> int:
     """`preferred` (and the next port, for the controller) if both are free, else another free pair:
     a broker left running by another checkout must not fail the suite."""
-    import socket
-
-    def free(port: int) -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) != 0
-
     port = preferred
-    while not (free(port) and free(port + 1)):
+    while not (_free(port) and _free(port + 1)):
         port += 2
+    return port
+
+
+def _free_web_ports(preferred: int) -> int:
+    """A base web port whose offsets used by the e2e tests (+0, +11, +100..+103) are all free, so two
+    checkouts can run the suite side by side."""
+    port = preferred
+    while not all(_free(port + n) for n in (0, 11, 100, 101, 102, 103)):
+        port += 200
     return port
 
 
@@ -55,6 +64,6 @@ def pipeline(bootstrap):
     from tests.e2e.harness import WorkerProcess
     data = TEST_HOME / "workers" / "shared"
     shutil.rmtree(data, ignore_errors=True)
-    worker = WorkerProcess(bootstrap, data, web_port=16066, app_id="e2e-shared").start()
+    worker = WorkerProcess(bootstrap, data, web_port=_free_web_ports(16066), app_id="e2e-shared").start()
     yield worker
     worker.stop()

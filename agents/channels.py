@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from agents.outputs import publish, utcnow
-from agents.streams import handled
+from agents.streams import each_event
 from app import metrics
 from app.domain.availability import PublishThrottle
 from app.domain.keys import channel_key
@@ -21,22 +21,25 @@ throttle = PublishThrottle(settings.channel_publish_interval)
 
 @app.agent(sku_availability_topic)
 async def network_availability(stream):
-    async for event in handled(stream):
-        update = SkuAvailability.model_validate_json(event.value)
-        network = networks.get(update.sku) or SkuNetwork(sku=update.sku)
-        changed = fold_location(network, update.location_id, update.available, update.version, channels_of)
-        if not changed:
-            continue
-        networks.set(update.sku, network)
-        now = time.monotonic()
-        for channel in changed:
-            record = ChannelAvailability(
-                channel=channel, sku=update.sku, available=network.channel_totals[channel],
-                by_location=channel_shares(network, channel, channels_of),
-                version=network.channel_versions[channel], emitted_at=utcnow())
-            ready = throttle.offer(channel_key(channel, update.sku), record, now)
-            if ready is not None:
-                await _publish(ready)
+    await each_event(stream, "channels", fold_availability)
+
+
+async def fold_availability(event) -> None:
+    update = SkuAvailability.model_validate_json(event.value)
+    network = networks.get(update.sku) or SkuNetwork(sku=update.sku)
+    changed = fold_location(network, update.location_id, update.available, update.version, channels_of)
+    if not changed:
+        return
+    networks.set(update.sku, network)
+    now = time.monotonic()
+    for channel in changed:
+        record = ChannelAvailability(
+            channel=channel, sku=update.sku, available=network.channel_totals[channel],
+            by_location=channel_shares(network, channel, channels_of),
+            version=network.channel_versions[channel], emitted_at=utcnow())
+        ready = throttle.offer(channel_key(channel, update.sku), record, now)
+        if ready is not None:
+            await _publish(ready)
 
 
 @app.timer(interval=0.2)

@@ -5,10 +5,12 @@ import faust
 
 from app import faust_fixes
 from app import topics as t
+from app.models import limits
 from app.settings import Settings
 
 faust_fixes.install()
 settings = Settings.from_env()
+limits.configure(settings.limits)
 
 
 def create_app(s: Settings) -> faust.App:

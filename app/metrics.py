@@ -25,3 +25,7 @@ LATENCY = Histogram(
     "From a source event's occurred_at (or ingest time) to its availability record",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+STAGE_ERRORS = Counter("stock_sync_stage_errors_total",
+                       "Records a stage raised on, dead-lettered as PROCESSING_ERROR", ["stage", "error"])
+RECORDS_STUCK = Gauge("stock_sync_records_waiting_for_dead_letter",
+                      "Records that could not be dead-lettered yet (the DLQ cannot be written); their partition waits")

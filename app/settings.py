@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.models.limits import Limits
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUARANTEES = ("at_least_once", "exactly_once")
 
@@ -68,6 +70,7 @@ class Settings:
     replay_window: int = 600
     producer_linger_ms: int = 25
     audit_log: Path | None = None
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -101,4 +104,11 @@ class Settings:
             replay_window=_int(env, "REPLAY_WINDOW", 600, minimum=1),
             producer_linger_ms=_int(env, "PRODUCER_LINGER_MS", 25, minimum=0),
             audit_log=Path(env["AUDIT_LOG"]) if env.get("AUDIT_LOG") else data_dir / "audit.log",
+            limits=Limits(  # SPEC §4
+                record_bytes=_int(env, "INPUT_MAX_RECORD_BYTES", 512 * 1024, minimum=1024),
+                identifier_chars=_int(env, "INPUT_MAX_ID_CHARS", 128, minimum=8),
+                lines=_int(env, "INPUT_MAX_LINES", 1000, minimum=1),
+                quantity=_int(env, "INPUT_MAX_QUANTITY", 1_000_000, minimum=1),
+                future_years=_int(env, "INPUT_MAX_YEARS_AHEAD", 10, minimum=1),
+            ),
         )

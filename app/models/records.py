@@ -64,6 +64,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_RESERVATION = "UNKNOWN_RESERVATION"
     UNIT_OF_MEASURE = "UNIT_OF_MEASURE"
     INACTIVE_ITEM = "INACTIVE_ITEM"
+    OUT_OF_RANGE = "OUT_OF_RANGE"            # a number or date beyond the limits of SPEC §4
+    TOO_LARGE = "TOO_LARGE"                  # a record, identifier or list beyond its size limit
+    PROCESSING_ERROR = "PROCESSING_ERROR"    # a stage raised on the record: the exception's type and message
 
 
 class Rejection(Record):
@@ -79,12 +82,16 @@ class DeadLetter(Record):
     partition: int | None
     offset: int | None
     key: str | None
-    raw_value: str
+    raw_value: str                      # whole, or its first part when `raw_truncated` (SPEC §4: a letter fits)
     error_code: ErrorCode
     error_detail: str
     received_at: datetime
     source_system: str | None = None
     source_event_id: str | None = None
+    raw_size: int = 0                   # bytes of the whole raw value
+    raw_sha256: str = ""                # of the whole raw value, to match it with the producer's copy
+    raw_truncated: bool = False
+    stage: str | None = None            # the stage that dead-lettered it (ingest, positions, finance, ...)
 
 
 # --- Finance -------------------------------------------------------------------------------------

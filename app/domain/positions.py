@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from app.domain.costing import average_after_inflow, current_cost
+from app.domain.marks import forget_oldest, mark_of
 from app.domain.sources.common import build_movement
 from app.models.canonical import (
     Applied, Emitted, InTransitTransfer, Movement, MovementType, OpenReservation, Position, Role, SourceSystem,
@@ -32,6 +33,9 @@ class PositionContext:
     source_record: str | None = None  # "partition@offset" of the movement's Kafka record, when read from one
     replay_window: int = 600          # seconds an Emitted is kept for a replay of its record
     replay_keep: int = 32             # at most this many Emitted per position (hot keys)
+    applied_keep: int = 2000          # at most this many applied marks per position (~90 KB)
+    rejected_keep: int = 100
+    reservations_bytes: int = 96 * 1024   # open reservations of one position, estimated as stored
     dlq_replay: bool = False          # the record was re-sent from the DLQ by an operator (app/replay.py)
 
 
@@ -266,10 +270,11 @@ def _working_copy(position: Position) -> Position:
 def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
     """Apply one movement; idempotent by movement id, never rejects a physical event."""
     previous_available = position.available
-    if movement.movement_id in position.applied:
-        return _duplicate_or_replay(position, movement, ctx)
+    mark = mark_of(movement.movement_id)
+    if mark in position.applied:
+        return _duplicate_or_replay(position, movement, mark, ctx)
 
-    if movement.movement_id in position.rejected and not ctx.dlq_replay:
+    if mark in position.rejected and not ctx.dlq_replay:
         return _unknown_reservation(position, movement, previous_available, again=True)
     p = _working_copy(position)
     if movement.movement_type is MovementType.RELEASE and not _matching_reservations(p, movement):
@@ -279,16 +284,22 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
         # answer is remembered: the same movement delivered again (a crash before the commit, a
         # producer's re-send) must not find the RESERVE that arrived meanwhile and apply after all,
         # or the outcome would depend on when a worker died.
-        _forget_oldest(p.rejected, lambda rejected_at: rejected_at, ctx.now_epoch - ctx.dedupe_retention)
-        p.rejected[movement.movement_id] = ctx.now_epoch
+        forget_oldest(p.rejected, lambda rejected_at: rejected_at, ctx.now_epoch - ctx.dedupe_retention,
+                      room_for=ctx.rejected_keep)
+        p.rejected[mark] = ctx.now_epoch
         return _unknown_reservation(p, movement, previous_available)
-    p.rejected.pop(movement.movement_id, None)   # a DLQ replay that now finds its reservation
+    if movement.movement_type is MovementType.RESERVE and not _room_for_reservation(p, movement, ctx):
+        return Outcome(position, previous_available=previous_available, rejection=Rejection(
+            error_code=ErrorCode.TOO_LARGE,
+            error_detail=f"{movement.sku} at {movement.location_id} holds {len(p.reservations)} open reservations, "
+                         f"their limit ({ctx.reservations_bytes} bytes): release or fulfil some, then replay this"))
+    p.rejected.pop(mark, None)   # a DLQ replay that now finds its reservation
 
     p.safety_stock = ctx.safety_stock
     change = _Change(p, movement, ctx)
     _RULES[movement.movement_type](change)
     p.version += 1
-    _remember(p, movement, change.on_hand_delta, ctx)
+    _remember(p, mark, movement, change.on_hand_delta, ctx)
 
     applied = Applied(
         movement=movement, legal_entity=ctx.legal_entity, version=p.version,
@@ -296,7 +307,7 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
         count_difference=change.count_difference, unit_cost=change.unit_cost,
         avg_cost_after=p.avg_cost, on_hand_after=p.on_hand, unmatched_quantity=change.unmatched,
     )
-    _keep_emitted(p, applied, previous_available, ctx)
+    _keep_emitted(p, mark, applied, previous_available, ctx)
     return Outcome(p, applied=applied, follow_ups=change.follow_ups, previous_available=previous_available,
                    as_emitted=p)
 
@@ -306,12 +317,12 @@ _KEPT_FOR_REPLAY = ("version", "on_hand_delta", "late_quantity", "count_differen
                     "unmatched_quantity")
 
 
-def _keep_emitted(p: Position, applied: Applied, previous_available: int, ctx: PositionContext) -> None:
+def _keep_emitted(p: Position, mark: str, applied: Applied, previous_available: int, ctx: PositionContext) -> None:
     """Keep what this movement emits, for a replay of its record (see Emitted); forget old ones."""
     if ctx.source_record is None:
         return
-    _forget_oldest(p.emitted, lambda kept: kept.at, ctx.now_epoch - ctx.replay_window, room_for=ctx.replay_keep)
-    p.emitted[applied.movement.movement_id] = Emitted(
+    forget_oldest(p.emitted, lambda kept: kept.at, ctx.now_epoch - ctx.replay_window, room_for=ctx.replay_keep)
+    p.emitted[mark] = Emitted(
         record=ctx.source_record, at=ctx.now_epoch, previous_available=previous_available,
         buckets=(p.on_hand, p.reserved, p.quality_control, p.damaged, p.in_transit, p.safety_stock),
         **{name: getattr(applied, name) for name in _KEPT_FOR_REPLAY})
@@ -327,11 +338,11 @@ def _unknown_reservation(position: Position, movement: Movement, previous_availa
                    rejection=Rejection(error_code=ErrorCode.UNKNOWN_RESERVATION, error_detail=detail))
 
 
-def _duplicate_or_replay(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
+def _duplicate_or_replay(position: Position, movement: Movement, mark: str, ctx: PositionContext) -> Outcome:
     """An applied movement again. From another Kafka record: a producer's re-send, nothing to do.
     From the very record that applied it: the worker stopped after saving the position but maybe
     before Kafka had its outputs, so everything it emitted is rebuilt, exactly, to be emitted again."""
-    kept = position.emitted.get(movement.movement_id)
+    kept = position.emitted.get(mark)
     if kept is None or ctx.source_record is None or kept.record != ctx.source_record:
         return Outcome(position, duplicate=True, previous_available=position.available)
     on_hand, reserved, quality_control, damaged, in_transit, safety_stock = kept.buckets
@@ -344,22 +355,28 @@ def _duplicate_or_replay(position: Position, movement: Movement, ctx: PositionCo
                    follow_ups=_derived_movements(movement, kept.unit_cost), previous_available=kept.previous_available)
 
 
-def _remember(p: Position, m: Movement, on_hand_delta: int, ctx: PositionContext) -> None:
-    """Mark the movement applied (with its on_hand effect, for reconciliation) and forget old marks."""
-    _forget_oldest(p.applied, lambda mark: mark[0], ctx.now_epoch - ctx.dedupe_retention)
-    p.applied[m.movement_id] = [ctx.now_epoch, int(m.occurred_at.timestamp()), on_hand_delta]
+def _remember(p: Position, mark: str, m: Movement, on_hand_delta: int, ctx: PositionContext) -> None:
+    """Mark the movement applied (with its on_hand effect, for reconciliation) and forget old marks:
+    a re-send is recognised for DEDUPE_RETENTION or the key's last `applied_keep` movements."""
+    forget_oldest(p.applied, lambda kept: kept[0], ctx.now_epoch - ctx.dedupe_retention, room_for=ctx.applied_keep)
+    p.applied[mark] = [ctx.now_epoch, int(m.occurred_at.timestamp()), on_hand_delta]
 
 
-def _forget_oldest(entries: dict, applied_at, horizon: int, room_for: int | None = None) -> None:
-    """Drop entries applied before `horizon`, and the oldest beyond `room_for - 1` (room for one more).
+def _reservation_bytes(key: str, reservation: OpenReservation) -> int:
+    # As stored: the key, the order and line ids again in the value, and ~90 bytes of JSON around them.
+    return len(key) + len(reservation.order_id) + len(reservation.line_id or "") + 90
 
-    Insertion order is application order, so the entries to drop sit at the front.
-    """
-    while entries:
-        oldest = next(iter(entries))
-        if applied_at(entries[oldest]) >= horizon and (room_for is None or len(entries) < room_for):
-            return
-        del entries[oldest]
+
+def _room_for_reservation(p: Position, m: Movement, ctx: PositionContext) -> bool:
+    """Open reservations are business state, not a cache: none is forgotten to make room. A position
+    whose reservations fill their budget refuses one more (a dead letter, replayable once some close)."""
+    key = reservation_key(m.order_id or m.source_event_id, m.order_line_id)
+    if key in p.reservations:
+        return True
+    held = sum(_reservation_bytes(k, r) for k, r in p.reservations.items())
+    wanted = _reservation_bytes(key, OpenReservation(order_id=m.order_id or m.source_event_id,
+                                                     line_id=m.order_line_id, quantity=m.quantity))
+    return held + wanted <= ctx.reservations_bytes
 
 
 def on_hand_as_of(position: Position, as_of: datetime) -> int:

@@ -160,7 +160,9 @@ class JournalBatch(Record):
     late: bool
     sequence: int                       # 0 for the day batch, 1.. for late batches after it
     totals: dict[str, dict[str, Decimal]]  # account -> {"debit": .., "credit": ..}
-    posting_ids: list[str]
+    posting_ids: list[str]              # the first 1,000 postings it covers (all of them when posting_count <= 1,000)
+    posting_count: int = 0              # postings it covers
+    posting_digest: str = ""            # XOR of their ids' SHA-256, hex (app/domain/day_batches.posting_digest_of)
     control: dict[str, str]             # named control totals, as strings (units or money)
     closed_at: datetime
 

@@ -17,7 +17,8 @@ def create_app(s: Settings) -> faust.App:
     return faust.App(
         s.app_id,
         broker=[f"kafka://{b}" for b in s.kafka_bootstrap.split(",")],
-        store="rocksdb://",
+        # Faust's RocksDB store, restoring changelogs in bulk at each rebalance (tables/restore.py).
+        store="bulkrocksdb://",
         datadir=str(s.data_dir),
         topic_partitions=s.topic_partitions,
         topic_replication_factor=1,

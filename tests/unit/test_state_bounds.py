@@ -105,3 +105,13 @@ def test_a_store_day_with_20000_postings_stays_under_256_kib_and_its_batch_cover
     assert batch.posting_digest == posting_digest_of(list(reversed(ids)))   # order-free
     assert balanced(batch) and batch.control["units_difference"] == "0"
     assert _size(closed) < LIMIT
+
+
+# --- bulk restore: which changelog range a partition still needs ---------------------------------------
+
+def test_a_bulk_restore_reads_from_after_the_persisted_offset_to_the_end_and_skips_what_is_current():
+    from tables.restore import RestorePlan, plan_restore
+    ends = {"p0": 100, "p1": 50, "p2": 10, "p3": 0}
+    persisted = {"p0": 39, "p1": 49, "p2": None}
+    earliest = {"p0": 0, "p1": 0, "p2": 4, "p3": 0}   # p2's first records were compacted or deleted away
+    assert plan_restore(persisted, earliest, ends) == {"p0": RestorePlan(40, 100), "p2": RestorePlan(4, 10)}

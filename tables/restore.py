@@ -149,22 +149,27 @@ class BulkRestoringStore(RocksDBStore):
         # A global table holds every partition on every worker; a partitioned one restores what it
         # newly owns (what it kept, it wrote itself).
         source = assigned if self.table.is_global else newly_assigned
-        partitions = sorted({tp.partition for tp in source if tp.topic in topics})
+        await self.bulk_restore(sorted({tp.partition for tp in source if tp.topic in topics}))
+
+    async def bulk_restore(self, partitions: list[int]) -> int:
+        """Read these changelog partitions up to their end into RocksDB; never raises (Faust's own
+        recovery still reads whatever is left)."""
         if not partitions:
-            return
+            return 0
         started = time.monotonic()
         try:
             copied = await changelog_reader.restore(self, partitions)
-        except Exception as exc:  # Faust's own recovery still reads whatever is left
+        except Exception as exc:
             log.warning("bulk restore of %s failed (%r): Faust's recovery reads the changelog instead",
                         self.table.name, exc)
-            return
+            return 0
         if copied:
             for forget in after_bulk_restore.get(self.table.name, ()):
                 forget()
             took = time.monotonic() - started
             log.info("bulk restore of %s: %d changelog records into %d partitions in %.1f s (%.0f/s)",
                      self.table.name, copied, len(partitions), took, copied / max(took, 1e-6))
+        return copied
 
     def new_write_batch(self):
         from rocksdict import WriteBatch

@@ -53,6 +53,7 @@ def test_an_empty_data_dir_restores_positions_and_master_data_in_bulk_and_goes_o
         # The item master came from the bulk restore too: a sale by SKU maps and applies on version 3.
         send(bootstrap, [s.pos(store, "SALE", [{"sku": skus[0], "quantity": 2, "unit_price": "9.99"}], at=120)])
         wait_for_versions(bootstrap, {f"{skus[0]}@{store}": 3})
-        assert api(successor, f"/v1/positions/{skus[0]}/{store}").json["on_hand"] == 7
+        final = wait_for_api(successor, f"/v1/positions/{skus[0]}/{store}", until=lambda a: a.json["version"] == 3)
+        assert final.json["on_hand"] == 7, final.json
     finally:
         successor.stop()

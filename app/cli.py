@@ -186,7 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    from app.connection import KafkaUnavailable
+    from app.settings import SettingsError
+    try:
+        args.func(args)
+    except (KafkaUnavailable, SettingsError) as exc:  # an operator's mistake: one line, no traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

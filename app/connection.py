@@ -124,3 +124,47 @@ def connection_from_env(env: dict[str, str], bootstrap: str, error: type[Excepti
                            sasl_username=username, sasl_password=password,
                            ssl_cafile=files["KAFKA_SSL_CAFILE"], ssl_certfile=files["KAFKA_SSL_CERTFILE"],
                            ssl_keyfile=files["KAFKA_SSL_KEYFILE"])
+
+
+class KafkaUnavailable(RuntimeError):
+    """A client could not connect; the message says where, how, and why (authentication, TLS, network)."""
+
+
+async def explain_failure(target: KafkaConnection | str, timeout: float = 10.0) -> str:
+    """Why the brokers refuse us: aiokafka's bootstrap only says "Unable to bootstrap" (the cause goes
+    to its log), so open one plain connection per address and keep the first real error."""
+    import asyncio
+
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaError
+
+    conn = connection_of(target)
+    kwargs = {k: v for k, v in client_kwargs(conn).items() if k != "bootstrap_servers"}
+    reasons = []
+    for address in conn.bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            probe = await asyncio.wait_for(create_conn(host, int(port), **kwargs), timeout)
+        except KafkaError as exc:
+            text = str(exc)
+            if "authenticat" in text.lower() or "sasl" in type(exc).__name__.lower():
+                return f"authentication failed ({type(exc).__name__}: {text})"
+            reasons.append(f"{address}: {type(exc).__name__}: {text}")
+        except ssl.SSLError as exc:
+            return f"TLS handshake failed ({exc}); check KAFKA_SSL_CAFILE and the broker's certificate"
+        except (OSError, asyncio.TimeoutError) as exc:
+            reasons.append(f"{address}: {exc!r}")
+        else:
+            probe.close()
+    return "; ".join(reasons) or "the brokers answered a probe but not the client (see the log above)"
+
+
+async def start_client(client, target: KafkaConnection | str) -> None:
+    """`await client.start()`, with a failure to connect turned into a KafkaUnavailable that says why."""
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        await client.start()
+    except KafkaConnectionError:
+        reason = await explain_failure(target)
+        raise KafkaUnavailable(f"cannot connect to Kafka {connection_of(target)!r}: {reason}") from None

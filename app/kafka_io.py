@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from app.connection import KafkaConnection, client_kwargs
+from app.connection import KafkaConnection, client_kwargs, start_client
 from app.topics import TOPIC_SPECS, replication_config, topic_config
 
 
@@ -26,7 +26,7 @@ async def create_topics(kafka: KafkaConnection | str, partitions: int, changelog
     of the routing map until the next rebalance.
     """
     admin = AIOKafkaAdminClient(**client_kwargs(kafka))
-    await admin.start()
+    await start_client(admin, kafka)
     try:
         existing = set(await admin.list_topics())
         wanted = [NewTopic(s.name, num_partitions=partitions, replication_factor=replication,
@@ -57,7 +57,7 @@ async def produce(kafka: KafkaConnection | str, events: Iterable[tuple[str, str 
     """Send (topic, key, value) tuples, each with `headers`; with `rate`, at that many events per
     second (open loop)."""
     producer = AIOKafkaProducer(**client_kwargs(kafka), linger_ms=5, acks="all")
-    await producer.start()
+    await start_client(producer, kafka)
     sent = 0
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -91,7 +91,7 @@ async def read_topic(kafka: KafkaConnection | str, topic: str, *, until_idle: fl
     """Read a topic from the beginning until `min_records` are seen and it stays idle for `until_idle` s."""
     consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False,
                                 auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
+    await start_client(consumer, kafka)
     records: list[Received] = []
     try:
         partitions = consumer.partitions_for_topic(topic)

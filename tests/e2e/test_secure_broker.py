@@ -50,7 +50,7 @@ def test_pipeline_runs_over_sasl_ssl_only(secure_broker):
     data_dir = HOME.parent / "secure-worker"
     shutil.rmtree(data_dir, ignore_errors=True)
     worker = WorkerProcess(secure_broker.secure_bootstrap, data_dir, secure_broker.web_port, "stock-sync-secure",
-                           STAGES="master,positions", **env)
+                           STAGES="master,ingest,positions", **env)
     worker.start(wait_ready=240)
     try:
         s = Scenario("secure")

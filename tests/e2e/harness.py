@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from app.connection import KafkaConnection
 from app.kafka_io import Received, produce, read_topic
 from app.settings import REPO_ROOT
 
@@ -90,11 +91,11 @@ class WorkerProcess:
             self.proc.wait(timeout=30)
 
 
-def send(bootstrap: str, events: list[tuple[str, str | None, object]]) -> int:
+def send(bootstrap: KafkaConnection | str, events: list[tuple[str, str | None, object]]) -> int:
     return asyncio.run(produce(bootstrap, events))
 
 
-def read(bootstrap: str, topic: str, *, where: Callable[[Received], bool] = lambda r: True,
+def read(bootstrap: KafkaConnection | str, topic: str, *, where: Callable[[Received], bool] = lambda r: True,
          expect: int = 0, timeout: float = 60.0, settle: float = 1.5) -> list[Received]:
     """Read `topic` until at least `expect` records match `where` (then let it settle), or time out."""
     deadline = time.monotonic() + timeout

@@ -2,19 +2,22 @@
 are made at test time; a wrong password stops a worker at start with an authentication error."""
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from urllib.parse import quote
 
 import pytest
 
 from app import topics as t
 from app.broker import LocalBroker, SecureListener
 from app.settings import REPO_ROOT, Settings
-from tests.e2e.harness import WorkerProcess, read, send
+from tests.e2e.harness import WorkerProcess, api, read, send
 from tests.e2e.scenario import Scenario
 
 pytestmark = pytest.mark.e2e
@@ -49,8 +52,10 @@ def test_pipeline_runs_over_sasl_ssl_only(secure_broker):
     assert kafka.bootstrap == secure_broker.secure_bootstrap != secure_broker.bootstrap
     data_dir = HOME.parent / "secure-worker"
     shutil.rmtree(data_dir, ignore_errors=True)
+    tls = secure_broker.tls_dir   # the broker's certificate is for 127.0.0.1: the worker serves HTTPS with it
     worker = WorkerProcess(secure_broker.secure_bootstrap, data_dir, secure_broker.web_port, "stock-sync-secure",
-                           STAGES="master,ingest,positions", **env)
+                           web_ca=secure_broker.ca_file, STAGES="master,ingest,positions",
+                           WEB_TLS_CERT=str(tls / "broker.pem"), WEB_TLS_KEY=str(tls / "broker.key"), **env)
     worker.start(wait_ready=240)
     try:
         s = Scenario("secure")
@@ -62,6 +67,12 @@ def test_pipeline_runs_over_sasl_ssl_only(secure_broker):
         records = read(kafka, t.AVAILABILITY, where=lambda r: r.key == key, expect=2, timeout=180)
         assert [r.value["on_hand"] for r in records] == [10, 8], worker.log_tail()
         assert records[-1].value["cause"]["movement_type"] == "SALE"
+        # The web views over HTTPS: the position through the token-guarded view, nothing over plain HTTP.
+        assert worker.url.startswith("https://")
+        position = api(worker, f"/v1/positions/{quote(sku, safe='')}/{quote(store, safe='')}")
+        assert position.status == 200 and position.json["on_hand"] == 8, position
+        with pytest.raises((OSError, http.client.HTTPException)):
+            urllib.request.urlopen(f"http://127.0.0.1:{secure_broker.web_port}/healthz", timeout=5)
     finally:
         worker.stop()
 

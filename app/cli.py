@@ -24,7 +24,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_topics(args: argparse.Namespace) -> None:
     from app.kafka_io import create_topics
     s = _settings()
-    asyncio.run(create_topics(s.kafka_bootstrap, s.topic_partitions))
+    asyncio.run(create_topics(s.kafka, s.topic_partitions, replication=s.topic_replication,
+                                audit_retention_ms=s.audit_retention_ms))
     print(f"topics declared on {s.kafka_bootstrap} with {s.topic_partitions} partitions")
 
 
@@ -37,20 +38,21 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     workload = RetailWorkload(catalogue=catalogue, seed=seed, duplicate_rate=args.duplicates)
 
     async def run() -> None:
-        await create_topics(s.kafka_bootstrap, s.topic_partitions)
-        await produce(s.kafka_bootstrap, catalogue.master_events())
+        await create_topics(s.kafka, s.topic_partitions, replication=s.topic_replication,
+                                audit_retention_ms=s.audit_retention_ms)
+        await produce(s.kafka, catalogue.master_events())
         if args.wait_for:
             await _wait_for_master_data(args.wait_for)
         await asyncio.sleep(args.master_delay)
-        await produce(s.kafka_bootstrap, workload.opening_stock())
+        await produce(s.kafka, workload.opening_stock())
         total = 0
         while args.events == 0 or total < args.events:
             batch = args.batch if args.events == 0 else min(args.batch, args.events - total)
-            total += await produce(s.kafka_bootstrap, workload.events(batch), rate=args.rate)
+            total += await produce(s.kafka, workload.events(batch), rate=args.rate)
             if args.day_close_every and total % args.day_close_every < batch:
-                await produce(s.kafka_bootstrap, workload.day_close())
+                await produce(s.kafka, workload.day_close())
             print(f"simulated {total} events", flush=True)
-        await produce(s.kafka_bootstrap, workload.day_close())
+        await produce(s.kafka, workload.day_close())
 
     asyncio.run(run())
 
@@ -76,7 +78,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from app.replay import replay_dead_letters
     s = _settings()
     replayed = asyncio.run(replay_dead_letters(
-        s.kafka_bootstrap, error_code=args.code, source_topic=args.source_topic,
+        s.kafka, error_code=args.code, source_topic=args.source_topic,
         source_event_ids=set(args.event_id or []) or None, limit=args.limit, progress=True))
     print(f"replayed {replayed} dead letters")
 
@@ -87,7 +89,7 @@ def cmd_recon_report(args: argparse.Namespace) -> None:
     from app.kafka_io import read_topic
     from app.topics import RECONCILIATION
     s = _settings()
-    records = asyncio.run(read_topic(s.kafka_bootstrap, RECONCILIATION, until_idle=1.0, timeout=args.timeout))
+    records = asyncio.run(read_topic(s.kafka, RECONCILIATION, until_idle=1.0, timeout=args.timeout))
     report = latest_report(args.location, (r.value for r in records if r.key == args.location))
     sys.stdout.write(render_csv(report) if args.csv else render_table(report))
     if report.snapshot_id is None:
@@ -184,7 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    from app.connection import KafkaUnavailable
+    from app.settings import SettingsError
+    try:
+        args.func(args)
+    except (KafkaUnavailable, SettingsError) as exc:  # an operator's mistake: one line, no traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

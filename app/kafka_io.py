@@ -1,4 +1,6 @@
-"""Plain aiokafka helpers for the tools around the pipeline: create topics, produce, read back."""
+"""Plain aiokafka helpers for the tools around the pipeline: create topics, produce, read back.
+
+Each takes the `KafkaConnection` from Settings (TLS/SASL), or a plain bootstrap string for PLAINTEXT."""
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +12,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from app.topics import TOPIC_SPECS, topic_config
+from app.connection import KafkaConnection, client_kwargs, start_client
+from app.topics import TOPIC_SPECS, replication_config, topic_config
 
 
-async def create_topics(bootstrap: str, partitions: int, changelogs: Iterable[str] = ()) -> None:
+async def create_topics(kafka: KafkaConnection | str, partitions: int, changelogs: Iterable[str] = (), *,
+                        replication: int = 1, audit_retention_ms: int = -1) -> None:
     """Declare every contract topic (and the given table changelogs, compacted) up front.
 
     Producers then never auto-create a topic with other partitions, and a worker of a fresh app id
@@ -21,14 +25,15 @@ async def create_topics(bootstrap: str, partitions: int, changelogs: Iterable[st
     has no partitions yet, crash the table's agent with PartitionsMismatch and leave the table out
     of the routing map until the next rebalance.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
+    await start_client(admin, kafka)
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(s.name, num_partitions=partitions, replication_factor=1, topic_configs=topic_config(s))
+        wanted = [NewTopic(s.name, num_partitions=partitions, replication_factor=replication,
+                           topic_configs=topic_config(s, replication, audit_retention_ms))
                   for s in TOPIC_SPECS if s.name not in existing]
-        wanted += [NewTopic(name, num_partitions=partitions, replication_factor=1,
-                            topic_configs={"cleanup.policy": "compact"})
+        wanted += [NewTopic(name, num_partitions=partitions, replication_factor=replication,
+                            topic_configs={"cleanup.policy": "compact", **replication_config(replication)})
                    for name in changelogs if name not in existing]
         if wanted:
             try:
@@ -47,12 +52,12 @@ def encode(value: dict | bytes | str) -> bytes:
     return orjson.dumps(value)
 
 
-async def produce(bootstrap: str, events: Iterable[tuple[str, str | None, dict | bytes | str]],
+async def produce(kafka: KafkaConnection | str, events: Iterable[tuple[str, str | None, dict | bytes | str]],
                   rate: float | None = None, headers: list[tuple[str, bytes]] | None = None) -> int:
     """Send (topic, key, value) tuples, each with `headers`; with `rate`, at that many events per
     second (open loop)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
-    await producer.start()
+    producer = AIOKafkaProducer(**client_kwargs(kafka), linger_ms=5, acks="all")
+    await start_client(producer, kafka)
     sent = 0
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -81,12 +86,12 @@ class Received:
     timestamp_ms: int
 
 
-async def read_topic(bootstrap: str, topic: str, *, until_idle: float = 2.0, timeout: float = 60.0,
+async def read_topic(kafka: KafkaConnection | str, topic: str, *, until_idle: float = 2.0, timeout: float = 60.0,
                      min_records: int = 0) -> list[Received]:
     """Read a topic from the beginning until `min_records` are seen and it stays idle for `until_idle` s."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False,
                                 auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
+    await start_client(consumer, kafka)
     records: list[Received] = []
     try:
         partitions = consumer.partitions_for_topic(topic)

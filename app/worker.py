@@ -45,7 +45,9 @@ def changelog_topics(app) -> list[str]:
 def declare_topics(app, settings) -> None:
     """Contract topics and this app's changelogs exist, with the right partitions, before Faust starts."""
     from app.kafka_io import create_topics
-    asyncio.run(create_topics(settings.kafka_bootstrap, settings.topic_partitions, changelog_topics(app)))
+    asyncio.run(create_topics(settings.kafka, settings.topic_partitions, changelog_topics(app),
+                              replication=settings.topic_replication,
+                              audit_retention_ms=settings.audit_retention_ms))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,9 +60,10 @@ class ChangelogReader:
     async def _started(self, app) -> AIOKafkaConsumer:
         """Under the lock (stores stop while others may still restore)."""
         if self._consumer is None:
+            from app.connection import client_kwargs
             from app.faust_app import settings
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                **client_kwargs(settings.kafka), group_id=None, enable_auto_commit=False,
                 auto_offset_reset="earliest", fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20, fetch_max_wait_ms=50,
                 isolation_level="read_committed" if app.in_transaction else "read_uncommitted")
             await consumer.start()

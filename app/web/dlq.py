@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app import topics as t
+from app.connection import client_kwargs
 from app.faust_app import app, audit_topic, settings
 from app.models.records import ErrorCode
 from app.replay import replay_dead_letters, select_dead_letters
@@ -85,7 +86,7 @@ async def follow_dead_letters() -> None:
 
 
 async def _follow() -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(**client_kwargs(settings.kafka), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -191,12 +192,12 @@ class ReplayDeadLetters(View):
         described = replay.model_dump(mode="json")
         started = audit.audit_entry(principal, action, described, "started", request_id=request_id)
         audit_id = started.detail["audit_id"]
-        await audit.record(started, settings.audit_log, audit_topic)
+        await audit.record(started, settings.audit_log, audit_topic, required=True)
         try:
             if replay.dry_run:
-                count = len(await select_dead_letters(settings.kafka_bootstrap, **selection))
+                count = len(await select_dead_letters(settings.kafka, **selection))
             else:
-                count = await replay_dead_letters(settings.kafka_bootstrap, **selection)
+                count = await replay_dead_letters(settings.kafka, **selection)
         except Exception as exc:
             await audit.record(audit.audit_entry(principal, action, described, "failed", {"error": repr(exc)},
                                                  audit_id=audit_id, request_id=request_id),

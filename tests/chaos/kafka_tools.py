@@ -16,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from app.connection import client_kwargs
 from tests.chaos.oracle import RawInput
 from tests.chaos.workload import RawRecord
 
@@ -67,7 +68,7 @@ class Producer:
 
     async def _get(self) -> AIOKafkaProducer:
         if self._producer is None:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
+            self._producer = AIOKafkaProducer(**client_kwargs(self.bootstrap), acks="all", linger_ms=5,
                                               request_timeout_ms=20000, retry_backoff_ms=250)
             await self._producer.start()
         return self._producer
@@ -183,7 +184,7 @@ class Tracker:
         self.errors = 0
 
     async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(**client_kwargs(self.bootstrap), enable_auto_commit=False,
                                     auto_offset_reset="earliest", group_id=None, request_timeout_ms=20000)
         await consumer.start()
         try:
@@ -261,7 +262,7 @@ class OutRecord:
 async def read_to_end(bootstrap: str, topics: Iterable[str], *, raw_inputs: bool = False,
                       namespace: str | None = None, timeout: float = 180.0) -> list:
     """Read whole topics up to their end offsets now; RawInput (with phase headers) or OutRecord."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), enable_auto_commit=False, auto_offset_reset="earliest",
                                 group_id=None, max_partition_fetch_bytes=4 << 20, request_timeout_ms=30000)
     await consumer.start()
     out: list = []
@@ -329,8 +330,8 @@ async def group_lag(bootstrap: str, group_id: str,
     """Committed and end offset of every partition the group committed, and of every partition of
     `topics` (committed -1 when the group never committed it), by topic."""
     from aiokafka.admin import AIOKafkaAdminClient
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap), request_timeout_ms=20000)
+    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), group_id=None, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:

@@ -558,9 +558,11 @@ async def declare_changelogs(bootstrap: str, app_id: str, partitions: int) -> li
     `_global_table_standby_assignments`), leaving the worker never ready.
     """
     from aiokafka.admin import AIOKafkaAdminClient
+
+    from app.connection import client_kwargs
     names = [f"{app_id}-{table}-changelog" for table in changelog_tables()]
     await create_topics(bootstrap, partitions, names)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap))
     await admin.start()
     try:
         for _ in range(50):

@@ -32,8 +32,9 @@ from app.domain.parsing import parse_record
 from app.domain.reconciliation import parse_snapshot
 from app.domain.sources import SOURCES
 from app.models.records import Rejection
+from app.web.dlq import INDEX_RAW_CHARS
 from tests.conftest import TEST_HOME
-from tests.e2e.harness import WorkerProcess, api, declare_changelogs, group_caught_up, wait_for_master
+from tests.e2e.harness import WorkerProcess, api, declare_changelogs, group_caught_up, wait_for_api, wait_for_master
 from tests.e2e.scenario import Scenario
 
 pytestmark = pytest.mark.e2e
@@ -430,6 +431,18 @@ def test_a_hostile_producer_loses_nothing_and_stops_nothing(bootstrap, hostile_w
         by_code[letter["error_code"]] += 1
         largest = max(largest, size)
 
+    # The operators' DLQ view of this worker lists the big letters with the start of their raw value only.
+    big = sum(1 for _, letter in (m[0] for m in mine.values()) if letter["raw_size"] > INDEX_RAW_CHARS)
+
+    def big_ones(answer) -> list[dict]:
+        return [r for r in answer.json.get("records", []) if r.get("app_id") == APP_ID
+                and s.name in r.get("raw_value", "") + str(r.get("source_event_id")) + (r.get("key") or "")
+                and r.get("raw_size", 0) > INDEX_RAW_CHARS] if answer.status == 200 else []
+
+    view = wait_for_api(worker, "/v1/dlq?limit=1000", until=lambda a: len(big_ones(a)) >= big, timeout=60)
+    assert all(len(r["raw_value"]) <= INDEX_RAW_CHARS and r["raw_value_cut_in_view"] for r in big_ones(view))
+    view_kib = len(view.raw) // 1024
+
     # Alive, then stopped by SIGTERM within 30 s.
     assert worker.proc.poll() is None, worker.log_tail()
     assert api(worker, "/healthz", token=None).status == 200
@@ -450,7 +463,8 @@ def test_a_hostile_producer_loses_nothing_and_stops_nothing(bootstrap, hostile_w
         f" line at the largest price and tax)",
         f"  dead letters: {sum(by_code.values())}, one per bad record, by code: {dict(sorted(by_code.items()))}",
         "  lost: 0, duplicated: 0",
-        f"  largest letter: {largest} bytes (limit {LETTER_LIMIT})",
+        f"  largest letter: {largest} bytes (limit {LETTER_LIMIT}); GET /v1/dlq?limit=1000 answer: {view_kib} KiB"
+        f" ({big} of our letters hold more than {INDEX_RAW_CHARS} characters of raw value, the view shows that much)",
         f"  after the last send: positions complete in {applied_after:.1f} s, every stage committed past its input"
         f" in {caught_up_after:.1f} s",
         f"  worker alive (/healthz 200, RSS {rss_mib} MiB) at the end; SIGTERM to exit: {stop_seconds:.1f} s",

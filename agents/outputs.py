@@ -90,6 +90,7 @@ async def dead_letter(message: faust.types.Message | None, source_topic: str, ra
         source_system=source_system,
         source_event_id=source_event_id,
         stage=stage,
+        app_id=app.conf.id,
     )
     metrics.DLQ_RECORDS.labels(code=rejection.error_code.value).inc()
     await publish(dlq_topic, source_event_id, letter)

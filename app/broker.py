@@ -101,17 +101,44 @@ def metadata_ok(port: int, timeout: float = 2.0) -> bool:
     """True once the broker answers a Metadata (v4) request that lists at least one broker.
 
     Plain sockets rather than a Kafka client, so it also works from inside a running event loop."""
+    answer = _metadata(port, timeout)
+    return answer is not None and answer[0] >= 1
+
+
+def cluster_id_at(port: int, timeout: float = 2.0) -> str | None:
+    """The cluster id of the broker answering on `port`, None if none answers."""
+    answer = _metadata(port, timeout)
+    return answer[1] if answer is not None else None
+
+
+def _metadata(port: int, timeout: float) -> tuple[int, str | None] | None:
+    """(broker count, cluster id) from a Metadata v4 request on `port`, None if nothing answers."""
     client_id = b"broker-probe"
     # header v1: api_key 3 (Metadata), version 4, correlation id, client id; body: no topics, no auto-create
     request = struct.pack(f">hhih{len(client_id)}sib", 3, 4, 7, len(client_id), client_id, 0, 0)
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(struct.pack(">i", len(request)) + request)
-            header = _recv_exactly(s, 4 + 4 + 4 + 4)  # size, correlation id, throttle time, broker count
-    except OSError:
-        return False
-    _size, correlation_id, _throttle, brokers = struct.unpack(">iiii", header)
-    return correlation_id == 7 and brokers >= 1
+            (size,) = struct.unpack(">i", _recv_exactly(s, 4))
+            body = _recv_exactly(s, size)
+    except (OSError, struct.error):
+        return None
+    correlation_id, _throttle, brokers = struct.unpack_from(">iii", body)
+    if correlation_id != 7:
+        return None
+    at = 12
+    try:
+        for _ in range(brokers):   # node_id, host, port, rack (nullable)
+            at += 4
+            (host,) = struct.unpack_from(">h", body, at)
+            at += 2 + host + 4
+            (rack,) = struct.unpack_from(">h", body, at)
+            at += 2 + max(rack, 0)
+        (length,) = struct.unpack_from(">h", body, at)
+    except struct.error:
+        return brokers, None
+    cluster = body[at + 2:at + 2 + length].decode() if length >= 0 else None
+    return brokers, cluster
 
 
 def _recv_exactly(s: socket.socket, n: int) -> bytes:
@@ -322,11 +349,36 @@ class LocalBroker:
                 raise BrokerError(f"the broker exited (code {code}) while starting; "
                                   f"full log: {self.log_file}\n{self.log_tail()}")
             if metadata_ok(self.port):
+                self._check_it_is_ours()
                 return self.bootstrap
             time.sleep(0.25)
         self.stop()
         raise BrokerError(f"the broker did not answer on {self.bootstrap} within {timeout:.0f}s and was "
                           f"stopped; full log: {self.log_file}\n{self.log_tail()}")
+
+    def _check_it_is_ours(self) -> None:
+        """The broker answering on our port must be the one formatted in our data dir.
+
+        Two checkouts starting brokers at the same moment can both find a port pair free; the later JVM
+        then fails to bind and dies some seconds after, while the other broker already answers on the
+        port: without this check the tests ran against another checkout's broker and wrote into it."""
+        ours = self.cluster_id()
+        answering = cluster_id_at(self.port)
+        if ours is None or answering is None or answering == ours:
+            return
+        self.stop()
+        raise BrokerError(f"another broker (cluster {answering}) answers on {self.bootstrap}, not the one in "
+                          f"{self.home} (cluster {ours}), which could not bind its ports: they were taken "
+                          f"after the check. Start again (other free ports are picked) or choose other ports "
+                          f"(--port / KAFKA_PORT); full log: {self.log_file}")
+
+    def cluster_id(self) -> str | None:
+        """The cluster id our data dir was formatted with."""
+        try:
+            found = re.search(r"^cluster\.id=(\S+)", (self.data_dir / "meta.properties").read_text(), re.M)
+        except OSError:
+            return None
+        return found.group(1) if found else None
 
     def _signal(self, sig: int, timeout: float) -> bool:
         """Send `sig` to our broker; True once it is gone (or was not running)."""

@@ -5,6 +5,7 @@ import sys
 from collections.abc import Mapping
 
 from app.connection import KafkaConnection
+from app.domain.dead_letters import replayable
 from app.kafka_io import produce, read_topic
 from app.topics import DLQ
 
@@ -38,6 +39,9 @@ async def select_dead_letters(kafka: KafkaConnection | str, *, error_code: str |
         if (error_code is None or letter.get("error_code") == error_code)
         and (source_topic is None or letter.get("source_topic") == source_topic)
         and (source_event_ids is None or letter.get("source_event_id") in source_event_ids)
+        # A cut raw value (TOO_LARGE) or one whose invalid UTF-8 was replaced is not the record that came
+        # in: re-sent, it would be another record. Those letters are for reading; the producer resends.
+        and replayable(letter)
     ]
     return chosen[:limit] if limit else chosen
 

@@ -36,3 +36,18 @@ def raw_for_letter(raw: bytes | str | None, keep: int = KEEP_RAW_BYTES) -> RawFo
 def error_detail(exc: BaseException, stage: str) -> str:
     """A stage's exception as a PROCESSING_ERROR detail: where, the type and the message, bounded."""
     return f"{stage}: {type(exc).__name__}: {exc}"[:DETAIL_CHARS]
+
+
+def replayable(letter: dict) -> bool:
+    """Whether a letter's raw value is the producer's record byte for byte, so a replay may re-send it:
+    not when it was cut, nor when invalid UTF-8 was replaced (the digest is of the bytes that came in)."""
+    raw = letter.get("raw_value")
+    if not isinstance(raw, str) or letter.get("raw_truncated"):
+        return False
+    digest = letter.get("raw_sha256")
+    if not digest:
+        return True   # a letter written before raw_sha256 existed: kept whole then
+    try:
+        return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest() == digest
+    except UnicodeEncodeError:
+        return False

@@ -92,6 +92,7 @@ class DeadLetter(Record):
     raw_sha256: str = ""                # of the whole raw value, to match it with the producer's copy
     raw_truncated: bool = False
     stage: str | None = None            # the stage that dead-lettered it (ingest, positions, finance, ...)
+    app_id: str | None = None           # the deployment (APP_ID) that wrote it: apps sharing a cluster share the DLQ
 
 
 # --- Finance -------------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ log = logging.getLogger("app.web.dlq")
 
 WINDOW = 10_000
 MAX_LIMIT = 1_000
+# Of each letter's raw value, the index holds this much: a letter may carry 256 KiB of it (SPEC §4), and
+# WINDOW whole letters from a hostile producer would be gigabytes in every worker (and in one answer of
+# MAX_LIMIT letters). The whole letter stays on the DLQ topic at its dlq_partition and dlq_offset.
+INDEX_RAW_CHARS = 2048
 
 
 class DeadLetterIndex:
@@ -50,6 +54,9 @@ class DeadLetterIndex:
         self.total += 1
         self.by_code[str(letter.get("error_code"))] += 1
         self.by_source_topic[str(letter.get("source_topic"))] += 1
+        raw = letter.get("raw_value")
+        if isinstance(raw, str) and len(raw) > INDEX_RAW_CHARS:
+            letter = {**letter, "raw_value": raw[:INDEX_RAW_CHARS], "raw_value_cut_in_view": True}
         self.recent.append(letter)
 
     def query(self, *, code: str | None = None, source_topic: str | None = None,

@@ -162,6 +162,38 @@ def wait_for_master(worker: WorkerProcess, skus: list[str] = (), locations: list
     raise AssertionError(f"worker never loaded master data: {missing}")
 
 
+def group_caught_up(bootstrap: str, group: str, topics: list[str], timeout: float = 180.0) -> None:
+    """Wait until consumer group `group` has committed, on every partition of `topics`, today's end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def wait() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await consumer.start()
+        await admin.start()
+        try:
+            tps = [TopicPartition(d["topic"], p["partition"])
+                   for d in await admin.describe_topics(topics) for p in d["partitions"]]
+            consumer.assign(tps)
+            target = await consumer.end_offsets(tps)
+            deadline = time.monotonic() + timeout
+            behind: dict = {}
+            while time.monotonic() < deadline:
+                committed = await admin.list_consumer_group_offsets(group)
+                behind = {tp: end for tp, end in target.items()
+                          if end > 0 and (tp not in committed or committed[tp].offset < end)}
+                if not behind:
+                    return
+                await asyncio.sleep(1.0)
+            raise AssertionError(f"{group} still behind on {len(behind)} partitions: {sorted(map(str, behind))[:5]}")
+        finally:
+            await admin.close()
+            await consumer.stop()
+
+    asyncio.run(wait())
+
+
 # --- Operator web views --------------------------------------------------------------------------
 
 class ApiAnswer:

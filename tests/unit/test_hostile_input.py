@@ -187,3 +187,19 @@ def test_kafka_trouble_is_retried_but_a_record_too_large_for_kafka_is_the_record
     assert not is_transient(MessageSizeTooLargeError())
     assert not is_transient(ValueError("bad"))
     assert not is_transient(OverflowError("date value out of range"))
+
+
+# --- replay re-sends only what came in, byte for byte ---------------------------------------------
+
+@pytest.mark.parametrize("raw, whole", [
+    (b'{"transaction_id": "T1"}', True),
+    ("é".encode() * 10, True),
+    (b'{"transaction_id": "\xff\xfe"}', False),      # invalid UTF-8, replaced in the letter
+    (b"x" * (300 * 1024), False),                     # cut beyond 256 KiB
+])
+def test_only_a_letter_that_holds_its_record_byte_for_byte_is_replayable(raw, whole):
+    from app.domain.dead_letters import replayable
+    kept = raw_for_letter(raw)
+    letter = {"raw_value": kept.text, "raw_sha256": kept.sha256, "raw_truncated": kept.truncated}
+    assert replayable(letter) is whole
+    assert replayable({"raw_value": kept.text}) is True   # older letters without a digest were whole

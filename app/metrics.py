@@ -25,3 +25,6 @@ LATENCY = Histogram(
     "From a source event's occurred_at (or ingest time) to its availability record",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+PRODUCER_BUFFER_FULL = Counter(
+    "stock_sync_producer_buffer_full_total",
+    "Times Faust's producer buffer was full and a send waited for a flush (back-pressure from Kafka)")

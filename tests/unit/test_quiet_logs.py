@@ -18,3 +18,12 @@ def test_producer_buffer_full_is_counted_and_kept_below_info(capsys):
     assert "producer buffer full" not in out
     assert "[WARNING] faust.transport.producer: producer stopped: act on this" in out
     assert PRODUCER_BUFFER_FULL._value.get() == before + 1
+
+
+def test_an_overlapping_timer_is_information_saying_what_to_watch(capsys):
+    logging.config.dictConfig(logging_config(json_lines=False))
+    logging.getLogger("mode.timers").warning("Timer %s is overlapping (interval=%r runtime=%r)", "commit", 2.8, 12.1)
+    out = capsys.readouterr().out
+    assert "[WARNING]" not in out
+    assert "[INFO] mode.timers: Timer commit is overlapping (interval=2.8 runtime=12.1)" in out
+    assert "stock_sync_worker_lag" in out

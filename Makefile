@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit e2e chaos bench broker stop worker setup jars browser clean lint
+.PHONY: run test unit e2e chaos bench broker stop worker setup jars browser promtool clean lint schemas
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,18 +22,26 @@ jars: setup
 browser:
 	-bash deploy/install-chromium.sh
 
+# Prometheus' promtool for the metrics lint test (Debian package; the test skips with the reason if absent).
+promtool:
+	-bash deploy/install-promtool.sh
+
+# docs/schemas/<topic>.json from the pydantic models (a unit test fails when they are stale).
+schemas: setup
+	$(PY) -m app.cli schemas
+
 run: setup jars
 	$(PY) -m app.cli run
 
 # The whole suite: unit, property, end-to-end on a real broker, and the short chaos runs (the long
 # chaos run is `make chaos`).
-test: setup jars browser
+test: setup jars browser promtool
 	$(PY) -m pytest -q tests/unit tests/property tests/e2e tests/chaos -m "not chaos_long"
 
 unit: setup
 	$(PY) -m pytest -q tests/unit tests/property
 
-e2e: setup jars browser
+e2e: setup jars browser promtool
 	$(PY) -m pytest -q tests/e2e
 
 chaos: setup jars

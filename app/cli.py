@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from app.settings import REPO_ROOT, Settings
 
@@ -96,13 +97,23 @@ def cmd_recon_report(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_schemas(args: argparse.Namespace) -> None:
+    """docs/schemas/<topic>.json, one JSON Schema per contract topic, from the pydantic models."""
+    from app.schemas import SCHEMA_DIR, write_all
+    for path in write_all(Path(args.out) if args.out else SCHEMA_DIR):
+        print(path)
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     """The main job: local broker (unless KAFKA_BOOTSTRAP is set), a worker, a simulated workload."""
     env = dict(os.environ)
+    run_dir = Path(args.run_dir).absolute()
+    env.setdefault("DATA_DIR", str(run_dir / "worker"))
     started_broker = None
     if not env.get("KAFKA_BOOTSTRAP"):
         from app.broker import LocalBroker
-        started_broker = LocalBroker()
+        port = int(env.get("KAFKA_PORT") or 9092)
+        started_broker = LocalBroker(home=run_dir / "kafka", port=port, controller_port=port + 1)
         env["KAFKA_BOOTSTRAP"] = started_broker.start()
         print(f"local Kafka broker on {env['KAFKA_BOOTSTRAP']} (log: {started_broker.log_file})", flush=True)
     env.setdefault("API_TOKENS", "viewer-token=viewer,admin-token=admin")
@@ -180,12 +191,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to spend reading the topic")
     p.set_defaults(func=cmd_recon_report)
 
+    p = sub.add_parser("schemas", help="write the JSON Schema of every contract topic to docs/schemas/")
+    p.add_argument("--out", help="another directory (default docs/schemas)")
+    p.set_defaults(func=cmd_schemas)
+
     p = sub.add_parser("run", help="the main job: broker, worker, simulated workload, dashboard")
     p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--keep-broker", action="store_true")
+    p.add_argument("--run-dir", default=str(REPO_ROOT / ".run"),
+                   help="where the local broker (kafka/) and the worker's data (worker/, unless DATA_DIR) live")
     p.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)
+    if args.command != "worker":  # the worker configures its own (logging_setup.configure)
+        import logging.config
+        from app.logging_setup import logging_config
+        logging.config.dictConfig(logging_config(os.environ.get("LOG_FORMAT", "text") == "json"))
     from app.connection import KafkaUnavailable
     from app.settings import SettingsError
     try:

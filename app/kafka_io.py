@@ -10,20 +10,26 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError, TopicAlreadyExistsError,
+)
 
 from app.connection import KafkaConnection, client_kwargs, start_client
 from app.topics import TOPIC_SPECS, replication_config, topic_config
 
 
-async def create_topics(kafka: KafkaConnection | str, partitions: int, changelogs: Iterable[str] = (), *,
-                        replication: int = 1, audit_retention_ms: int = -1) -> None:
+async def create_topics(kafka: KafkaConnection | str, partitions: int, changelogs: Iterable[str] = (),
+                        group: str | None = None, *, replication: int = 1, audit_retention_ms: int = -1) -> None:
     """Declare every contract topic (and the given table changelogs, compacted) up front.
 
     Producers then never auto-create a topic with other partitions, and a worker of a fresh app id
     never races its own changelog creation: Faust may snapshot the metadata while a new changelog
     has no partitions yet, crash the table's agent with PartitionsMismatch and leave the table out
     of the routing map until the next rebalance.
+
+    It returns once every partition has a leader and `group` (a consumer group about to join) has a
+    coordinator, so the first producer or consumer is not answered with retriable errors, each of
+    which aiokafka logs as a WARNING or an ERROR.
     """
     admin = AIOKafkaAdminClient(**client_kwargs(kafka))
     await start_client(admin, kafka)
@@ -40,8 +46,51 @@ async def create_topics(kafka: KafkaConnection | str, partitions: int, changelog
                 await admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass
+        await _await_leaders(kafka, [s.name for s in TOPIC_SPECS] + list(changelogs))
+        if group is not None:
+            await _await_coordinator(admin, group)
     finally:
         await admin.close()
+
+
+async def _await_coordinator(admin: AIOKafkaAdminClient, group: str, timeout: float = 60.0) -> None:
+    # On a fresh broker the first FindCoordinator creates __consumer_offsets; until its partition
+    # for the group is loaded the answer is "not available", which a joining consumer logs as ERROR.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await admin.find_coordinator(group)
+            return
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def _await_leaders(kafka: KafkaConnection | str, topics: list[str]) -> None:
+    """Return once every partition of `topics` has a leader that answers as one.
+
+    A new topic's metadata can name a leader before that broker has taken the partition on; a producer
+    sending then gets NotLeaderForPartitionError and logs a WARNING per partition and retry. ListOffsets
+    goes to the leader and succeeds only when it really leads; aiokafka retries it quietly (DEBUG).
+    """
+    consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False, group_id=None)
+    await start_client(consumer, kafka)
+    try:
+        partitions: list[TopicPartition] = []
+        for topic in topics:
+            found = consumer.partitions_for_topic(topic)
+            for _ in range(50):
+                if found:
+                    break
+                await asyncio.sleep(0.2)
+                await consumer._client.force_metadata_update()
+                found = consumer.partitions_for_topic(topic)
+            partitions += [TopicPartition(topic, p) for p in sorted(found or ())]
+        await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
 
 
 def encode(value: dict | bytes | str) -> bytes:

@@ -29,3 +29,6 @@ STAGE_ERRORS = Counter("stock_sync_stage_errors_total",
                        "Records a stage raised on, dead-lettered as PROCESSING_ERROR", ["stage", "error"])
 RECORDS_STUCK = Gauge("stock_sync_records_waiting_for_dead_letter",
                       "Records that could not be dead-lettered yet (the DLQ cannot be written); their partition waits")
+PRODUCER_BUFFER_FULL = Counter(
+    "stock_sync_producer_buffer_full_total",
+    "Times Faust's producer buffer was full and a send waited for a flush (back-pressure from Kafka)")

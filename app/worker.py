@@ -32,6 +32,7 @@ def load_stages(stages: tuple[str, ...] | None = None):
     import app.web.master  # noqa: F401
     import app.web.positions  # noqa: F401
     import app.web.reconciliation  # noqa: F401
+    import app.web.schemas  # noqa: F401
     import app.web.stats  # noqa: F401
     import app.web.trace  # noqa: F401
     from app.faust_app import app as faust_app
@@ -46,7 +47,7 @@ def declare_topics(app, settings) -> None:
     """Contract topics and this app's changelogs exist, with the right partitions, before Faust starts."""
     from app.kafka_io import create_topics
     asyncio.run(create_topics(settings.kafka, settings.topic_partitions, changelog_topics(app),
-                              replication=settings.topic_replication,
+                              group=settings.app_id, replication=settings.topic_replication,
                               audit_retention_ms=settings.audit_retention_ms))
 
 

@@ -15,6 +15,13 @@ class Record(BaseModel):
         return self.model_dump_json().encode()
 
 
+class Published(Record):
+    """A record of a public output topic: `schema_version` names its shape in docs/schemas/<topic>.json,
+    so a consumer can tell a changed shape from a bug. Bump it in the model whose shape changes."""
+
+    schema_version: int = 1
+
+
 # --- Availability --------------------------------------------------------------------------------
 
 class Cause(Record):
@@ -25,7 +32,7 @@ class Cause(Record):
     correlation_id: str
 
 
-class AvailabilityRecord(Record):
+class AvailabilityRecord(Published):
     sku: str
     location_id: str
     on_hand: int
@@ -43,7 +50,7 @@ class AvailabilityRecord(Record):
     emitted_at: datetime
 
 
-class ChannelAvailability(Record):
+class ChannelAvailability(Published):
     channel: str
     sku: str
     available: int
@@ -77,7 +84,7 @@ class Rejection(Record):
     source_event_id: str | None = None
 
 
-class DeadLetter(Record):
+class DeadLetter(Published):
     source_topic: str
     partition: int | None
     offset: int | None
@@ -119,7 +126,7 @@ class PostingLine(Record):
     quantity: int | None = None
 
 
-class Posting(Record):
+class Posting(Published):
     posting_id: str
     kind: PostingKind
     legal_entity: str
@@ -142,7 +149,7 @@ class FinanceExceptionCode(StrEnum):
     MISSING_PRICE = "MISSING_PRICE"
 
 
-class FinanceException(Record):
+class FinanceException(Published):
     source_event_id: str
     source_system: str
     movement_id: str | None
@@ -152,7 +159,7 @@ class FinanceException(Record):
     created_at: datetime
 
 
-class JournalBatch(Record):
+class JournalBatch(Published):
     batch_id: str
     legal_entity: str
     location_id: str
@@ -226,7 +233,7 @@ class ReconResult(Record):
     as_of_exact: bool = True              # False: as_of is older than DEDUPE_RETENTION
 
 
-class DriftRecord(Record):
+class DriftRecord(Published):
     location_id: str
     sku: str
     erp_on_hand: int | None
@@ -239,7 +246,7 @@ class DriftRecord(Record):
     correction_movement_id: str | None = None
 
 
-class ReconciliationSummary(Record):
+class ReconciliationSummary(Published):
     """One snapshot at one location; also the value of the `reconciliation-summaries` table."""
 
     location_id: str

@@ -301,4 +301,4 @@ def test_metrics_move_with_traffic(bootstrap, pipeline, shop):
         before, "stock_sync_dlq_records_total", code="MALFORMED_JSON")
     assert metric(after, "stock_sync_event_to_availability_seconds_count") > metric(
         before, "stock_sync_event_to_availability_seconds_count")
-    assert "stock_sync_consumer_lag_total" in after and "stock_sync_consumer_unprocessed_total" in after
+    assert "stock_sync_worker_lag" in after and "stock_sync_worker_unprocessed" in after

@@ -10,9 +10,9 @@ from app import metrics
 from app import topics as t
 from app.domain.availability import availability_record
 from app.domain.keys import position_key, sale_cost_key
-from app.domain.positions import PositionContext, apply, new_position
+from app.domain.positions import PositionContext, apply, new_position, sale_reference_of
 from app.faust_app import app, availability_topic, ledger_topic, movements_topic, settings, sku_availability_topic
-from app.models.canonical import Movement, MovementType, SourceSystem
+from app.models.canonical import Movement, MovementType
 from app.models.finance_ledger import LedgerEntry
 from app.models.records import SkuAvailability, TraceStage
 from app.replay import is_dlq_replay
@@ -22,15 +22,6 @@ from tables.master import master_data
 
 def _sale_cost_key(reference: str, sku: str) -> bytes:
     return sale_cost_key(reference, sku).encode()
-
-
-def _sale_reference(movement: Movement) -> str | None:
-    """What a later return names to find this sale: the store transaction, or the web/marketplace order."""
-    if movement.movement_type not in (MovementType.SALE, MovementType.FULFIL):
-        return None
-    if movement.source_system is SourceSystem.POS:
-        return movement.source_event_id
-    return movement.order_id
 
 
 def context_for(movement: Movement, source_record: str | None = None, dlq_replay: bool = False) -> PositionContext:
@@ -77,7 +68,7 @@ async def apply_movements(stream):
         # A replay writes the position again too: the changelog record may be what the crash lost.
         positions.set(key, outcome.position)
         applied = outcome.applied
-        sale_reference = _sale_reference(movement)
+        sale_reference = sale_reference_of(movement)
         if sale_reference is not None and applied.unit_cost is not None:
             sale_costs[_sale_cost_key(sale_reference, movement.sku)] = str(applied.unit_cost).encode()
 

@@ -50,6 +50,16 @@ class Outcome:
     as_emitted: Position | None = None  # the position right after the movement: what availability shows
 
 
+def sale_reference_of(movement: Movement) -> str | None:
+    """What a later return names to find this sale's unit cost (the `sale-costs` table, SPEC §5.2):
+    the store transaction for a POS sale or pickup, the order for a web or marketplace FULFIL."""
+    if movement.movement_type not in (MovementType.SALE, MovementType.FULFIL):
+        return None
+    if movement.source_system is SourceSystem.POS:
+        return movement.source_event_id
+    return movement.order_id
+
+
 def reservation_key(order_id: str, line_id: str | None) -> str:
     return f"{order_id}#{line_id or ''}"
 

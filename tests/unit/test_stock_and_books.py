@@ -176,3 +176,24 @@ def test_replay_of_the_same_record_rebuilds_lost_in_transit_and_revaluation():
 def test_source_system_of_the_factory_sale_is_pos():
     # guards the currency test above: it relies on a POS sale carrying its own currency
     assert make_movement().source_system is SourceSystem.POS and T0.tzinfo is not None
+
+
+# --- 5. Returns of web and marketplace orders are valued at the FULFIL's cost ---------------------
+
+def test_a_fulfil_is_found_by_its_order_and_a_store_sale_by_its_transaction():
+    from app.domain.positions import sale_reference_of
+
+    assert sale_reference_of(fulfil(1, "W100045", "1")) == "W100045"
+    assert sale_reference_of(fulfil(1, "AMZ-113", "1", source_system=SourceSystem.MARKETPLACE)) == "AMZ-113"
+    assert sale_reference_of(sale(1, "S042-R3-000123")) == "S042-R3-000123"
+    assert sale_reference_of(receipt(1, "1.00")) is None
+
+
+def test_a_return_naming_the_order_comes_in_at_the_fulfils_cost_at_another_store():
+    # the web order shipped from DC01 at 6.50; returned at S042 whose average is 9.00
+    shipped = applied(position(location_id="DC01", on_hand=4, avg_cost=Decimal("6.50")), fulfil(1, "W1", "1"))
+    ctx = CTX.__class__(**{**CTX.__dict__, "original_sale_cost": shipped.applied.unit_cost})
+    back = applied(position(on_hand=3, avg_cost=Decimal("9.00")), ret(1, original_transaction_id="W1"), ctx)
+    # avg (3 x 9.00 + 1 x 6.50) / 4 = 8.375
+    assert (back.applied.unit_cost, back.position.avg_cost) == (Decimal("6.50"), Decimal("8.3750"))
+    assert entries(books(back))[PostingKind.RETURN_COGS] == [("1200", "6.50", "0.00"), ("5000", "0.00", "6.50")]

@@ -47,6 +47,11 @@ class PublishThrottle:
         self.pending[key] = value
         return None
 
+    def keep(self, key: str, value: object) -> None:
+        """Hold a value found pending in the worker's state (another worker coalesced it): it is due
+        at once unless this worker published the key within the interval."""
+        self.pending[key] = value
+
     def due(self, now: float) -> list[tuple[str, object]]:
         """Pending values whose interval has passed: publish them (the final state is never dropped)."""
         ready = [(k, v) for k, v in self.pending.items() if now - self.last_published.get(k, 0.0) >= self.interval]

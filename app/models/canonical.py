@@ -215,3 +215,6 @@ class SkuNetwork(BaseModel):
     by_location: dict[str, list[int]] = {}     # location -> [available, position version]
     channel_versions: dict[str, int] = {}
     channel_totals: dict[str, int] = {}
+    # channel -> version coalesced and not yet published when this value was saved: kept in the
+    # table, not only in memory, so whichever worker owns the SKU next publishes it (SPEC §3).
+    pending: dict[str, int] = {}

@@ -22,7 +22,8 @@ def availability_record(position: Position, previous_available: int, movement: M
         reserved=position.reserved, quality_control=position.quality_control, damaged=position.damaged,
         in_transit=position.in_transit, safety_stock=position.safety_stock, available=position.available,
         previous_available=previous_available, version=position.version, negative=position.negative,
-        unmatched_quantity=unmatched_quantity, cause=cause_of(movement), occurred_at=movement.occurred_at, emitted_at=emitted_at,
+        unmatched_quantity=unmatched_quantity, cause=cause_of(movement), occurred_at=movement.occurred_at,
+        emitted_at=emitted_at,
     )
 
 

@@ -16,6 +16,10 @@ AVAILABILITY_OUT = Counter("stock_sync_availability_records_total", "inventory.a
 CHANNEL_OUT = Counter("stock_sync_channel_records_total", "channel.availability records emitted", ["channel"])
 POSTINGS_OUT = Counter("stock_sync_postings_total", "Journal postings emitted", ["kind"])
 FINANCE_EXCEPTIONS = Counter("stock_sync_finance_exceptions_total", "Finance exceptions", ["reason"])
+UNMATCHED_UNITS = Counter("stock_sync_unmatched_units_total",
+                          "Units a movement named beyond what its position held (FULFIL without reservation, "
+                          "disposition, write-off or repair beyond its bucket, close of an unknown transfer)",
+                          ["type"])
 NEGATIVE_POSITIONS = Counter("stock_sync_negative_position_updates_total",
                              "Position updates that left on_hand negative")
 DRIFT = Counter("stock_sync_reconciliation_drift_total", "SKUs found drifting from ERP snapshots", ["kind"])

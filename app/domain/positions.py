@@ -19,6 +19,9 @@ _DELTA_TYPES = {
     MovementType.TRANSFER_OUT, MovementType.TRANSFER_IN, MovementType.ADJUST, MovementType.DISPOSITION,
 }
 
+# The buckets that are part of on_hand and never go below 0 (SPEC §3 "Damaged stock leaves the books").
+_FLOORED_BUCKETS = ("quality_control", "damaged")
+
 
 @dataclass(frozen=True)
 class PositionContext:
@@ -51,6 +54,16 @@ class Outcome:
     as_emitted: Position | None = None  # the position right after the movement: what availability shows
 
 
+def sale_reference_of(movement: Movement) -> str | None:
+    """What a later return names to find this sale's unit cost (the `sale-costs` table, SPEC §5.2):
+    the store transaction for a POS sale or pickup, the order for a web or marketplace FULFIL."""
+    if movement.movement_type not in (MovementType.SALE, MovementType.FULFIL):
+        return None
+    if movement.source_system is SourceSystem.POS:
+        return movement.source_event_id
+    return movement.order_id
+
+
 def reservation_key(order_id: str, line_id: str | None) -> str:
     return f"{order_id}#{line_id or ''}"
 
@@ -67,6 +80,9 @@ class _Change:
     count_difference: int = 0
     unit_cost: Decimal | None = None
     unmatched: int = 0
+    lost_in_transit: int = 0
+    revalued_quantity: int = 0
+    cost_adjustment: Decimal = Decimal(0)
     follow_ups: list[Movement] = field(default_factory=list)
 
     def move_on_hand(self, delta: int) -> None:
@@ -93,6 +109,32 @@ class _Change:
         self.move_on_hand(quantity)
         if cost is not None and self.on_hand_delta > 0:
             self.p.avg_cost = average_after_inflow(before, held_cost, quantity, cost)
+            self.revalue_negative(before, held_cost, cost)
+
+    def revalue_negative(self, before: int, held_cost: Decimal | None, cost: Decimal) -> None:
+        """Units that cover a negative on_hand left at `held_cost` but are now known to cost `cost`.
+
+        The inventory account was credited at `held_cost` when they left (nothing at all when no cost
+        was known) and is debited at `cost` now; the average restarts at `cost` (negative stock carries
+        no value), so the difference goes to cost of goods sold to keep 1200 == on_hand x avg. An
+        inflow too small to cover all of it leaves the rest negative at the new average too, so every
+        unit that was negative is revalued, not only the covered ones.
+        """
+        covered = max(-before, 0)
+        if covered == 0:
+            return
+        difference = cost - (held_cost if held_cost is not None else Decimal(0))
+        if difference:
+            self.revalued_quantity = covered
+            self.cost_adjustment = covered * difference
+
+    def take_from(self, bucket: str, quantity: int) -> int:
+        """Take up to `quantity` units out of a floored bucket; flag what it did not hold."""
+        held = max(getattr(self.p, bucket), 0)
+        taken = min(held, quantity)
+        setattr(self.p, bucket, getattr(self.p, bucket) - taken)
+        self.unmatched += quantity - taken
+        return taken
 
 
 def _sale(c: _Change) -> None:
@@ -224,16 +266,41 @@ def _adjust(c: _Change) -> None:
     if c.m.reason == "DAMAGED":
         c.p.damaged += c.m.quantity  # still on the books, no longer sellable
         return
+    if c.m.reason == "WRITE_OFF":
+        # Damaged units leave the books. The units physically left even when fewer were known as
+        # damaged (never reject a physical event): on_hand moves by all of them, the excess is flagged.
+        c.take_from("damaged", c.m.quantity)
+        c.move_on_hand(-c.m.quantity)
+        return
+    if c.m.reason == "REPAIRED":
+        c.take_from("damaged", c.m.quantity)  # sellable again; on_hand already counted them
+        return
     c.move_on_hand(_ADJUST_SIGN.get(c.m.reason or "", 0) * c.m.quantity)
 
 
 def _disposition(c: _Change) -> None:
     c.unit_cost = c.outflow_cost()
-    c.p.quality_control -= c.m.quantity
+    c.take_from("quality_control", c.m.quantity)
     if c.m.reason == "DAMAGED":
         c.p.damaged += c.m.quantity
     elif c.m.reason == "SCRAP":
         c.move_on_hand(-c.m.quantity)
+
+
+def _transfer_close(c: _Change) -> None:
+    """The transfer is over: what is still in transit to this location was lost on the way.
+
+    A remainder of 0 or less (everything arrived, or a receipt overtook its in-transit leg) loses
+    nothing. The transfer is forgotten either way, which keeps `transfers` bounded.
+    """
+    transit = c.p.transfers.pop(_transfer_key(c.m), None)
+    if transit is None:
+        c.unmatched = c.m.quantity
+        return
+    c.unit_cost = transit.unit_cost if transit.unit_cost is not None else c.outflow_cost()
+    if transit.quantity > 0:
+        c.lost_in_transit = transit.quantity
+        c.p.in_transit -= transit.quantity
 
 
 _RULES = {
@@ -248,6 +315,7 @@ _RULES = {
     MovementType.COUNT: _count,
     MovementType.ADJUST: _adjust,
     MovementType.DISPOSITION: _disposition,
+    MovementType.TRANSFER_CLOSE: _transfer_close,
 }
 
 
@@ -306,6 +374,8 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
         on_hand_delta=change.on_hand_delta, late_quantity=change.late_quantity,
         count_difference=change.count_difference, unit_cost=change.unit_cost,
         avg_cost_after=p.avg_cost, on_hand_after=p.on_hand, unmatched_quantity=change.unmatched,
+        lost_in_transit=change.lost_in_transit, revalued_quantity=change.revalued_quantity,
+        cost_adjustment=change.cost_adjustment,
     )
     _keep_emitted(p, mark, applied, previous_available, ctx)
     return Outcome(p, applied=applied, follow_ups=change.follow_ups, previous_available=previous_available,
@@ -314,7 +384,7 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
 
 # The fields of Applied that an Emitted keeps, to rebuild the same Applied for a replay.
 _KEPT_FOR_REPLAY = ("version", "on_hand_delta", "late_quantity", "count_difference", "unit_cost", "avg_cost_after",
-                    "unmatched_quantity")
+                    "unmatched_quantity", "lost_in_transit", "revalued_quantity", "cost_adjustment")
 
 
 def _keep_emitted(p: Position, mark: str, applied: Applied, previous_available: int, ctx: PositionContext) -> None:

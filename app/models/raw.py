@@ -146,6 +146,7 @@ class WmsType(StrEnum):
     TRANSFER_IN = "TRANSFER_IN"
     CYCLE_COUNT = "CYCLE_COUNT"
     ADJUSTMENT = "ADJUSTMENT"
+    TRANSFER_CLOSE = "TRANSFER_CLOSE"  # at the destination: the transfer is over (lines name its SKUs)
 
 
 class WmsLine(RawModel):

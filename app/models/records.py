@@ -45,6 +45,9 @@ class AvailabilityRecord(Published):
     previous_available: int
     version: int
     negative: bool
+    # Units the movement named beyond what the position held: a FULFIL beyond its open reservation,
+    # a disposition, write-off or repair beyond quality_control or damaged (SPEC §3).
+    unmatched_quantity: int = 0
     cause: Cause
     occurred_at: datetime
     emitted_at: datetime
@@ -116,6 +119,8 @@ class PostingKind(StrEnum):
     COUNT_VARIANCE = "COUNT_VARIANCE"
     LATE_COUNT_REVERSAL = "LATE_COUNT_REVERSAL"
     WRITE_OFF = "WRITE_OFF"
+    COST_ADJUSTMENT = "COST_ADJUSTMENT"
+    LOST_IN_TRANSIT = "LOST_IN_TRANSIT"
 
 
 class PostingLine(Record):
@@ -147,6 +152,7 @@ class FinanceExceptionCode(StrEnum):
     UNKNOWN_LEGAL_ENTITY = "UNKNOWN_LEGAL_ENTITY"
     UNBALANCED = "UNBALANCED"
     MISSING_PRICE = "MISSING_PRICE"
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
 
 
 class FinanceException(Published):

@@ -20,6 +20,7 @@ from tests.chaos.oracle import RawInput
 from tests.chaos.workload import RawRecord
 
 AVAILABILITY, POSTINGS, DLQ = "inventory.availability", "finance.postings", "inventory.dlq"
+BUCKETS = ("on_hand", "reserved", "quality_control", "damaged", "in_transit")
 
 
 class LoopThread:
@@ -167,6 +168,10 @@ class Observed:
     postings: int = 0
     dlq: int = 0
     last_output_at: float = 0.0
+    # The buckets of each key's highest version, and where each dead letter's record sat: what the
+    # soak run compares with the oracle while it waits for convergence.
+    latest: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
 
 
 class Tracker:
@@ -219,16 +224,21 @@ class Tracker:
         with self.lock:
             self.seen.last_output_at = time.monotonic()
             if topic == AVAILABILITY and key is not None:
-                version = orjson.loads(value)["version"]
+                record = orjson.loads(value)
+                version = record["version"]
                 k = key.decode()
                 if version > self.seen.max_version.get(k, 0):
                     self.seen.max_version[k] = version
+                    self.seen.latest[k] = tuple(record.get(b) for b in BUCKETS)
                 self.seen.availability += 1
             elif topic == POSTINGS:
                 self.seen.postings += 1
                 self.seen.posting_ids.add(key.decode() if key else orjson.loads(value)["posting_id"])
             elif topic == DLQ:
                 self.seen.dlq += 1
+                letter = orjson.loads(value)
+                self.seen.dead_lettered.add((letter.get("source_topic"), letter.get("partition"),
+                                             letter.get("offset")))
 
     def behind(self, expected_versions: dict[str, int]) -> dict[str, tuple[int, int]]:
         """Keys whose highest version seen is below the expected one: key -> (seen, expected)."""

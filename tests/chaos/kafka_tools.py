@@ -48,6 +48,8 @@ class ProduceProgress:
     sent: int = 0
     retried: int = 0
     paused_for: float = 0.0
+    started_at: float = 0.0   # monotonic: the first record handed to the producer
+    finished_at: float = 0.0  # monotonic: the last record acknowledged
 
 
 class Producer:
@@ -105,7 +107,7 @@ class Producer:
     async def _send_each(self, records: list[RawRecord], rate: float, progress: ProduceProgress) -> None:
         producer = await self._get()
         pending: list[tuple[RawRecord, asyncio.Future]] = []
-        started = time.monotonic()
+        started = progress.started_at = time.monotonic()
         for record in records:
             if not self.gate.is_set():
                 await self._settle(pending, progress)
@@ -126,6 +128,7 @@ class Producer:
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         await self._settle(pending, progress)
+        progress.finished_at = time.monotonic()
 
     async def _enqueue(self, producer: AIOKafkaProducer, record: RawRecord, progress: ProduceProgress):
         while True:

@@ -252,27 +252,49 @@ def run_soak(run: ChaosRun, plan: SoakPlan, workers: tuple[str, str] = ("s1", "s
     monitor = Monitor(run, expected, plan.progress_every)
     future, progress = run.producer.start_sending(records, plan.rate)
     monitor.start()
+    faults: threading.Thread | None = None
+    failure: list[BaseException] = []
+    timing: dict[str, float] = {}
+
+    def restart() -> None:
+        # In its own thread: the restarts take longer than the rest of the load, and the last send
+        # must be timed when it happens, not when both workers are back.
+        try:
+            restart_both(run, killed, replaced)
+            timing["ready_again"] = time.monotonic() - monitor.started
+        except BaseException as exc:  # re-raised in the driver thread
+            failure.append(exc)
+
     try:
         while progress.sent < progress.total / 2 and not future.done():
             time.sleep(0.05)
-        fault_at = time.monotonic() - monitor.started
+        timing["faults"] = time.monotonic() - monitor.started
         run.notes.append(f"phase 2: SIGKILL {killed} (restart on its data dir) and SIGTERM {replaced} (restart "
-                         f"on an empty data dir) at {progress.sent}/{progress.total} records (t={fault_at:.0f}s)")
-        restart_both(run, killed, replaced)
-        restarted_at = time.monotonic() - monitor.started
+                         f"on an empty data dir) at {progress.sent}/{progress.total} records "
+                         f"(t={timing['faults']:.0f}s of the load)")
+        faults = threading.Thread(target=restart, name="soak-restarts")
+        faults.start()
         future.result()
-        last_send = monitor.last_send = time.monotonic()
-        send_seconds = last_send - monitor.started
+        last_send = monitor.last_send = progress.finished_at
+        send_seconds = progress.finished_at - progress.started_at
 
         converged: float | None = None
         while time.monotonic() < last_send + plan.observe_for:
             if Check.of(run.tracker, expected).converged:
                 converged = time.monotonic() - last_send
                 break
-            run.watchdog()  # what a liveness probe does in production; its restarts are recorded
+            if failure:
+                raise failure[0]
+            if not faults.is_alive():
+                run.watchdog()  # what a liveness probe does in production; its restarts are recorded
             time.sleep(0.25)
+        faults.join()
+        if failure:
+            raise failure[0]
     finally:
         monitor.stop()
+        if faults is not None:
+            faults.join()
     final = Check.of(run.tracker, expected)
     monitor.say(time.monotonic())
     logs = log_findings(run)
@@ -280,7 +302,8 @@ def run_soak(run: ChaosRun, plan: SoakPlan, workers: tuple[str, str] = ("s1", "s
         "plan": asdict(plan) | {"events": plan.events},
         "records_sent": len(records), "send_seconds": round(send_seconds, 1),
         "achieved_rate": round(len(records) / send_seconds, 1), "producer_retries": progress.retried,
-        "faults_at_s": round(fault_at, 1), "both_ready_again_at_s": round(restarted_at, 1),
+        "faults_at_s": round(timing["faults"], 1), "both_ready_again_at_s": round(timing["ready_again"], 1),
+        "last_send_at_s": round(last_send - monitor.started, 1),
         "convergence_s": None if converged is None else round(converged, 1),
         "converged_within_limit": converged is not None and converged <= plan.converge_within,
         "checked_quantities": expected.total, "matched_at_end_of_observation": final.matched,
@@ -307,7 +330,7 @@ def report(run: ChaosRun, result: SoakResult) -> str:
         f"[soak] report ({run.figures_path})",
         f"  load: {soak['records_sent']} records in {soak['send_seconds']}s = {soak['achieved_rate']}/s "
         f"(offered {plan.rate:.0f}/s); both workers restarted at t={soak['faults_at_s']}s, ready again at "
-        f"t={soak['both_ready_again_at_s']}s",
+        f"t={soak['both_ready_again_at_s']}s; last send at t={soak['last_send_at_s']}s",
         f"  records in (raw, all phases): {f['raw_records_produced']}, of them bad {f['bad_records_produced']}, "
         f"producer re-sends {f['producer_resends_in']}",
         f"  applied: {applied} movements (oracle expects {f['movements_expected']}); postings "

@@ -29,9 +29,9 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from tests.chaos.kafka_tools import Tracker
+from tests.chaos.kafka_tools import Tracker, group_lag, lagging
 from tests.chaos.oracle import OracleResult, RawInput
-from tests.chaos.runner import ChaosRun
+from tests.chaos.runner import INPUT_TOPICS, ChaosRun
 from tests.chaos.verify import RAW_TOPICS, Verdict
 
 
@@ -154,9 +154,20 @@ class Monitor:
         check = Check.of(self.run.tracker, self.expected)
         when = (f"t+{now - self.last_send:5.1f}s after last send" if self.last_send is not None
                 else f"load t={now - self.started:5.1f}s")
-        line = f"[soak] {when}: {check.line()}; readyz {self.readyz()}"
+        line = f"[soak] {when}: {check.line()}; input lag {self.lag()}; readyz {self.readyz()}"
         self.lines.append(line)
         print(line, flush=True)
+
+    def lag(self) -> str:
+        """The group's lag on the topics the agents consume: which partitions are behind, and by how much."""
+        try:
+            behind = lagging(self.run.loop.run(
+                group_lag(self.run.broker.bootstrap, self.run.app_id, INPUT_TOPICS), 10))
+        except Exception as exc:  # diagnostics only; the broker may be slow to answer
+            return f"? ({type(exc).__name__})"
+        parts = sum(len(p) for p in behind.values())
+        records = sum(sum(p.values()) for p in behind.values())
+        return f"{records} records on {parts} partitions"
 
     def readyz(self) -> str:
         parts = []

@@ -21,6 +21,7 @@ from tests.chaos.oracle import RawInput
 from tests.chaos.workload import RawRecord
 
 AVAILABILITY, POSTINGS, DLQ = "inventory.availability", "finance.postings", "inventory.dlq"
+BUCKETS = ("on_hand", "reserved", "quality_control", "damaged", "in_transit")
 
 
 class LoopThread:
@@ -48,6 +49,8 @@ class ProduceProgress:
     sent: int = 0
     retried: int = 0
     paused_for: float = 0.0
+    started_at: float = 0.0   # monotonic: the first record handed to the producer
+    finished_at: float = 0.0  # monotonic: the last record acknowledged
 
 
 class Producer:
@@ -105,7 +108,7 @@ class Producer:
     async def _send_each(self, records: list[RawRecord], rate: float, progress: ProduceProgress) -> None:
         producer = await self._get()
         pending: list[tuple[RawRecord, asyncio.Future]] = []
-        started = time.monotonic()
+        started = progress.started_at = time.monotonic()
         for record in records:
             if not self.gate.is_set():
                 await self._settle(pending, progress)
@@ -126,6 +129,7 @@ class Producer:
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         await self._settle(pending, progress)
+        progress.finished_at = time.monotonic()
 
     async def _enqueue(self, producer: AIOKafkaProducer, record: RawRecord, progress: ProduceProgress):
         while True:
@@ -168,6 +172,10 @@ class Observed:
     postings: int = 0
     dlq: int = 0
     last_output_at: float = 0.0
+    # The buckets of each key's highest version, and where each dead letter's record sat: what the
+    # soak run compares with the oracle while it waits for convergence.
+    latest: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
 
 
 class Tracker:
@@ -220,16 +228,21 @@ class Tracker:
         with self.lock:
             self.seen.last_output_at = time.monotonic()
             if topic == AVAILABILITY and key is not None:
-                version = orjson.loads(value)["version"]
+                record = orjson.loads(value)
+                version = record["version"]
                 k = key.decode()
                 if version > self.seen.max_version.get(k, 0):
                     self.seen.max_version[k] = version
+                    self.seen.latest[k] = tuple(record.get(b) for b in BUCKETS)
                 self.seen.availability += 1
             elif topic == POSTINGS:
                 self.seen.postings += 1
                 self.seen.posting_ids.add(key.decode() if key else orjson.loads(value)["posting_id"])
             elif topic == DLQ:
                 self.seen.dlq += 1
+                letter = orjson.loads(value)
+                self.seen.dead_lettered.add((letter.get("source_topic"), letter.get("partition"),
+                                             letter.get("offset")))
 
     def behind(self, expected_versions: dict[str, int]) -> dict[str, tuple[int, int]]:
         """Keys whose highest version seen is below the expected one: key -> (seen, expected)."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
 from agents.outputs import dead_letter, publish, trace, utcnow
 from agents.streams import each_event
@@ -11,6 +10,7 @@ from app import topics as t
 from app.domain.availability import availability_record
 from app.domain.keys import position_key, sale_cost_key
 from app.domain.positions import PositionContext, apply, new_position, sale_reference_of
+from app.domain.sale_costs import parse_sale_cost, sale_cost_expired, sale_cost_value
 from app.faust_app import app, availability_topic, ledger_topic, movements_topic, settings, sku_availability_topic
 from app.models.canonical import Movement, MovementType
 from app.models.finance_ledger import LedgerEntry
@@ -30,7 +30,7 @@ def context_for(movement: Movement, source_record: str | None = None, dlq_replay
     original_cost = None
     if movement.movement_type is MovementType.RETURN and movement.original_transaction_id:
         raw = sale_costs.get(_sale_cost_key(movement.original_transaction_id, movement.sku))
-        original_cost = None if raw is None else Decimal(raw.decode())
+        original_cost = None if raw is None else parse_sale_cost(raw)[0]
     return PositionContext(
         now_epoch=int(time.time()),
         dedupe_retention=settings.dedupe_retention,
@@ -73,7 +73,7 @@ async def apply_movement(event) -> None:
     applied = outcome.applied
     sale_reference = sale_reference_of(movement)
     if sale_reference is not None and applied.unit_cost is not None:
-        sale_costs[_sale_cost_key(sale_reference, movement.sku)] = str(applied.unit_cost).encode()
+        sale_costs[_sale_cost_key(sale_reference, movement.sku)] = sale_cost_value(applied.unit_cost, int(time.time()))
 
     now = utcnow()
     record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
@@ -99,3 +99,29 @@ async def apply_movement(event) -> None:
     await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
                 version=record.version, available=record.available, on_hand=record.on_hand,
                 previous_available=record.previous_available, replay=outcome.replay)
+
+
+SALE_COST_SWEEP = min(3600.0, max(1.0, settings.sale_cost_retention / 10))
+SALE_COSTS_FORGOTTEN_PER_SWEEP = 10_000
+
+
+@app.timer(interval=SALE_COST_SWEEP)
+async def forget_old_sale_costs():
+    """Sales older than SALE_COST_RETENTION leave the global `sale-costs` table.
+
+    Faust writes a global table's change into the changelog partition of the event being processed,
+    so what `apply_movement` wrote while processing movements partition p sits in changelog partition
+    p. The worker that owns movements partition p sends the tombstones of partition p (one writer
+    per partition); every worker, this one included, deletes them from its copy as they come back on
+    the changelog. The sweep reads the partition's RocksDB: O(its sales), once per sweep.
+    """
+    now = int(time.time())
+    movements = movements_topic.get_topic_name()
+    owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == movements)
+    for partition in owned:
+        expired = [key for key, raw in sale_costs.data.items_in_partition(partition)
+                   if sale_cost_expired(raw, now, settings.sale_cost_retention)]
+        for key in expired[:SALE_COSTS_FORGOTTEN_PER_SWEEP]:
+            await sale_costs.changelog_topic.send(key=key, value=None, partition=partition,
+                                                  key_serializer="raw", value_serializer="raw")
+        metrics.SALE_COSTS_FORGOTTEN.inc(min(len(expired), SALE_COSTS_FORGOTTEN_PER_SWEEP))

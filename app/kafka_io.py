@@ -4,7 +4,7 @@ Each takes the `KafkaConnection` from Settings (TLS/SASL), or a plain bootstrap 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -136,8 +136,12 @@ class Received:
 
 
 async def read_topic(kafka: KafkaConnection | str, topic: str, *, until_idle: float = 2.0, timeout: float = 60.0,
-                     min_records: int = 0) -> list[Received]:
-    """Read a topic from the beginning until `min_records` are seen and it stays idle for `until_idle` s."""
+                     min_records: int = 0, where: Callable[[Received], bool] | None = None,
+                     limit: int | None = None) -> list[Received]:
+    """Read a topic from the beginning until `min_records` are seen and it stays idle for `until_idle` s.
+
+    With `where`, only the records it accepts are kept (a DLQ of millions of letters is scanned, not
+    held), and with `limit` the read stops at that many."""
     consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False,
                                 auto_offset_reset="earliest", group_id=None)
     await start_client(consumer, kafka)
@@ -163,9 +167,12 @@ async def read_topic(kafka: KafkaConnection | str, topic: str, *, until_idle: fl
             for messages in batch.values():
                 for m in messages:
                     got = True
-                    records.append(Received(m.topic, m.partition, m.offset,
-                                            m.key.decode() if m.key is not None else None,
-                                            orjson.loads(m.value) if m.value else {}, m.timestamp))
+                    record = Received(m.topic, m.partition, m.offset, m.key.decode() if m.key is not None else None,
+                                      orjson.loads(m.value) if m.value else {}, m.timestamp)
+                    if where is None or where(record):
+                        records.append(record)
+            if limit is not None and len(records) >= limit:
+                return records[:limit]
             if got:
                 idle_since = loop.time()
             elif len(records) >= min_records and loop.time() - idle_since >= until_idle:

@@ -20,6 +20,8 @@ UNMATCHED_UNITS = Counter("stock_sync_unmatched_units_total",
                           "Units a movement named beyond what its position held (FULFIL without reservation, "
                           "disposition, write-off or repair beyond its bucket, close of an unknown transfer)",
                           ["type"])
+SALE_COSTS_FORGOTTEN = Counter("stock_sync_sale_costs_forgotten_total",
+                               "Sales past SALE_COST_RETENTION removed from the sale-costs table")
 NEGATIVE_POSITIONS = Counter("stock_sync_negative_position_updates_total",
                              "Position updates that left on_hand negative")
 DRIFT = Counter("stock_sync_reconciliation_drift_total", "SKUs found drifting from ERP snapshots", ["kind"])

@@ -33,17 +33,17 @@ def _progress(done: int, total: int) -> None:
 
 async def select_dead_letters(kafka: KafkaConnection | str, *, error_code: str | None = None, source_topic: str | None = None,
                               source_event_ids: set[str] | None = None, limit: int | None = None) -> list[dict]:
-    letters = [r.value for r in await read_topic(kafka, DLQ, until_idle=1.0)]
-    chosen = [
-        letter for letter in letters
-        if (error_code is None or letter.get("error_code") == error_code)
-        and (source_topic is None or letter.get("source_topic") == source_topic)
-        and (source_event_ids is None or letter.get("source_event_id") in source_event_ids)
-        # A cut raw value (TOO_LARGE) or one whose invalid UTF-8 was replaced is not the record that came
-        # in: re-sent, it would be another record. Those letters are for reading; the producer resends.
-        and replayable(letter)
-    ]
-    return chosen[:limit] if limit else chosen
+    def chosen(record) -> bool:
+        letter = record.value
+        return ((error_code is None or letter.get("error_code") == error_code)
+                and (source_topic is None or letter.get("source_topic") == source_topic)
+                and (source_event_ids is None or letter.get("source_event_id") in source_event_ids)
+                # A cut raw value (TOO_LARGE) or one whose invalid UTF-8 was replaced is not the record
+                # that came in: re-sent, it would be another record. Those letters are for reading; the
+                # producer resends.
+                and replayable(letter))
+    # Only the chosen letters are held: the DLQ itself is scanned, however long it is.
+    return [r.value for r in await read_topic(kafka, DLQ, until_idle=1.0, timeout=3600.0, where=chosen, limit=limit)]
 
 
 async def replay_dead_letters(kafka: KafkaConnection | str, *, progress: bool = False, **selection) -> int:

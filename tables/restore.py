@@ -193,6 +193,11 @@ class BulkRestoringStore(RocksDBStore):
             log.info("bulk restore of %s: %d changelog records into %d partitions in %.1f s (%.0f/s)",
                      self.table.name, copied, partitions, took, copied / max(took, 1e-6))
 
+    def items_in_partition(self, partition: int):
+        """(key, value) of one partition's DB, if open here (every partition is, for a global table)."""
+        db = self._dbs.get(partition)
+        return () if db is None else self._visible_items(db)
+
     def new_write_batch(self):
         from rocksdict import WriteBatch
         return WriteBatch(raw_mode=True)

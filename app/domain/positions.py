@@ -21,6 +21,9 @@ _DELTA_TYPES = {
 
 # The buckets that are part of on_hand and never go below 0 (SPEC §3 "Damaged stock leaves the books").
 _FLOORED_BUCKETS = ("quality_control", "damaged")
+# Closed transfers a position remembers, so units turning up after a close are told from a receipt
+# that overtook its in-transit leg; a transfer arrives within days, so a few dozen is plenty.
+CLOSED_TRANSFERS_KEPT = 50
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class _Change:
     unit_cost: Decimal | None = None
     unmatched: int = 0
     lost_in_transit: int = 0
+    found_after_close: int = 0
     revalued_quantity: int = 0
     cost_adjustment: Decimal = Decimal(0)
     follow_ups: list[Movement] = field(default_factory=list)
@@ -233,6 +237,13 @@ def _arrive_in_transit(c: _Change) -> None:
 
 def _transfer_in(c: _Change) -> None:
     key = _transfer_key(c.m)
+    closed = mark_of(key)
+    if key not in c.p.transfers and closed in c.p.closed_transfers:
+        # The transfer was closed and its remainder written off: these units are found, at the cost
+        # they were written off at; nothing is in transit any more (SPEC silent; README decisions).
+        c.inflow(c.m.quantity, c.p.closed_transfers[closed])
+        c.found_after_close = c.m.quantity
+        return
     transit = c.p.transfers.get(key, InTransitTransfer(quantity=0))
     # A receipt that overtakes its in-transit leg leaves the transit negative until the leg arrives.
     _set_transit(c.p, key, transit.model_copy(update={"quantity": transit.quantity - c.m.quantity}))
@@ -293,7 +304,8 @@ def _transfer_close(c: _Change) -> None:
     A remainder of 0 or less (everything arrived, or a receipt overtook its in-transit leg) loses
     nothing. The transfer is forgotten either way, which keeps `transfers` bounded.
     """
-    transit = c.p.transfers.pop(_transfer_key(c.m), None)
+    key = _transfer_key(c.m)
+    transit = c.p.transfers.pop(key, None)
     if transit is None:
         c.unmatched = c.m.quantity
         return
@@ -301,6 +313,8 @@ def _transfer_close(c: _Change) -> None:
     if transit.quantity > 0:
         c.lost_in_transit = transit.quantity
         c.p.in_transit -= transit.quantity
+    forget_oldest(c.p.closed_transfers, lambda _: 0, 0, room_for=CLOSED_TRANSFERS_KEPT)
+    c.p.closed_transfers[mark_of(key)] = c.unit_cost
 
 
 _RULES = {
@@ -374,7 +388,8 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
         on_hand_delta=change.on_hand_delta, late_quantity=change.late_quantity,
         count_difference=change.count_difference, unit_cost=change.unit_cost,
         avg_cost_after=p.avg_cost, on_hand_after=p.on_hand, unmatched_quantity=change.unmatched,
-        lost_in_transit=change.lost_in_transit, revalued_quantity=change.revalued_quantity,
+        lost_in_transit=change.lost_in_transit, found_after_close=change.found_after_close,
+        revalued_quantity=change.revalued_quantity,
         cost_adjustment=change.cost_adjustment,
     )
     _keep_emitted(p, mark, applied, previous_available, ctx)
@@ -384,7 +399,8 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
 
 # The fields of Applied that an Emitted keeps, to rebuild the same Applied for a replay.
 _KEPT_FOR_REPLAY = ("version", "on_hand_delta", "late_quantity", "count_difference", "unit_cost", "avg_cost_after",
-                    "unmatched_quantity", "lost_in_transit", "revalued_quantity", "cost_adjustment")
+                    "unmatched_quantity", "lost_in_transit", "found_after_close", "revalued_quantity",
+                    "cost_adjustment")
 
 
 def _keep_emitted(p: Position, mark: str, applied: Applied, previous_available: int, ctx: PositionContext) -> None:

@@ -122,6 +122,10 @@ def transfer_out(a: Applied) -> Plan:
 
 
 def transfer_in(a: Applied) -> Plan:
+    """Units arrive out of transit; those of a closed transfer were written off, so finding them takes
+    the loss back (Dr inventory / Cr shrink, kind LOST_IN_TRANSIT with the opposite sign)."""
+    if a.found_after_close:
+        return stock_change(a, PostingKind.LOST_IN_TRANSIT, a.found_after_close)
     return at_cost(a, PostingKind.TRANSFER_IN, Account.INVENTORY, Account.INVENTORY_IN_TRANSIT,
                    a.movement.quantity)
 

@@ -124,6 +124,7 @@ class Emitted(BaseModel):
     avg_cost_after: Decimal | None = None
     unmatched_quantity: int = 0
     lost_in_transit: int = 0
+    found_after_close: int = 0
     revalued_quantity: int = 0
     cost_adjustment: Decimal = Decimal(0)
 
@@ -143,6 +144,9 @@ class Position(BaseModel):
     avg_cost: Decimal | None = None
     reservations: dict[str, OpenReservation] = {}
     transfers: dict[str, InTransitTransfer] = {}
+    # Transfers closed here (mark of the transfer id -> unit cost of what the close wrote off), the
+    # last CLOSED_TRANSFERS_KEPT of them: units that turn up after the close are found, not in transit.
+    closed_transfers: dict[str, Decimal | None] = {}
     last_count_at: datetime | None = None
     # movement id -> [applied epoch, occurred epoch, on_hand delta]; pruned after DEDUPE_RETENTION.
     # Kept in the same record as the buckets so a crash can never separate "applied" from "marked as
@@ -179,6 +183,7 @@ class Applied(BaseModel):
     # TRANSFER_CLOSE of a transfer the position does not know.
     unmatched_quantity: int = 0
     lost_in_transit: int = 0     # TRANSFER_CLOSE: units still in transit, written off
+    found_after_close: int = 0   # TRANSFER_IN of a closed transfer: units written off, found after all
     # An inflow covering negative on_hand (SPEC §5.1): that many units, revalued by this signed amount
     # (positive: they cost more than they left at; Dr COGS / Cr inventory).
     revalued_quantity: int = 0

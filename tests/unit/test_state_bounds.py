@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from app.domain.day_batches import COUNTED_KEEP, LISTED_POSTING_IDS, add_pos_totals, add_posting, close_day
 from app.domain.positions import PositionContext, apply, new_position
+from app.domain.sale_costs import parse_sale_cost, sale_cost_expired, sale_cost_value
 from app.models.records import ErrorCode
 from tests.unit.test_day_batches import CLOSED_AT, balanced, sale_postings, store_day
 from tests.unit.test_positions import (
@@ -115,3 +116,19 @@ def test_a_bulk_restore_reads_from_after_the_persisted_offset_to_the_end_and_ski
     persisted = {"p0": 39, "p1": 49, "p2": None}
     earliest = {"p0": 0, "p1": 0, "p2": 4, "p3": 0}   # p2's first records were compacted or deleted away
     assert plan_restore(persisted, earliest, ends) == {"p0": RestorePlan(40, 100), "p2": RestorePlan(4, 10)}
+
+
+def test_a_sale_cost_is_kept_for_the_return_window_then_forgotten():
+    written = NOW_EPOCH
+    value = sale_cost_value(Decimal("7.1234"), written)
+    assert parse_sale_cost(value) == (Decimal("7.1234"), written)
+    ninety_days = 90 * 86400
+    assert not sale_cost_expired(value, written + ninety_days - 1, ninety_days)
+    assert sale_cost_expired(value, written + ninety_days, ninety_days)
+
+
+def test_a_sale_cost_written_without_its_time_is_forgotten_at_the_first_sweep():
+    # Values from before the time was kept: still read as a cost, and forgotten by the next sweep.
+    assert parse_sale_cost(b"6.50") == (Decimal("6.50"), 0)
+    assert sale_cost_expired(b"6.50", NOW_EPOCH, 90 * 86400)
+    assert parse_sale_cost(b"garbage") == (None, 0)

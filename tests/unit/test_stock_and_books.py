@@ -103,6 +103,27 @@ def test_destination_leg_then_close_leaves_the_transfer_forgotten():
     assert (p.in_transit, p.transfers, outcomes[1].applied.lost_in_transit) == (0, {}, 4)
 
 
+def test_units_arriving_after_the_close_are_found_and_take_the_loss_back():
+    p = position(in_transit=5, transfers={"T1": InTransitTransfer(quantity=5, unit_cost=Decimal("4.25"))})
+    p, outcomes = run(p, transfer_in(3), close(), transfer_in(2, "in-T1-late"))
+    # in_transit stays 0 (not -2); the 2 written off at 4.25 (Dr 5100 8.50) come back: Dr 1200 / Cr 5100.
+    assert (p.in_transit, p.on_hand, p.transfers) == (0, 5, {})
+    found = outcomes[2].applied
+    assert (found.found_after_close, found.unit_cost, found.avg_cost_after) == (2, Decimal("4.25"), Decimal("4.25"))
+    assert entries(books(outcomes[2])) == {
+        PostingKind.LOST_IN_TRANSIT: [("1200", "8.50", "0.00"), ("5100", "0.00", "8.50")]}
+
+
+def test_a_position_remembers_only_its_last_closed_transfers():
+    from app.domain.positions import CLOSED_TRANSFERS_KEPT
+    p = position()
+    closes = [close(f"close-T{i}", transfer_id=f"T{i}") for i in range(CLOSED_TRANSFERS_KEPT + 20)]
+    for i, c in enumerate(closes):
+        p = applied(p.model_copy(update={"transfers": {f"T{i}": InTransitTransfer(quantity=1)}, "in_transit": 1}),
+                    c).position
+    assert len(p.closed_transfers) == CLOSED_TRANSFERS_KEPT
+
+
 # --- 4. Negative stock is revalued when it comes back (SPEC §5.1) --------------------------------
 
 def test_receipt_covering_negative_stock_posts_the_cost_difference():

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # Test hook (tests/e2e/test_erp_crash.py): SIGKILL this worker right after the named ERP call
 # returned ("create" or "post"), i.e. between the ERP's commit and our ack.
 CRASH_AFTER = os.environ.get("ERP_TEST_CRASH_AFTER", "")
+# Test hook (tests/e2e/test_erp_posting.py, the rate test): append each call's start time here.
+CALL_LOG = os.environ.get("ERP_TEST_CALL_LOG", "")
 
 
 @dataclass
@@ -57,6 +59,9 @@ async def _throttle() -> None:
 
 def _observe(method: str, seconds: float, outcome: str) -> None:
     metrics.ERP_CALL_SECONDS.labels(method=method, outcome=outcome).observe(seconds)
+    if CALL_LOG:
+        with open(CALL_LOG, "a") as calls:
+            calls.write(f"{time.time() - seconds:.6f} {method} {outcome}\n")
     # A refused request was still answered: the ERP is up.
     state.reachable = outcome != "error"
     metrics.ERP_REACHABLE.set(1 if state.reachable else 0)

@@ -227,6 +227,9 @@ class LocalErp:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As werkzeug binds: a port in TIME_WAIT after our own stop is free, so a restarted ERP keeps
+        # its URL (a poster configured with ERP_URL finds it again).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
 
 
 def _assume_utc(value: datetime) -> datetime:
@@ -208,6 +208,19 @@ class Location(RawModel):
     currency: str = "USD"
     channels: list[str] = []
     safety_stock: NonNegativeInt = 0
+    # IANA time zone of the location: a location without a POS (a DC) closes each business date by
+    # the clock, DAY_CLOSE_AFTER after that date ends here (SPEC §5.3).
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
 
 class SnapshotBalance(RawModel):

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit e2e chaos bench broker stop worker setup jars browser clean lint
+.PHONY: run test unit e2e chaos bench broker erp stop worker setup jars browser clean lint
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,13 @@ bench: setup jars
 broker: setup jars
 	$(PY) -m app.broker start
 
+# The local Tryton ERP in the background (SPEC §9); prints its URL (ERP_URL) and database.
+erp: setup
+	$(PY) -m app.erp start
+
 stop:
 	-$(PY) -m app.broker stop
+	-$(PY) -m app.erp stop
 
 worker: setup
 	$(PY) -m app.cli worker

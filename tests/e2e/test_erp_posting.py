@@ -177,3 +177,42 @@ def poster_view(worker: WorkerProcess) -> dict:
     request = urllib.request.Request(f"{worker.url}/v1/erp", headers={"Authorization": "Bearer viewer-token"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
+
+
+def test_erp_max_rps_paces_a_queue_of_fifty_batches(bootstrap, erp_server, poster, web_port, tmp_path):
+    """ERP_MAX_RPS=2 with 50 batches queued: ≥ 24 s, and no one-second window holds more than 2 calls
+    (each batch takes 3 calls — look-up, create, post — so about 75 s here)."""
+    queued = [batch("ERPRATE-S1", n) for n in range(50)]
+    calls = tmp_path / "calls.log"
+    poster.stop()
+    send_batches(bootstrap, queued)
+    paced = erp_worker(bootstrap, erp_server, web_port, ERP_MAX_RPS="2", ERP_TEST_CALL_LOG=str(calls))
+    began = time.monotonic()
+    paced.start()
+    try:
+        done = acks(bootstrap, {b.batch_id for b in queued}, expect=50, timeout=240)
+        elapsed = time.monotonic() - began
+    finally:
+        paced.stop()
+        poster.start()
+    assert len({a["batch_id"] for a in done}) == 50 and {a["status"] for a in done} == {"POSTED"}
+    assert elapsed >= 24
+    starts = sorted(float(line.split()[0]) for line in calls.read_text().splitlines())
+    assert len(starts) >= 150
+    # Any three consecutive calls span at least a second (timer resolution allowance: 20 ms).
+    assert min(c - a for a, c in zip(starts, starts[2:])) >= 1.0 - 0.02
+    assert starts[-1] - starts[0] >= 74
+
+
+def test_erp_reconcile_lists_only_what_the_erp_refused(bootstrap, erp_server, poster):
+    """Run last in this module: every batch sent here is posted except the refused one."""
+    import subprocess
+    import sys
+    from app.settings import REPO_ROOT
+    env = {**__import__("os").environ, "KAFKA_BOOTSTRAP": bootstrap, "ERP_URL": erp_server.url,
+           "ERP_DATABASE": erp_server.database}
+    result = subprocess.run([sys.executable, "-m", "app.cli", "erp-reconcile", "--date", date.today().isoformat(),
+                             "--timeout", "30"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert {(row[1], row[2]) for row in rows} == {("ERPREJ-S1", "5100"), ("ERPREJ-S1", "1200")}

@@ -64,7 +64,7 @@ def _observe(method: str, seconds: float, outcome: str) -> None:
             calls.write(f"{time.time() - seconds:.6f} {method} {outcome}\n")
     # A refused request was still answered: the ERP is up.
     state.reachable = outcome != "error"
-    metrics.ERP_REACHABLE.set(1 if state.reachable else 0)
+    metrics.ERP_REACHABLE.labels(erp_url=settings.erp_url).set(1 if state.reachable else 0)
 
 
 def _error(message: str) -> None:

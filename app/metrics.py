@@ -34,4 +34,6 @@ ERP_OLDEST_WAITING = Gauge("stock_sync_erp_oldest_waiting_seconds",
 ERP_POSTS = Counter("stock_sync_erp_posts_total", "Journal batches the ERP acknowledged", ["status"])
 ERP_CALL_SECONDS = Histogram("stock_sync_erp_call_seconds", "ERP call latency", ["method", "outcome"],
                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-ERP_REACHABLE = Gauge("stock_sync_erp_reachable", "1 when the ERP answered the poster's last call, else 0")
+ERP_REACHABLE = Gauge("stock_sync_erp_reachable",
+                      "1 when the ERP answered the poster's last call, else 0 (only where the poster runs)",
+                      ["erp_url"])

@@ -169,6 +169,13 @@ def test_an_erp_outage_pauses_posting_and_every_batch_posts_once_after(bootstrap
     for b in waiting:
         assert len(entries_for(erp_server.url, b.batch_id)) == 1
     assert poster_view(poster)["erp_reachable"] is True
+    import urllib.request
+    with urllib.request.urlopen(f"{poster.url}/metrics", timeout=5) as response:
+        exposed = response.read().decode()
+    assert 'stock_sync_erp_posts_total{status="POSTED"}' in exposed
+    for gauge in ("stock_sync_erp_batches_waiting ", "stock_sync_erp_oldest_waiting_seconds ",
+                  "stock_sync_erp_call_seconds_bucket{"):
+        assert gauge in exposed
 
 
 def poster_view(worker: WorkerProcess) -> dict:

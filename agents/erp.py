@@ -52,8 +52,7 @@ _done: dict = {}   # partition → offset of the last batch acked, for the lag
 
 
 async def _throttle() -> None:
-    wait = _bucket.take(time.monotonic())
-    if wait > 0:
+    while (wait := _bucket.take(time.monotonic())) > 0:
         await asyncio.sleep(wait)
 
 
@@ -78,6 +77,14 @@ def _after_step(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+async def _back_off(seconds: float) -> None:
+    """Sleep between retries; a stopping worker gives the batch up instead (not acked, so it is
+    posted after the restart): Faust's stop waits for the event an agent holds, outage or not."""
+    if app.should_stop:
+        raise asyncio.CancelledError("worker stopping during an ERP outage")
+    await asyncio.sleep(seconds)
+
+
 ledger = TrytonLedger(TrytonRpc(settings.erp_url, settings.erp_database, settings.erp_user,
                                 settings.erp_password, timeout=settings.erp_timeout,
                                 before_call=_throttle, after_call=_observe))
@@ -88,7 +95,7 @@ async def post_to_erp(stream):
     async for event in handled(stream):
         batch = JournalBatch.model_validate_json(event.value)
         state.working_on, state.working_since = batch.batch_id, event.message.timestamp
-        outcome = await post_batch(ledger, batch, sleep=asyncio.sleep, on_error=_error, after_step=_after_step)
+        outcome = await post_batch(ledger, batch, sleep=_back_off, on_error=_error, after_step=_after_step)
         now = utcnow()
         await publish(erp_acks_topic, batch.batch_id, ErpAck(
             batch_id=batch.batch_id, status=outcome.status, erp_reference=outcome.erp_reference,

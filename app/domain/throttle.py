@@ -9,6 +9,9 @@ import random
 from dataclasses import dataclass
 
 
+_EPSILON = 1e-9
+
+
 @dataclass
 class TokenBucket:
     """At most `rate` calls per second on average, and never more than `burst` at once.
@@ -29,14 +32,21 @@ class TokenBucket:
             raise ValueError(f"burst must be >= 1, got {self.burst}")
 
     def take(self, now: float) -> float:
-        """Reserve one call; returns how long to wait (seconds from `now`) before making it."""
+        """Take a token for a call at `now` if there is one (returns 0.0: call now); else take
+        nothing and return the seconds until there will be one (ask again then).
+
+        Tokens are taken only when the call goes, never reserved ahead: a caller woken late by its
+        event loop cannot end up closer than 1/rate to the next call, so the spacing holds at the ERP.
+        """
         if self.updated_at is None:
             self.tokens, self.updated_at = self.burst, now
         elapsed = max(0.0, now - self.updated_at)
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate) - 1.0
-        self.updated_at = now
-        # A negative balance is a debt: the call may go once it is paid back.
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        self.updated_at = max(self.updated_at, now)
+        if self.tokens >= 1.0 - _EPSILON:  # float sums of elapsed time fall a hair short of whole tokens
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 10.0, rng: random.Random | None = None) -> float:

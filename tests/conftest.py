@@ -73,7 +73,7 @@ def pipeline(bootstrap):
 def erp_server():
     """A real Tryton server (the default ERP, app/erp/launcher.py) with a fresh ledger for the session.
 
-    The database template is built once per Tryton version set into .cache/erp/ (~1.5 min the first
+    The database template is built once per Tryton version set into .cache/erp/ (~30 s the first
     time on a 2-core box); later sessions copy it and start in about a second."""
     from app.erp.launcher import LocalErp
     erp = LocalErp(home=TEST_HOME / "erp", port=_free_port_pair(18069))

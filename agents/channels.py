@@ -4,11 +4,11 @@ from __future__ import annotations
 import time
 
 from agents.outputs import publish, utcnow
-from agents.streams import handled
+from agents.streams import each_event
 from app import metrics
 from app.domain.availability import PublishThrottle
 from app.domain.keys import channel_key
-from app.domain.network import channel_shares, fold_location
+from app.domain.network import channel_shares, fold_location, settle_pending
 from app.faust_app import app, channel_availability_topic, settings, sku_availability_topic
 from app.models.canonical import SkuNetwork
 from app.models.records import ChannelAvailability, SkuAvailability
@@ -17,26 +17,43 @@ from tables.store import RecordTable, make_table
 
 networks = RecordTable(make_table("sku-network"), SkuNetwork)
 throttle = PublishThrottle(settings.channel_publish_interval)
+published_versions: dict[str, int] = {}   # channel key -> last version this worker published
+_resumed_for: set = set()                  # the assignment whose pending values were picked up
 
 
 @app.agent(sku_availability_topic)
 async def network_availability(stream):
-    async for event in handled(stream):
-        update = SkuAvailability.model_validate_json(event.value)
-        network = networks.get(update.sku) or SkuNetwork(sku=update.sku)
-        changed = fold_location(network, update.location_id, update.available, update.version, channels_of)
-        if not changed:
-            continue
-        networks.set(update.sku, network)
-        now = time.monotonic()
-        for channel in changed:
-            record = ChannelAvailability(
-                channel=channel, sku=update.sku, available=network.channel_totals[channel],
-                by_location=channel_shares(network, channel, channels_of),
-                version=network.channel_versions[channel], emitted_at=utcnow())
-            ready = throttle.offer(channel_key(channel, update.sku), record, now)
-            if ready is not None:
-                await _publish(ready)
+    await each_event(stream, "channels", fold_availability)
+
+
+async def fold_availability(event) -> None:
+    update = SkuAvailability.model_validate_json(event.value)
+    network = networks.get(update.sku) or SkuNetwork(sku=update.sku)
+    changed = fold_location(network, update.location_id, update.available, update.version, channels_of)
+    if not changed:
+        return
+    settle_pending(network, lambda channel: published_versions.get(channel_key(channel, update.sku)))
+    now = time.monotonic()
+    ready = []
+    for channel in changed:
+        record = _channel_record(network, channel)
+        if throttle.offer(channel_key(channel, update.sku), record, now) is None:
+            network.pending[channel] = record.version
+        else:
+            network.pending.pop(channel, None)
+            ready.append(record)
+    # Saved with its pending channels before anything is published: once this record's offset is
+    # committed, a value still waiting lives on in the table, not only in this worker's memory.
+    networks.set(update.sku, network)
+    for record in ready:
+        await _publish(record)
+
+
+def _channel_record(network: SkuNetwork, channel: str) -> ChannelAvailability:
+    return ChannelAvailability(
+        channel=channel, sku=network.sku, available=network.channel_totals[channel],
+        by_location=channel_shares(network, channel, channels_of),
+        version=network.channel_versions[channel], emitted_at=utcnow())
 
 
 @app.timer(interval=0.2)
@@ -45,6 +62,31 @@ async def flush_coalesced_channels():
         await _publish(record.model_copy(update={"emitted_at": utcnow()}))
 
 
+@app.timer(interval=1.0)
+async def resume_pending_channels():
+    """After a start, a crash or a rebalance, publish what the previous owner left pending.
+
+    Once per new assignment, the SKU networks of this worker's partitions are read for pending
+    channels, which go out through the throttle like any coalesced value. A value the previous
+    owner had in fact published goes out once more with the same version: harmless to a consumer
+    that keeps the highest version, while dropping the final state is not.
+    """
+    if not app.tables.recovery.completed.is_set() or app.rebalancing:
+        return
+    assignment = set(app.assignor.assigned_actives())
+    if assignment == _resumed_for:
+        return
+    _resumed_for.clear()
+    _resumed_for.update(assignment)
+    for _, network in networks.items():
+        for channel, version in network.pending.items():
+            key = channel_key(channel, network.sku)
+            if published_versions.get(key, -1) < version and channel in network.channel_totals:
+                throttle.keep(key, _channel_record(network, channel))
+
+
 async def _publish(record: ChannelAvailability) -> None:
     await publish(channel_availability_topic, channel_key(record.channel, record.sku), record)
+    key = channel_key(record.channel, record.sku)
+    published_versions[key] = max(published_versions.get(key, 0), record.version)
     metrics.CHANNEL_OUT.labels(channel=record.channel).inc()

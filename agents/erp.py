@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from agents.outputs import publish, utcnow
-from agents.streams import handled
+from agents.streams import each_event
 from app import metrics
 from app.domain.throttle import TokenBucket
 from app.erp.client import TrytonLedger, TrytonRpc
@@ -92,23 +92,26 @@ ledger = TrytonLedger(TrytonRpc(settings.erp_url, settings.erp_database, setting
 
 @app.agent(journal_batches_topic)
 async def post_to_erp(stream):
-    async for event in handled(stream):
-        batch = JournalBatch.model_validate_json(event.value)
-        state.working_on, state.working_since = batch.batch_id, event.message.timestamp
-        outcome = await post_batch(ledger, batch, sleep=_back_off, on_error=_error, after_step=_after_step)
-        now = utcnow()
-        await publish(erp_acks_topic, batch.batch_id, ErpAck(
-            batch_id=batch.batch_id, status=outcome.status, erp_reference=outcome.erp_reference,
-            attempts=outcome.attempts, posted_at=now))
-        if outcome.status is ErpStatus.REJECTED:
-            state.last_error, state.last_error_at = f"{batch.batch_id} rejected: {outcome.message}", time.time()
-            await publish(erp_rejections_topic, batch.batch_id, ErpRejection(
-                batch_id=batch.batch_id, legal_entity=batch.legal_entity, location_id=batch.location_id,
-                business_date=batch.business_date, message=outcome.message, rejected_at=now))
-        metrics.ERP_POSTS.labels(status=outcome.status.value).inc()
-        state.posted += 1
-        state.working_on = state.working_since = None
-        _done[event.message.tp] = event.message.offset
+    await each_event(stream, "erp", post_batch_record)
+
+
+async def post_batch_record(event) -> None:
+    batch = JournalBatch.model_validate_json(event.value)
+    state.working_on, state.working_since = batch.batch_id, event.message.timestamp
+    outcome = await post_batch(ledger, batch, sleep=_back_off, on_error=_error, after_step=_after_step)
+    now = utcnow()
+    await publish(erp_acks_topic, batch.batch_id, ErpAck(
+        batch_id=batch.batch_id, status=outcome.status, erp_reference=outcome.erp_reference,
+        attempts=outcome.attempts, posted_at=now))
+    if outcome.status is ErpStatus.REJECTED:
+        state.last_error, state.last_error_at = f"{batch.batch_id} rejected: {outcome.message}", time.time()
+        await publish(erp_rejections_topic, batch.batch_id, ErpRejection(
+            batch_id=batch.batch_id, legal_entity=batch.legal_entity, location_id=batch.location_id,
+            business_date=batch.business_date, message=outcome.message, rejected_at=now))
+    metrics.ERP_POSTS.labels(status=outcome.status.value).inc()
+    state.posted += 1
+    state.working_on = state.working_since = None
+    _done[event.message.tp] = event.message.offset
 
 
 @app.timer(interval=2.0)

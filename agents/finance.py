@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 
 from agents.outputs import publish, trace, utcnow
-from agents.streams import handled
+from agents.streams import each_event
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
 from app.domain.day_batches import (
@@ -43,31 +43,34 @@ def _reopen(legal_entity: str, location_id: str, business_date, currency: str) -
 
 @app.agent(ledger_topic)
 async def book(stream):
-    async for event in handled(stream):
-        entry = LedgerEntry.model_validate_json(event.value)
-        if entry.applied is not None:
-            await _post(entry)
-        elif entry.pos_totals is not None:
-            facts = entry.pos_totals
-            key, ledger = _ledger_for(facts.location_id, facts.business_date)
-            day_ledgers.set(key, add_pos_totals(ledger, facts.units_sold, facts.gross, facts.transaction_id))
-        elif entry.day_close is not None:
-            close = entry.day_close
-            key, ledger = _ledger_for(close.location_id, close.business_date)
-            if not ledger.closed and ledger.close_requested_at is None:
-                # Movements of the day may still be on their way through other partitions: close
-                # after a grace period rather than at once (DAY_CLOSE_GRACE), late ones still land.
-                day_ledgers.set(key, ledger.model_copy(update={"close_requested_at": utcnow()}))
-        elif entry.close_due is not None:
-            key, ledger = _ledger_for(entry.close_due.location_id, entry.close_due.business_date)
-            closed, batch = close_day(ledger, utcnow())
-            if batch is not None:
-                day_ledgers.set(key, closed)
-                await _emit_batch(batch)
-        elif entry.forget_day is not None:
-            key, ledger = _ledger_for(entry.forget_day.location_id, entry.forget_day.business_date)
-            if due_to_forget(ledger, utcnow(), settings.dedupe_retention):
-                day_ledgers.delete(key)
+    await each_event(stream, "finance", book_entry)
+
+
+async def book_entry(event) -> None:
+    entry = LedgerEntry.model_validate_json(event.value)
+    if entry.applied is not None:
+        await _post(entry)
+    elif entry.pos_totals is not None:
+        facts = entry.pos_totals
+        key, ledger = _ledger_for(facts.location_id, facts.business_date)
+        day_ledgers.set(key, add_pos_totals(ledger, facts.units_sold, facts.gross, facts.transaction_id))
+    elif entry.day_close is not None:
+        close = entry.day_close
+        key, ledger = _ledger_for(close.location_id, close.business_date)
+        if not ledger.closed and ledger.close_requested_at is None:
+            # Movements of the day may still be on their way through other partitions: close
+            # after a grace period rather than at once (DAY_CLOSE_GRACE), late ones still land.
+            day_ledgers.set(key, ledger.model_copy(update={"close_requested_at": utcnow()}))
+    elif entry.close_due is not None:
+        key, ledger = _ledger_for(entry.close_due.location_id, entry.close_due.business_date)
+        closed, batch = close_day(ledger, utcnow())
+        if batch is not None:
+            day_ledgers.set(key, closed)
+            await _emit_batch(batch)
+    elif entry.forget_day is not None:
+        key, ledger = _ledger_for(entry.forget_day.location_id, entry.forget_day.business_date)
+        if due_to_forget(ledger, utcnow(), settings.dedupe_retention):
+            day_ledgers.delete(key)
 
 
 async def _post(entry: LedgerEntry) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from agents.outputs import dead_letter, publish, trace, utcnow
-from agents.streams import handled
+from agents.streams import each_event
 from app import metrics
 from app import topics as t
 from app.domain.keys import position_key
@@ -20,17 +20,20 @@ RESERVATION_TTL = timedelta(seconds=settings.reservation_ttl)
 
 @app.agent(raw_channels)
 async def ingest(stream):
-    async for event in handled(stream):
-        source = SOURCES[event.message.topic]
-        now = utcnow()
-        raw = event.value or b""
-        result = map_raw(source, raw, MappingContext(master_data, RESERVATION_TTL, now))
-        if isinstance(result, Rejection):
-            metrics.EVENTS_IN.labels(source=source.system.value, type="rejected").inc()
-            await dead_letter(event.message, source.topic, raw, result, source_system=source.system.value,
-                              source_event_id=result.source_event_id)
-            continue
-        await forward(result, now)
+    await each_event(stream, "ingest", ingest_record)
+
+
+async def ingest_record(event) -> None:
+    source = SOURCES[event.message.topic]
+    now = utcnow()
+    raw = event.value or b""
+    result = map_raw(source, raw, MappingContext(master_data, RESERVATION_TTL, now))
+    if isinstance(result, Rejection):
+        metrics.EVENTS_IN.labels(source=source.system.value, type="rejected").inc()
+        await dead_letter(event.message, source.topic, raw, result, source_system=source.system.value,
+                          source_event_id=result.source_event_id, stage="ingest")
+        return
+    await forward(result, now)
 
 
 async def forward(mapped: Mapped, now) -> None:

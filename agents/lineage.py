@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from agents.streams import handled
+from agents.streams import each_event
 from app.faust_app import app, lineage_topic, settings
 from app.web.trace_store import TABLE, append_fact, last_fact_at
 from tables.store import make_table
@@ -28,17 +28,20 @@ lineage = make_table(TABLE)
 
 @app.agent(lineage_topic)
 async def record_lineage(stream):
-    async for event in handled(stream):
-        key, value = event.key, event.value
-        if not key or not value:
-            continue
-        if value.startswith(FORGET):
-            current = lineage.get(key)
-            cutoff = datetime.fromisoformat(orjson.loads(value)["forget_before"])
-            if current is not None and last_fact_at(current) < cutoff:
-                lineage.pop(key, None)
-            continue
-        lineage[key] = append_fact(lineage.get(key), value)
+    await each_event(stream, "lineage", record_fact)
+
+
+async def record_fact(event) -> None:
+    key, value = event.key, event.value
+    if not key or not value:
+        return
+    if value.startswith(FORGET):
+        current = lineage.get(key)
+        cutoff = datetime.fromisoformat(orjson.loads(value)["forget_before"])
+        if current is not None and last_fact_at(current) < cutoff:
+            lineage.pop(key, None)
+        return
+    lineage[key] = append_fact(lineage.get(key), value)
 
 
 @app.timer(interval=SWEEP_INTERVAL)

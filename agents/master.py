@@ -1,30 +1,17 @@
 """Master data stage: item and location masters into the global tables every worker reads."""
 from __future__ import annotations
 
-from pydantic import ValidationError
 
-import orjson
 from agents.outputs import dead_letter
-from agents.streams import fetch_stalled_partitions_again, handled
+from agents.streams import each_event, fetch_stalled_partitions_again
 from app import topics
 from app.domain.master import aliases_of
 from app.faust_app import app, master_items_topic, master_locations_topic
 from app.models.raw import Item, Location
-from app.models.records import ErrorCode, Rejection
+from app.domain.parsing import parse_record
+from app.models.records import Rejection
 from tables.catch_up import global_tables
 from tables.definitions import item_aliases, items, locations
-
-
-def _parse(model, raw: bytes):
-    try:
-        return model.model_validate_json(raw), None
-    except ValidationError as exc:
-        try:
-            orjson.loads(raw)
-            code = ErrorCode.SCHEMA_INVALID
-        except orjson.JSONDecodeError:
-            code = ErrorCode.MALFORMED_JSON
-        return None, Rejection(error_code=code, error_detail=str(exc.errors()[:3]))
 
 
 def _load_item(item: Item) -> None:
@@ -38,14 +25,16 @@ def _load_location(location: Location) -> None:
 
 
 async def _load_master(stream, model, topic: str, load) -> None:
-    async for event in handled(stream):
+    async def load_record(event) -> None:
         if event.value is None:
-            continue  # a compaction tombstone
-        record, rejection = _parse(model, event.value)
-        if rejection:
-            await dead_letter(event.message, topic, event.value, rejection)
-            continue
+            return  # a compaction tombstone
+        record = parse_record(model, event.value)
+        if isinstance(record, Rejection):
+            await dead_letter(event.message, topic, event.value, record, stage="master")
+            return
         load(record)
+
+    await each_event(stream, "master", load_record)
 
 
 @app.agent(master_items_topic)

@@ -1,14 +1,21 @@
 """The one way every stage publishes: records with their key, dead letters, and trace facts."""
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from datetime import UTC, datetime
 
 import faust
 from pydantic import BaseModel
 
 from app import metrics
+from app.domain.dead_letters import raw_for_letter
 from app.faust_app import app, dlq_topic, lineage_topic
 from app.models.records import DeadLetter, ErrorCode, Rejection, TraceFact, TraceStage
+
+log = logging.getLogger(__name__)
+EXIT_LOST_DELIVERY = 70
 
 
 def utcnow() -> datetime:
@@ -25,8 +32,32 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel) -> No
     `maybe_start_producer` returns the transaction manager, as it does for `Topic.send`.
     """
     producer = await app.maybe_start_producer()
-    await producer.send(topic.get_topic_name(), key.encode() if key is not None else None,
-                        record.model_dump_json().encode(), None, None, None)
+    name = topic.get_topic_name()
+    delivery = await producer.send(name, key.encode() if key is not None else None,
+                                   record.model_dump_json().encode(), None, None, None)
+    delivery.add_done_callback(lambda done: stop_if_lost(done, name))
+
+
+def stop_if_lost(delivery: asyncio.Future, topic: str, exit_=os._exit) -> None:
+    """A record the producer gave up on (after its own retries: ACL denied, topic deleted, broker away
+    past the delivery timeout) must not be committed over: Faust's commit flushes the producer, which
+    returns once every send has *finished*, failed ones included, and commits the input offsets.
+    This callback runs before that flush returns (the record's future is resolved before its batch's),
+    so stopping the process here is the one way to be sure no commit passes the records that produced
+    it: they are processed again after the restart (the replay rule makes that exact). A failure that
+    lasts makes the worker exit again with the same message: an operator must act (SPEC §10).
+    """
+    if delivery.cancelled():
+        return   # only at stop, after the last commit flushed every send
+    error = delivery.exception()
+    if error is None:
+        return
+    log.critical("a record for %s could not be delivered (%r): the worker stops now (exit %d) so that no commit "
+                 "passes its input; it is processed again after the restart. If this repeats, check the topic "
+                 "exists and the worker's credentials may write to it.", topic, error, EXIT_LOST_DELIVERY)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    exit_(EXIT_LOST_DELIVERY)
 
 
 async def trace(source_system: str, source_event_id: str | None, stage: TraceStage, **detail: object) -> None:
@@ -37,23 +68,29 @@ async def trace(source_system: str, source_event_id: str | None, stage: TraceSta
     await publish(lineage_topic, f"{source_system}:{source_event_id}", fact)
 
 
-async def dead_letter(message: faust.types.Message | None, source_topic: str, raw_value: bytes | str,
+async def dead_letter(message: faust.types.Message | None, source_topic: str, raw_value: bytes | str | None,
                       rejection: Rejection, *, source_system: str | None = None,
-                      source_event_id: str | None = None) -> None:
-    """Park a record we cannot process, whole and with its reason; the pipeline carries on."""
-    raw_text = raw_value.decode("utf-8", errors="replace") if isinstance(raw_value, bytes) else raw_value
+                      source_event_id: str | None = None, stage: str | None = None) -> None:
+    """Park a record we cannot process, with its reason; the pipeline carries on. The raw value is
+    kept whole up to 256 KiB, beyond that cut, with the whole value's size and digest."""
+    raw = raw_for_letter(raw_value)
     key = message.key if message is not None else None
     letter = DeadLetter(
         source_topic=source_topic,
         partition=message.partition if message is not None else None,
         offset=message.offset if message is not None else None,
-        key=key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key,
-        raw_value=raw_text,
+        key=raw_for_letter(key, keep=1024).text if key is not None else None,
+        raw_value=raw.text,
+        raw_size=raw.size,
+        raw_sha256=raw.sha256,
+        raw_truncated=raw.truncated,
         error_code=rejection.error_code,
-        error_detail=rejection.error_detail,
+        error_detail=rejection.error_detail[:2000],
         received_at=utcnow(),
         source_system=source_system,
         source_event_id=source_event_id,
+        stage=stage,
+        app_id=app.conf.id,
     )
     metrics.DLQ_RECORDS.labels(code=rejection.error_code.value).inc()
     await publish(dlq_topic, source_event_id, letter)

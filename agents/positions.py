@@ -5,14 +5,14 @@ import time
 from decimal import Decimal
 
 from agents.outputs import dead_letter, publish, trace, utcnow
-from agents.streams import handled
+from agents.streams import each_event
 from app import metrics
 from app import topics as t
 from app.domain.availability import availability_record
-from app.domain.keys import position_key
-from app.domain.positions import PositionContext, apply, new_position
+from app.domain.keys import position_key, sale_cost_key
+from app.domain.positions import PositionContext, apply, new_position, sale_reference_of
 from app.faust_app import app, availability_topic, ledger_topic, movements_topic, settings, sku_availability_topic
-from app.models.canonical import Movement, MovementType, SourceSystem
+from app.models.canonical import Movement, MovementType
 from app.models.finance_ledger import LedgerEntry
 from app.models.records import SkuAvailability, TraceStage
 from app.replay import is_dlq_replay
@@ -20,8 +20,8 @@ from tables.definitions import positions, sale_costs
 from tables.master import master_data
 
 
-def _sale_cost_key(transaction_id: str, sku: str) -> bytes:
-    return f"{transaction_id}|{sku}".encode()
+def _sale_cost_key(reference: str, sku: str) -> bytes:
+    return sale_cost_key(reference, sku).encode()
 
 
 def context_for(movement: Movement, source_record: str | None = None, dlq_replay: bool = False) -> PositionContext:
@@ -46,50 +46,56 @@ def context_for(movement: Movement, source_record: str | None = None, dlq_replay
 
 @app.agent(movements_topic)
 async def apply_movements(stream):
-    async for event in handled(stream):
-        movement = Movement.model_validate_json(event.value)
-        key = position_key(movement.sku, movement.location_id)
-        position = positions.get(key) or new_position(movement.sku, movement.location_id)
-        record_id = f"{event.message.partition}@{event.message.offset}"
-        outcome = apply(position, movement, context_for(movement, record_id, is_dlq_replay(event.message.headers)))
-        system, source_id = movement.source_system.value, movement.source_event_id
+    await each_event(stream, "positions", apply_movement)
 
-        if outcome.duplicate and not outcome.replay:
-            metrics.DUPLICATES.inc()
-            await trace(system, source_id, TraceStage.DUPLICATE, movement_id=movement.movement_id, key=key)
-            continue
-        if outcome.rejection:
-            if outcome.position is not position:   # the rejection is remembered in the position
-                positions.set(key, outcome.position)
-            await dead_letter(event.message, t.MOVEMENTS, event.value, outcome.rejection,
-                              source_system=system, source_event_id=source_id)
-            continue
 
-        # A replay writes the position again too: the changelog record may be what the crash lost.
-        positions.set(key, outcome.position)
-        applied = outcome.applied
-        if (movement.source_system is SourceSystem.POS and applied.unit_cost is not None
-                and movement.movement_type in (MovementType.SALE, MovementType.FULFIL)):
-            sale_costs[_sale_cost_key(source_id, movement.sku)] = str(applied.unit_cost).encode()
+async def apply_movement(event) -> None:
+    movement = Movement.model_validate_json(event.value)
+    key = position_key(movement.sku, movement.location_id)
+    position = positions.get(key) or new_position(movement.sku, movement.location_id)
+    record_id = f"{event.message.partition}@{event.message.offset}"
+    outcome = apply(position, movement, context_for(movement, record_id, is_dlq_replay(event.message.headers)))
+    system, source_id = movement.source_system.value, movement.source_event_id
 
-        now = utcnow()
-        record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now)
-        await publish(availability_topic, key, record)
-        await publish(sku_availability_topic, movement.sku, SkuAvailability(
-            sku=movement.sku, location_id=movement.location_id, available=record.available,
-            version=record.version))
-        await publish(ledger_topic, movement.location_id, LedgerEntry(applied=applied))
-        for follow_up in outcome.follow_ups:
-            await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
+    if outcome.duplicate and not outcome.replay:
+        metrics.DUPLICATES.inc()
+        await trace(system, source_id, TraceStage.DUPLICATE, movement_id=movement.movement_id, key=key)
+        return
+    if outcome.rejection:
+        if outcome.position is not position:   # the rejection is remembered in the position
+            positions.set(key, outcome.position)
+        await dead_letter(event.message, t.MOVEMENTS, event.value, outcome.rejection,
+                          source_system=system, source_event_id=source_id, stage="positions")
+        return
 
-        if outcome.replay:
-            metrics.REPLAYS.inc()
-        else:
-            metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
-        metrics.AVAILABILITY_OUT.inc()
-        if record.negative:
-            metrics.NEGATIVE_POSITIONS.inc()
-        metrics.LATENCY.observe((now - (movement.received_at or movement.occurred_at)).total_seconds())
-        await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
-                    version=record.version, available=record.available, on_hand=record.on_hand,
-                    previous_available=record.previous_available, replay=outcome.replay)
+    # A replay writes the position again too: the changelog record may be what the crash lost.
+    positions.set(key, outcome.position)
+    applied = outcome.applied
+    sale_reference = sale_reference_of(movement)
+    if sale_reference is not None and applied.unit_cost is not None:
+        sale_costs[_sale_cost_key(sale_reference, movement.sku)] = str(applied.unit_cost).encode()
+
+    now = utcnow()
+    record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
+                                 applied.unmatched_quantity)
+    await publish(availability_topic, key, record)
+    await publish(sku_availability_topic, movement.sku, SkuAvailability(
+        sku=movement.sku, location_id=movement.location_id, available=record.available,
+        version=record.version))
+    await publish(ledger_topic, movement.location_id, LedgerEntry(applied=applied))
+    for follow_up in outcome.follow_ups:
+        await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
+
+    if outcome.replay:
+        metrics.REPLAYS.inc()
+    else:
+        metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
+    metrics.AVAILABILITY_OUT.inc()
+    if record.negative:
+        metrics.NEGATIVE_POSITIONS.inc()
+    if applied.unmatched_quantity and not outcome.replay:
+        metrics.UNMATCHED_UNITS.labels(type=movement.movement_type.value).inc(applied.unmatched_quantity)
+    metrics.LATENCY.observe((now - (movement.received_at or movement.occurred_at)).total_seconds())
+    await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
+                version=record.version, available=record.available, on_hand=record.on_hand,
+                previous_available=record.previous_available, replay=outcome.replay)

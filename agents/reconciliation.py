@@ -23,7 +23,7 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from agents.outputs import dead_letter, publish, trace, utcnow
-from agents.streams import handled
+from agents.streams import each_event
 from app import metrics
 from app import topics as t
 from app.domain.keys import position_key, split_position_key
@@ -100,25 +100,28 @@ def partition_for(key: str, partitions: int) -> int:
 
 @app.agent(erp_snapshots_topic)
 async def fan_out_snapshots(stream):
-    async for event in handled(stream):
-        raw = event.value or b""
-        snapshot = parse_snapshot(raw)
-        if isinstance(snapshot, Rejection):
-            await dead_letter(event.message, t.ERP_SNAPSHOTS, raw, snapshot, source_system="erp",
-                              source_event_id=snapshot.source_event_id)
-            continue
-        if master_data.location(snapshot.location_id) is None:
-            await dead_letter(event.message, t.ERP_SNAPSHOTS, raw, Rejection(
-                error_code=ErrorCode.UNKNOWN_LOCATION, source_event_id=snapshot.snapshot_id,
-                error_detail=f"location {snapshot.location_id!r} is not in the location master"),
-                source_system="erp", source_event_id=snapshot.snapshot_id)
-            continue
-        await _settle(snapshot)
-        received = datetime.fromtimestamp(event.message.timestamp, UTC) if event.message.timestamp else None
-        for check in checks_for(snapshot, settings.topic_partitions, received):
-            # An explicit partition, not a key: the check must reach the owner of these positions.
-            await recon_checks_topic.send(key=position_key("*", snapshot.location_id).encode(),
-                                          value=check.to_json(), partition=check.partition)
+    await each_event(stream, "reconciliation", fan_out_snapshot)
+
+
+async def fan_out_snapshot(event) -> None:
+    raw = event.value or b""
+    snapshot = parse_snapshot(raw)
+    if isinstance(snapshot, Rejection):
+        await dead_letter(event.message, t.ERP_SNAPSHOTS, raw, snapshot, source_system="erp",
+                          source_event_id=snapshot.source_event_id, stage="reconciliation")
+        return
+    if master_data.location(snapshot.location_id) is None:
+        await dead_letter(event.message, t.ERP_SNAPSHOTS, raw, Rejection(
+            error_code=ErrorCode.UNKNOWN_LOCATION, source_event_id=snapshot.snapshot_id,
+            error_detail=f"location {snapshot.location_id!r} is not in the location master"),
+            source_system="erp", source_event_id=snapshot.snapshot_id)
+        return
+    await _settle(snapshot)
+    received = datetime.fromtimestamp(event.message.timestamp, UTC) if event.message.timestamp else None
+    for check in checks_for(snapshot, settings.topic_partitions, received):
+        # An explicit partition, not a key: the check must reach the owner of these positions.
+        await recon_checks_topic.send(key=position_key("*", snapshot.location_id).encode(),
+                                      value=check.to_json(), partition=check.partition)
 
 
 def checks_for(snapshot: StockSnapshot, partitions: int, received: datetime | None) -> list[ReconCheck]:
@@ -143,34 +146,37 @@ async def _settle(snapshot: StockSnapshot) -> None:
 
 @app.agent(recon_checks_topic)
 async def check_positions(stream):
-    async for event in handled(stream):
-        check = ReconCheck.model_validate_json(event.value)
-        partition = event.message.partition
-        if not _owns_movements(partition, check):
-            continue
-        now = utcnow()
-        location = check.location_id
-        backlog = await _movement_backlog(partition)
-        exact = as_of_exact(check.as_of, now, settings.dedupe_retention)
-        found: dict[str, Position | None] = {}
+    await each_event(stream, "reconciliation", check_partition_positions)
 
-        def position_of(sku: str) -> Position | None:
-            # Inside this event, the table reads partition `partition`: where this key's position lives.
-            found[sku] = positions.get(position_key(sku, location))
-            return found[sku]
 
-        others = _positions_at(location, partition, check.partitions, skip=check.balances)
-        comparisons = check_partition(check.balances, position_of, others, check.as_of)
-        found.update({p.sku: p for p in others})
-        if config.policy.enabled:
-            comparisons = [await _maybe_correct(c, check, found.get(c.sku), exact, backlog, now)
-                           for c in comparisons]
-        parts = chunked(comparisons)
-        for n, part in enumerate(parts):
-            await publish(recon_results_topic, location, ReconResult(
-                snapshot_id=check.snapshot_id, location_id=location, as_of=check.as_of, partition=partition,
-                partitions=check.partitions, chunk=n, chunks=len(parts), comparisons=part, checked_at=now,
-                movement_backlog=backlog, as_of_exact=exact))
+async def check_partition_positions(event) -> None:
+    check = ReconCheck.model_validate_json(event.value)
+    partition = event.message.partition
+    if not _owns_movements(partition, check):
+        return
+    now = utcnow()
+    location = check.location_id
+    backlog = await _movement_backlog(partition)
+    exact = as_of_exact(check.as_of, now, settings.dedupe_retention)
+    found: dict[str, Position | None] = {}
+
+    def position_of(sku: str) -> Position | None:
+        # Inside this event, the table reads partition `partition`: where this key's position lives.
+        found[sku] = positions.get(position_key(sku, location))
+        return found[sku]
+
+    others = _positions_at(location, partition, check.partitions, skip=check.balances)
+    comparisons = check_partition(check.balances, position_of, others, check.as_of)
+    found.update({p.sku: p for p in others})
+    if config.policy.enabled:
+        comparisons = [await _maybe_correct(c, check, found.get(c.sku), exact, backlog, now)
+                       for c in comparisons]
+    parts = chunked(comparisons)
+    for n, part in enumerate(parts):
+        await publish(recon_results_topic, location, ReconResult(
+            snapshot_id=check.snapshot_id, location_id=location, as_of=check.as_of, partition=partition,
+            partitions=check.partitions, chunk=n, chunks=len(parts), comparisons=part, checked_at=now,
+            movement_backlog=backlog, as_of_exact=exact))
 
 
 @app.on_partitions_assigned.connect
@@ -258,19 +264,22 @@ async def audit(action: str, **detail: object) -> None:
 
 @app.agent(recon_results_topic)
 async def summarise(stream):
-    async for event in handled(stream):
-        result = ReconResult.model_validate_json(event.value)
-        location = result.location_id
-        folded = fold(summaries.get(location), result, utcnow())
-        if folded.ignored:
-            continue
-        summary = folded.summary
-        summaries.set(location, summary)
-        for drift in folded.drifts:
-            metrics.DRIFT.labels(kind=drift.kind).inc()
-            await publish(reconciliation_topic, location, drift)
-        if folded.completed:
-            metrics.DRIFT_LAST.labels(location=location).set(differing(summary))
-            # The bookkeeping of parts is the table's business, not the published record's.
-            await publish(reconciliation_topic, location,
-                          summary.model_copy(update={"parts_received": [], "chunks_by_partition": {}}))
+    await each_event(stream, "reconciliation", summarise_result)
+
+
+async def summarise_result(event) -> None:
+    result = ReconResult.model_validate_json(event.value)
+    location = result.location_id
+    folded = fold(summaries.get(location), result, utcnow())
+    if folded.ignored:
+        return
+    summary = folded.summary
+    summaries.set(location, summary)
+    for drift in folded.drifts:
+        metrics.DRIFT.labels(kind=drift.kind).inc()
+        await publish(reconciliation_topic, location, drift)
+    if folded.completed:
+        metrics.DRIFT_LAST.labels(location=location).set(differing(summary))
+        # The bookkeeping of parts is the table's business, not the published record's.
+        await publish(reconciliation_topic, location,
+                      summary.model_copy(update={"parts_received": [], "chunks_by_partition": {}}))

@@ -4,15 +4,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
 import faust
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
+from agents.outputs import dead_letter
 from app import metrics
 from app import topics as t
+from app.domain.dead_letters import error_detail
 from app.faust_fixes import forget_unhandled, next_to_process
+from app.models.records import ErrorCode, Rejection
 from tables.catch_up import global_tables
 
 log = logging.getLogger(__name__)
@@ -221,3 +225,96 @@ async def handled(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
                 continue
         yield event
         await acking.ack(event)
+
+
+# --- The error boundary around every record of every stage (SPEC §4) -------------------------------
+
+TRANSIENT_ATTEMPTS = (0.5, 2.0, 5.0)   # back-off before each new try of a record that met a transient error
+STUCK_BACKOFF_MAX = 30.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An error of the infrastructure, not of the record: the record is tried again before it is
+    dead-lettered. A record too large for Kafka is the record's fault, whatever class it comes in."""
+    if isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError)):
+        return False
+    return isinstance(exc, (KafkaError, ConnectionError, asyncio.TimeoutError))
+
+
+@dataclass
+class StuckRecords:
+    """Records that could not even be dead-lettered (the DLQ cannot be written): retried, never
+    skipped, and reported on /readyz, in a metric and in the log while they wait."""
+
+    waiting: dict = field(default_factory=dict)   # "topic:partition@offset" -> (stage, error, since)
+
+    def report(self) -> dict:
+        now = time.monotonic()
+        return {record: {"stage": stage, "error": error, "waiting_seconds": round(now - since, 1)}
+                for record, (stage, error, since) in self.waiting.items()}
+
+
+stuck_records = StuckRecords()
+
+
+async def each_event(stream: faust.StreamT, stage: str, handle: Callable[[faust.EventT], Awaitable[None]]) -> None:
+    """Hand every event of the stream to `handle`, in order (see `handled`), inside an error boundary:
+    whatever `handle` raises, the record ends as one dead letter (PROCESSING_ERROR, with the stage,
+    the exception's type and message) and the partition moves on. An error of the infrastructure
+    (Kafka away, a time-out) is retried first (TRANSIENT_ATTEMPTS). A letter that cannot be written
+    is retried with back-off until it is (the record is never acked before), and reported meanwhile.
+    """
+    app = stream.app
+    async for event in handled(stream):
+        error = await _handle_with_retries(event, handle)
+        if error is None:
+            continue
+        log.warning("%s: %s@%s dead-lettered as PROCESSING_ERROR: %s: %s", stage, event.message.tp,
+                    event.message.offset, type(error).__name__, str(error)[:300])
+        metrics.STAGE_ERRORS.labels(stage=stage, error=type(error).__name__).inc()
+        if not await _dead_letter_until_written(app, event, stage, error):
+            return   # stopping: the record stays unacked, so uncommitted, and is read again after the restart
+
+
+async def _handle_with_retries(event: faust.EventT, handle) -> BaseException | None:
+    for backoff in (*TRANSIENT_ATTEMPTS, None):
+        try:
+            await handle(event)
+            return None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the boundary: nothing a record causes may stop its partition
+            if backoff is None or not is_transient(exc):
+                return exc
+            log.info("%s@%s: transient %r, trying again in %.1f s", event.message.tp, event.message.offset,
+                     exc, backoff)
+            await asyncio.sleep(backoff)
+    return None
+
+
+async def _dead_letter_until_written(app: faust.App, event: faust.EventT, stage: str, error: BaseException) -> bool:
+    message = event.message
+    rejection = Rejection(error_code=ErrorCode.PROCESSING_ERROR, error_detail=error_detail(error, stage))
+    name = f"{message.topic}:{message.partition}@{message.offset}"
+    backoff = 0.5
+    while True:
+        try:
+            await dead_letter(message, message.topic, message.value, rejection, stage=stage)
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if name not in stuck_records.waiting:
+                stuck_records.waiting[name] = (stage, repr(exc)[:300], time.monotonic())
+                metrics.RECORDS_STUCK.inc()
+            log.error("%s: cannot dead-letter %s (%r): trying again in %.0f s; the partition waits", stage, name,
+                      exc, backoff)
+            if app.should_stop:
+                stuck_records.waiting.pop(name, None)
+                metrics.RECORDS_STUCK.dec()
+                return False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, STUCK_BACKOFF_MAX)
+    if stuck_records.waiting.pop(name, None) is not None:
+        metrics.RECORDS_STUCK.dec()
+    return True

@@ -14,7 +14,9 @@ import struct
 import subprocess
 import sys
 import time
+import secrets
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
@@ -99,17 +101,44 @@ def metadata_ok(port: int, timeout: float = 2.0) -> bool:
     """True once the broker answers a Metadata (v4) request that lists at least one broker.
 
     Plain sockets rather than a Kafka client, so it also works from inside a running event loop."""
+    answer = _metadata(port, timeout)
+    return answer is not None and answer[0] >= 1
+
+
+def cluster_id_at(port: int, timeout: float = 2.0) -> str | None:
+    """The cluster id of the broker answering on `port`, None if none answers."""
+    answer = _metadata(port, timeout)
+    return answer[1] if answer is not None else None
+
+
+def _metadata(port: int, timeout: float) -> tuple[int, str | None] | None:
+    """(broker count, cluster id) from a Metadata v4 request on `port`, None if nothing answers."""
     client_id = b"broker-probe"
     # header v1: api_key 3 (Metadata), version 4, correlation id, client id; body: no topics, no auto-create
     request = struct.pack(f">hhih{len(client_id)}sib", 3, 4, 7, len(client_id), client_id, 0, 0)
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(struct.pack(">i", len(request)) + request)
-            header = _recv_exactly(s, 4 + 4 + 4 + 4)  # size, correlation id, throttle time, broker count
-    except OSError:
-        return False
-    _size, correlation_id, _throttle, brokers = struct.unpack(">iiii", header)
-    return correlation_id == 7 and brokers >= 1
+            (size,) = struct.unpack(">i", _recv_exactly(s, 4))
+            body = _recv_exactly(s, size)
+    except (OSError, struct.error):
+        return None
+    correlation_id, _throttle, brokers = struct.unpack_from(">iii", body)
+    if correlation_id != 7:
+        return None
+    at = 12
+    try:
+        for _ in range(brokers):   # node_id, host, port, rack (nullable)
+            at += 4
+            (host,) = struct.unpack_from(">h", body, at)
+            at += 2 + host + 4
+            (rack,) = struct.unpack_from(">h", body, at)
+            at += 2 + max(rack, 0)
+        (length,) = struct.unpack_from(">h", body, at)
+    except struct.error:
+        return brokers, None
+    cluster = body[at + 2:at + 2 + length].decode() if length >= 0 else None
+    return brokers, cluster
 
 
 def _recv_exactly(s: socket.socket, n: int) -> bytes:
@@ -130,11 +159,44 @@ def _cluster_id() -> str:
             return cid
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """An extra SASL_SSL listener (SCRAM-SHA-512) with one user, its certificates made at start."""
+    port: int
+    username: str = "stock-sync"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    keystore_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run([_tool("openssl", "apt-get install openssl"), *args], cwd=cwd,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BrokerError(f"openssl {args[0]} failed: {(result.stdout + result.stderr).strip()[-2000:]}")
+
+
+def make_certificates(directory: Path, keystore_password: str) -> None:
+    """A throwaway CA (ca.pem) and a broker certificate for 127.0.0.1/localhost signed by it, in a
+    PKCS12 keystore (broker.p12) the broker reads; made fresh at every start, valid two days."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=retail-stock-sync local CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
+             "-subj", "/CN=localhost", cwd=directory)
+    (directory / "broker.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                          "extendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "broker.pem", "-days", "2", "-extfile", "broker.ext", cwd=directory)
+    _openssl("pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key", "-certfile", "ca.pem",
+             "-name", "broker", "-out", "broker.p12", "-passout", f"pass:{keystore_password}", cwd=directory)
+
+
 class LocalBroker:
     """One broker this project starts and owns: its config, data, logs and pid file live in `home`."""
 
     def __init__(self, home: Path = DEFAULT_HOME, port: int = 9092, controller_port: int = 9093,
-                 heap: str = "512m", libs: Path | None = None) -> None:
+                 heap: str = "512m", libs: Path | None = None, secure: SecureListener | None = None) -> None:
         self.home = Path(home).absolute()  # the pid check matches this path in the java command line
         self.port = port
         self.controller_port = controller_port
@@ -145,11 +207,31 @@ class LocalBroker:
         self.pid_file = self.home / "broker.pid"
         self.log_file = self.home / "logs" / "server.log"
         self.out_file = self.home / "logs" / "broker.out"
+        self.secure = secure
+        self.tls_dir = self.home / "tls"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        if self.secure is None:
+            raise BrokerError("this broker was started without the SASL_SSL listener")
+        return f"127.0.0.1:{self.secure.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the SASL_SSL listener's certificate (clients' KAFKA_SSL_CAFILE)."""
+        return self.tls_dir / "ca.pem"
+
+    def secure_env(self) -> dict[str, str]:
+        """The client settings (app.settings) that reach this broker over SASL_SSL with SCRAM-SHA-512."""
+        assert self.secure is not None
+        return {"KAFKA_BOOTSTRAP": self.secure_bootstrap, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": self.secure.username,
+                "KAFKA_SASL_PASSWORD": self.secure.password, "KAFKA_SSL_CAFILE": str(self.ca_file)}
 
     def pid(self) -> int | None:
         """The pid of our broker if it is alive; a stale pid file (or a recycled pid) gives None."""
@@ -169,7 +251,7 @@ class LocalBroker:
         if self.pid() is not None:
             return self._wait_ready(timeout)
         self.pid_file.unlink(missing_ok=True)
-        for port in (self.port, self.controller_port):
+        for port in (self.port, self.controller_port, *((self.secure.port,) if self.secure else ())):
             if not _port_free(port):
                 raise BrokerError(f"port {port} on 127.0.0.1 is already in use by another process, not by "
                                   f"the broker in {self.home}; stop that process or choose other ports "
@@ -177,6 +259,8 @@ class LocalBroker:
         ensure_jars(self.libs)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.secure is not None:
+            make_certificates(self.tls_dir, self.secure.keystore_password)
         self._render_config()
         self._format_storage()
         jvm_opts = (os.environ.get("KAFKA_JVM_OPTS") or DEFAULT_JVM_OPTS).split()
@@ -221,8 +305,23 @@ class LocalBroker:
         return "(no broker output yet)"
 
     def _render_config(self) -> None:
+        secure = dict(secure_listener="", secure_advertised="", secure_protocol="", secure_config="")
+        if self.secure is not None:
+            listener = f",SASL_SSL://127.0.0.1:{self.secure.port}"
+            # Clients authenticate with SCRAM over TLS; broker-to-controller traffic stays PLAINTEXT
+            # on loopback (one node, nothing leaves the machine).
+            secure = dict(secure_listener=listener, secure_advertised=listener, secure_protocol=",SASL_SSL:SASL_SSL",
+                          secure_config="\n".join((
+                              "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                              "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+                              "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                              "ssl.keystore.type=PKCS12",
+                              f"ssl.keystore.location={self.tls_dir / 'broker.p12'}",
+                              f"ssl.keystore.password={self.secure.keystore_password}",
+                              f"ssl.key.password={self.secure.keystore_password}",
+                              "ssl.client.auth=none")))
         self.config.write_text(Template(TEMPLATE.read_text()).substitute(
-            port=self.port, controller_port=self.controller_port, data_dir=self.data_dir))
+            port=self.port, controller_port=self.controller_port, data_dir=self.data_dir, **secure))
 
     def _logging_flags(self) -> list[str]:
         return [f"-Dkafka.logs.dir={self.log_file.parent}", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"]
@@ -233,7 +332,9 @@ class LocalBroker:
         # Short-lived tool: C1-only JIT and a small heap start it faster.
         result = subprocess.run(
             [java(), "-Xmx256m", "-XX:TieredStopAtLevel=1", *self._logging_flags(), "-cp", f"{self.libs}/*",
-             "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(self.config)],
+             "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(self.config),
+             *(["--add-scram", f"SCRAM-SHA-512=[name={self.secure.username},password={self.secure.password}]"]
+               if self.secure is not None else [])],
             capture_output=True, text=True)
         if result.returncode != 0:
             raise BrokerError(f"formatting the KRaft storage in {self.data_dir} failed:\n"
@@ -248,11 +349,36 @@ class LocalBroker:
                 raise BrokerError(f"the broker exited (code {code}) while starting; "
                                   f"full log: {self.log_file}\n{self.log_tail()}")
             if metadata_ok(self.port):
+                self._check_it_is_ours()
                 return self.bootstrap
             time.sleep(0.25)
         self.stop()
         raise BrokerError(f"the broker did not answer on {self.bootstrap} within {timeout:.0f}s and was "
                           f"stopped; full log: {self.log_file}\n{self.log_tail()}")
+
+    def _check_it_is_ours(self) -> None:
+        """The broker answering on our port must be the one formatted in our data dir.
+
+        Two checkouts starting brokers at the same moment can both find a port pair free; the later JVM
+        then fails to bind and dies some seconds after, while the other broker already answers on the
+        port: without this check the tests ran against another checkout's broker and wrote into it."""
+        ours = self.cluster_id()
+        answering = cluster_id_at(self.port)
+        if ours is None or answering is None or answering == ours:
+            return
+        self.stop()
+        raise BrokerError(f"another broker (cluster {answering}) answers on {self.bootstrap}, not the one in "
+                          f"{self.home} (cluster {ours}), which could not bind its ports: they were taken "
+                          f"after the check. Start again (other free ports are picked) or choose other ports "
+                          f"(--port / KAFKA_PORT); full log: {self.log_file}")
+
+    def cluster_id(self) -> str | None:
+        """The cluster id our data dir was formatted with."""
+        try:
+            found = re.search(r"^cluster\.id=(\S+)", (self.data_dir / "meta.properties").read_text(), re.M)
+        except OSError:
+            return None
+        return found.group(1) if found else None
 
     def _signal(self, sig: int, timeout: float) -> bool:
         """Send `sig` to our broker; True once it is gone (or was not running)."""

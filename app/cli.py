@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from app.settings import REPO_ROOT, Settings
 
@@ -24,7 +25,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_topics(args: argparse.Namespace) -> None:
     from app.kafka_io import create_topics
     s = _settings()
-    asyncio.run(create_topics(s.kafka_bootstrap, s.topic_partitions))
+    asyncio.run(create_topics(s.kafka, s.topic_partitions, replication=s.topic_replication,
+                                audit_retention_ms=s.audit_retention_ms))
     print(f"topics declared on {s.kafka_bootstrap} with {s.topic_partitions} partitions")
 
 
@@ -37,20 +39,21 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     workload = RetailWorkload(catalogue=catalogue, seed=seed, duplicate_rate=args.duplicates)
 
     async def run() -> None:
-        await create_topics(s.kafka_bootstrap, s.topic_partitions)
-        await produce(s.kafka_bootstrap, catalogue.master_events())
+        await create_topics(s.kafka, s.topic_partitions, replication=s.topic_replication,
+                                audit_retention_ms=s.audit_retention_ms)
+        await produce(s.kafka, catalogue.master_events())
         if args.wait_for:
             await _wait_for_master_data(args.wait_for)
         await asyncio.sleep(args.master_delay)
-        await produce(s.kafka_bootstrap, workload.opening_stock())
+        await produce(s.kafka, workload.opening_stock())
         total = 0
         while args.events == 0 or total < args.events:
             batch = args.batch if args.events == 0 else min(args.batch, args.events - total)
-            total += await produce(s.kafka_bootstrap, workload.events(batch), rate=args.rate)
+            total += await produce(s.kafka, workload.events(batch), rate=args.rate)
             if args.day_close_every and total % args.day_close_every < batch:
-                await produce(s.kafka_bootstrap, workload.day_close())
+                await produce(s.kafka, workload.day_close())
             print(f"simulated {total} events", flush=True)
-        await produce(s.kafka_bootstrap, workload.day_close())
+        await produce(s.kafka, workload.day_close())
 
     asyncio.run(run())
 
@@ -76,7 +79,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from app.replay import replay_dead_letters
     s = _settings()
     replayed = asyncio.run(replay_dead_letters(
-        s.kafka_bootstrap, error_code=args.code, source_topic=args.source_topic,
+        s.kafka, error_code=args.code, source_topic=args.source_topic,
         source_event_ids=set(args.event_id or []) or None, limit=args.limit, progress=True))
     print(f"replayed {replayed} dead letters")
 
@@ -87,11 +90,18 @@ def cmd_recon_report(args: argparse.Namespace) -> None:
     from app.kafka_io import read_topic
     from app.topics import RECONCILIATION
     s = _settings()
-    records = asyncio.run(read_topic(s.kafka_bootstrap, RECONCILIATION, until_idle=1.0, timeout=args.timeout))
+    records = asyncio.run(read_topic(s.kafka, RECONCILIATION, until_idle=1.0, timeout=args.timeout))
     report = latest_report(args.location, (r.value for r in records if r.key == args.location))
     sys.stdout.write(render_csv(report) if args.csv else render_table(report))
     if report.snapshot_id is None:
         sys.exit(1)
+
+
+def cmd_schemas(args: argparse.Namespace) -> None:
+    """docs/schemas/<topic>.json, one JSON Schema per contract topic, from the pydantic models."""
+    from app.schemas import SCHEMA_DIR, write_all
+    for path in write_all(Path(args.out) if args.out else SCHEMA_DIR):
+        print(path)
 
 
 def cmd_erp_reconcile(args: argparse.Namespace) -> None:
@@ -107,7 +117,7 @@ def cmd_erp_reconcile(args: argparse.Namespace) -> None:
     if not s.erp_url:
         raise SystemExit("ERP_URL is not set: name the Tryton server to compare with (see README, ERP)")
     day = date.fromisoformat(args.date) if args.date else None
-    records = asyncio.run(read_topic(s.kafka_bootstrap, JOURNAL_BATCHES, until_idle=1.0, timeout=args.timeout))
+    records = asyncio.run(read_topic(s.kafka, JOURNAL_BATCHES, until_idle=1.0, timeout=args.timeout))
     batches = [JournalBatch.model_validate(r.value) for r in records]
     batches = [b for b in batches if day is None or b.business_date == day]
     pipeline = batch_balances(batches)
@@ -146,10 +156,13 @@ def cmd_erp(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     """The main job: local broker (unless KAFKA_BOOTSTRAP is set), a worker, a simulated workload."""
     env = dict(os.environ)
+    run_dir = Path(args.run_dir).absolute()
+    env.setdefault("DATA_DIR", str(run_dir / "worker"))
     started_broker = None
     if not env.get("KAFKA_BOOTSTRAP"):
         from app.broker import LocalBroker
-        started_broker = LocalBroker()
+        port = int(env.get("KAFKA_PORT") or 9092)
+        started_broker = LocalBroker(home=run_dir / "kafka", port=port, controller_port=port + 1)
         env["KAFKA_BOOTSTRAP"] = started_broker.start()
         print(f"local Kafka broker on {env['KAFKA_BOOTSTRAP']} (log: {started_broker.log_file})", flush=True)
     env.setdefault("API_TOKENS", "viewer-token=viewer,admin-token=admin")
@@ -237,6 +250,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to spend reading the topic")
     p.set_defaults(func=cmd_recon_report)
 
+    p = sub.add_parser("schemas", help="write the JSON Schema of every contract topic to docs/schemas/")
+    p.add_argument("--out", help="another directory (default docs/schemas)")
+    p.set_defaults(func=cmd_schemas)
+
     p = sub.add_parser("erp-reconcile", help="the ERP ledger against finance.journal_batches, per date, "
                                              "location and account; exit 1 on any difference")
     p.add_argument("--date", help="only this business date (YYYY-MM-DD)")
@@ -250,10 +267,21 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("run", help="the main job: broker, worker, simulated workload, dashboard")
     p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--keep-broker", action="store_true", help="leave the local broker and ERP running")
+    p.add_argument("--run-dir", default=str(REPO_ROOT / ".run"),
+                   help="where the local broker (kafka/) and the worker's data (worker/, unless DATA_DIR) live")
     p.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    if args.command != "worker":  # the worker configures its own (logging_setup.configure)
+        import logging.config
+        from app.logging_setup import logging_config
+        logging.config.dictConfig(logging_config(os.environ.get("LOG_FORMAT", "text") == "json"))
+    from app.connection import KafkaUnavailable
+    from app.settings import SettingsError
+    try:
+        args.func(args)
+    except (KafkaUnavailable, SettingsError) as exc:  # an operator's mistake: one line, no traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -1,24 +1,41 @@
 """The Faust application and its topic handles, built once from Settings."""
 from __future__ import annotations
 
+import ssl
+
 import faust
 
 from app import faust_fixes
 from app import topics as t
+from app.models import limits
+from app.connection import faust_credentials
 from app.settings import Settings
 
 faust_fixes.install()
 settings = Settings.from_env()
+limits.configure(settings.limits)
+
+
+def web_ssl_context(s: Settings) -> ssl.SSLContext | None:
+    """HTTPS for the web views when WEB_TLS_CERT and WEB_TLS_KEY are set."""
+    if s.web_tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(s.web_tls_cert), str(s.web_tls_key))
+    return context
 
 
 def create_app(s: Settings) -> faust.App:
+    web_tls = web_ssl_context(s)
     return faust.App(
         s.app_id,
         broker=[f"kafka://{b}" for b in s.kafka_bootstrap.split(",")],
-        store="rocksdb://",
+        # Faust's RocksDB store, restoring changelogs in bulk at each rebalance (tables/restore.py).
+        store="bulkrocksdb://",
         datadir=str(s.data_dir),
         topic_partitions=s.topic_partitions,
-        topic_replication_factor=1,
+        broker_credentials=faust_credentials(s.kafka),
+        topic_replication_factor=s.topic_replication,
         processing_guarantee=s.processing_guarantee,
         # Keys are plain UTF-8 strings everywhere ("SKU@LOCATION"): topic keys, changelog keys and
         # table_route all hash the same bytes, so a web request reaches the partition's owner.
@@ -29,6 +46,19 @@ def create_app(s: Settings) -> faust.App:
         web_bind=s.web_host,
         web_port=s.web_port,
         web_enabled=True,
+        web_ssl_context=web_tls,
+        # The owner of a key is reached at this URL (web views proxy there), so it names the scheme.
+        canonical_url=f"{'https' if web_tls else 'http'}://{s.web_host}:{s.web_port}",
+        # Faust's own views serve table contents, the cluster map, sensors and the service graph to
+        # anyone: off (SPEC §10). Our views route to a key's owner through app.router directly, which
+        # does not need the /router view.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
+        # aiohttp refuses a body over this while it is read; the guarded views answer 413 as JSON.
+        web_application_options={"client_max_size": s.web_max_body},
         web_in_thread=False,
         autodiscover=False,
         table_standby_replicas=0,
@@ -67,7 +97,7 @@ async def _commit_what_was_processed(sender: faust.App, **_: object) -> None:
 def _topic(name: str, **kwargs) -> faust.TopicT:
     spec = next(s for s in t.TOPIC_SPECS if s.name == name)
     return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions,
-                     config=t.topic_config(spec), **kwargs)
+                     config=t.topic_config(spec, settings.topic_replication, settings.audit_retention_ms), **kwargs)
 
 
 raw_topics = {name: _topic(name) for name in t.RAW_TOPICS}

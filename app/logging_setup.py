@@ -51,6 +51,33 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class ProducerBackPressure(logging.Filter):
+    """Faust warns "producer buffer full size N" on every flush it has to wait for: that is the
+    producer's normal back-pressure under load, nothing an operator can act on. Count it
+    (`stock_sync_producer_buffer_full_total`) and keep the line at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "faust.transport.producer" and record.levelno == logging.WARNING \
+                and str(record.msg).startswith("producer buffer full"):
+            from app.metrics import PRODUCER_BUFFER_FULL
+            PRODUCER_BUFFER_FULL.inc()
+            # Handlers compare the record's own level: at the default INFO they now drop it.
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+class TimerOverlap(logging.Filter):
+    """mode warns "Timer commit is overlapping" whenever one run of a periodic timer outlasts its
+    interval: on a busy box, a slow commit or flush at start. One late run needs no action; a worker
+    that stays behind shows it in `stock_sync_worker_lag`. Kept at INFO, saying what to watch."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith("Timer %s is overlapping"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = str(record.msg) + " (a busy worker; act only if stock_sync_worker_lag keeps growing)"
+        return True
+
+
 class CorrelationFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "correlation_id", None) is None:
@@ -97,6 +124,8 @@ def logging_config(json_lines: bool, level: str = "INFO") -> dict:
         "filters": {
             "redact": {"()": RedactSecrets},
             "correlation": {"()": CorrelationFilter},
+            "back_pressure": {"()": ProducerBackPressure},
+            "timer_overlap": {"()": TimerOverlap},
         },
         "formatters": {"main": {"()": JsonFormatter if json_lines else TextFormatter}},
         "handlers": {
@@ -108,6 +137,8 @@ def logging_config(json_lines: bool, level: str = "INFO") -> dict:
                 "level": level,
             },
         },
+        "loggers": {"faust.transport.producer": {"filters": ["back_pressure"]},
+                    "mode.timers": {"filters": ["timer_overlap"]}},
         "root": {"level": level, "handlers": ["default"]},
     }
 

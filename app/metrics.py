@@ -16,6 +16,10 @@ AVAILABILITY_OUT = Counter("stock_sync_availability_records_total", "inventory.a
 CHANNEL_OUT = Counter("stock_sync_channel_records_total", "channel.availability records emitted", ["channel"])
 POSTINGS_OUT = Counter("stock_sync_postings_total", "Journal postings emitted", ["kind"])
 FINANCE_EXCEPTIONS = Counter("stock_sync_finance_exceptions_total", "Finance exceptions", ["reason"])
+UNMATCHED_UNITS = Counter("stock_sync_unmatched_units_total",
+                          "Units a movement named beyond what its position held (FULFIL without reservation, "
+                          "disposition, write-off or repair beyond its bucket, close of an unknown transfer)",
+                          ["type"])
 NEGATIVE_POSITIONS = Counter("stock_sync_negative_position_updates_total",
                              "Position updates that left on_hand negative")
 DRIFT = Counter("stock_sync_reconciliation_drift_total", "SKUs found drifting from ERP snapshots", ["kind"])
@@ -37,3 +41,10 @@ ERP_CALL_SECONDS = Histogram("stock_sync_erp_call_seconds", "ERP call latency", 
 ERP_REACHABLE = Gauge("stock_sync_erp_reachable",
                       "1 when the ERP answered the poster's last call, else 0 (only where the poster runs)",
                       ["erp_url"])
+STAGE_ERRORS = Counter("stock_sync_stage_errors_total",
+                       "Records a stage raised on, dead-lettered as PROCESSING_ERROR", ["stage", "error"])
+RECORDS_STUCK = Gauge("stock_sync_records_waiting_for_dead_letter",
+                      "Records that could not be dead-lettered yet (the DLQ cannot be written); their partition waits")
+PRODUCER_BUFFER_FULL = Counter(
+    "stock_sync_producer_buffer_full_total",
+    "Times Faust's producer buffer was full and a send waited for a flush (back-pressure from Kafka)")

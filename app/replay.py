@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
+from app.connection import KafkaConnection
+from app.domain.dead_letters import replayable
 from app.kafka_io import produce, read_topic
 from app.topics import DLQ
 
@@ -29,25 +31,28 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-async def select_dead_letters(bootstrap: str, *, error_code: str | None = None, source_topic: str | None = None,
+async def select_dead_letters(kafka: KafkaConnection | str, *, error_code: str | None = None, source_topic: str | None = None,
                               source_event_ids: set[str] | None = None, limit: int | None = None) -> list[dict]:
-    letters = [r.value for r in await read_topic(bootstrap, DLQ, until_idle=1.0)]
+    letters = [r.value for r in await read_topic(kafka, DLQ, until_idle=1.0)]
     chosen = [
         letter for letter in letters
         if (error_code is None or letter.get("error_code") == error_code)
         and (source_topic is None or letter.get("source_topic") == source_topic)
         and (source_event_ids is None or letter.get("source_event_id") in source_event_ids)
+        # A cut raw value (TOO_LARGE) or one whose invalid UTF-8 was replaced is not the record that came
+        # in: re-sent, it would be another record. Those letters are for reading; the producer resends.
+        and replayable(letter)
     ]
     return chosen[:limit] if limit else chosen
 
 
-async def replay_dead_letters(bootstrap: str, *, progress: bool = False, **selection) -> int:
+async def replay_dead_letters(kafka: KafkaConnection | str, *, progress: bool = False, **selection) -> int:
     """Re-send the selected dead letters; a record replayed twice is ignored the second time."""
-    chosen = await select_dead_letters(bootstrap, **selection)
+    chosen = await select_dead_letters(kafka, **selection)
     events = [(letter["source_topic"], letter.get("key"), letter["raw_value"]) for letter in chosen]
     sent = 0
     for start in range(0, len(events), 200):
-        sent += await produce(bootstrap, events[start:start + 200], headers=[(REPLAY_HEADER, b"1")])
+        sent += await produce(kafka, events[start:start + 200], headers=[(REPLAY_HEADER, b"1")])
         if progress:
             _progress(sent, len(events))
     if progress and not events:

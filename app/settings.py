@@ -5,6 +5,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.models.limits import Limits
+from app.connection import KafkaConnection, connection_from_env
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUARANTEES = ("at_least_once", "exactly_once")
 
@@ -78,6 +81,13 @@ class Settings:
     erp_max_rps: float = 5.0
     erp_timeout: float = 10.0
     day_close_after: float = 7200.0
+    limits: Limits = field(default_factory=Limits)
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    topic_replication: int = 1
+    audit_retention_ms: int = -1
+    web_max_body: int = 1 << 20
+    web_tls_cert: Path | None = None
+    web_tls_key: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -89,6 +99,15 @@ class Settings:
         if not bootstrap or any(":" not in b for b in bootstrap.split(",")):
             raise SettingsError(f"KAFKA_BOOTSTRAP must be host:port[,host:port], got {bootstrap!r}")
         data_dir = Path(env.get("DATA_DIR") or REPO_ROOT / ".run" / "worker")
+        audit_retention = _int(env, "AUDIT_RETENTION_MS", -1, minimum=-1)
+        if audit_retention == 0:
+            raise SettingsError("AUDIT_RETENTION_MS must be -1 (forever) or a positive number of ms, got 0")
+        tls_cert, tls_key = env.get("WEB_TLS_CERT") or "", env.get("WEB_TLS_KEY") or ""
+        if bool(tls_cert) != bool(tls_key):
+            raise SettingsError("WEB_TLS_CERT and WEB_TLS_KEY go together (HTTPS needs both)")
+        for name, raw in (("WEB_TLS_CERT", tls_cert), ("WEB_TLS_KEY", tls_key)):
+            if raw and not Path(raw).is_file():
+                raise SettingsError(f"{name} {raw!r} is not a readable file")
         return cls(
             kafka_bootstrap=bootstrap,
             app_id=env.get("APP_ID", "retail-stock-sync"),
@@ -119,6 +138,19 @@ class Settings:
             erp_max_rps=_float(env, "ERP_MAX_RPS", 5.0, minimum=0.01),
             erp_timeout=_float(env, "ERP_TIMEOUT", 10.0, minimum=0.1),
             day_close_after=_float(env, "DAY_CLOSE_AFTER", 7200.0),
+            limits=Limits(  # SPEC §4
+                record_bytes=_int(env, "INPUT_MAX_RECORD_BYTES", 512 * 1024, minimum=1024),
+                identifier_chars=_int(env, "INPUT_MAX_ID_CHARS", 128, minimum=8),
+                lines=_int(env, "INPUT_MAX_LINES", 1000, minimum=1),
+                quantity=_int(env, "INPUT_MAX_QUANTITY", 1_000_000, minimum=1),
+                future_years=_int(env, "INPUT_MAX_YEARS_AHEAD", 10, minimum=1),
+            ),
+            kafka=connection_from_env(env, bootstrap, SettingsError),
+            topic_replication=_int(env, "TOPIC_REPLICATION", 1, minimum=1),
+            audit_retention_ms=audit_retention,
+            web_max_body=_int(env, "WEB_MAX_BODY", 1 << 20, minimum=1024),
+            web_tls_cert=Path(tls_cert) if tls_cert else None,
+            web_tls_key=Path(tls_key) if tls_key else None,
         )
 
 

@@ -46,6 +46,7 @@ class TopicSpec:
     name: str
     compacted: bool = False
     retention_days: int | None = None
+    audit_trail: bool = False   # kept AUDIT_RETENTION_MS (default forever), not the broker's 7 days
 
 
 DAY = 86_400_000
@@ -55,12 +56,12 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(MASTER_ITEMS, compacted=True),
     TopicSpec(MASTER_LOCATIONS, compacted=True),
     TopicSpec(ERP_SNAPSHOTS),
-    TopicSpec(MOVEMENTS),
+    TopicSpec(MOVEMENTS, audit_trail=True),
     TopicSpec(AVAILABILITY),
     TopicSpec(CHANNEL_AVAILABILITY),
-    TopicSpec(POSTINGS),
-    TopicSpec(JOURNAL_BATCHES),
-    TopicSpec(FINANCE_EXCEPTIONS),
+    TopicSpec(POSTINGS, audit_trail=True),
+    TopicSpec(JOURNAL_BATCHES, audit_trail=True),
+    TopicSpec(FINANCE_EXCEPTIONS, audit_trail=True),
     TopicSpec(ERP_ACKS),
     TopicSpec(ERP_REJECTIONS),
     TopicSpec(DLQ, retention_days=30),
@@ -74,10 +75,18 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
 )
 
 
-def topic_config(spec: TopicSpec) -> dict[str, str]:
-    config: dict[str, str] = {}
+def replication_config(replication: int) -> dict[str, str]:
+    """With three or more copies a write is acknowledged once two hold it, so one broker can be lost
+    without losing acknowledged records or stopping the producers (SPEC §10)."""
+    return {"min.insync.replicas": "2"} if replication >= 3 else {}
+
+
+def topic_config(spec: TopicSpec, replication: int = 1, audit_retention_ms: int = -1) -> dict[str, str]:
+    config: dict[str, str] = replication_config(replication)
     if spec.compacted:
         config["cleanup.policy"] = "compact"
     if spec.retention_days is not None:
         config["retention.ms"] = str(spec.retention_days * DAY)
+    if spec.audit_trail:
+        config["retention.ms"] = str(audit_retention_ms)
     return config

@@ -38,6 +38,7 @@ def load_stages(stages: tuple[str, ...] | None = None):
     import app.web.master  # noqa: F401
     import app.web.positions  # noqa: F401
     import app.web.reconciliation  # noqa: F401
+    import app.web.schemas  # noqa: F401
     import app.web.stats  # noqa: F401
     import app.web.trace  # noqa: F401
     from app.faust_app import app as faust_app
@@ -51,7 +52,9 @@ def changelog_topics(app) -> list[str]:
 def declare_topics(app, settings) -> None:
     """Contract topics and this app's changelogs exist, with the right partitions, before Faust starts."""
     from app.kafka_io import create_topics
-    asyncio.run(create_topics(settings.kafka_bootstrap, settings.topic_partitions, changelog_topics(app)))
+    asyncio.run(create_topics(settings.kafka, settings.topic_partitions, changelog_topics(app),
+                              group=settings.app_id, replication=settings.topic_replication,
+                              audit_retention_ms=settings.audit_retention_ms))
 
 
 def main(argv: list[str] | None = None) -> None:

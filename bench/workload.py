@@ -13,7 +13,8 @@ import orjson
 
 from app.domain.keys import position_key
 from app.domain.master import InMemoryMasterData
-from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw, source_event_id_of
+from app.domain.parsing import event_id_in
+from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
 from app.models.raw import Item, Location
 from app.simulation.workload import Catalogue, RetailWorkload
 
@@ -115,6 +116,6 @@ def build(skus: int, locations: int, count: int, seed: int = 11, duplicate_rate:
 def source_event_id(topic: str, value: bytes) -> str | None:
     """The id the availability record's cause carries for a raw record (None if it has none)."""
     try:
-        return source_event_id_of(SOURCES[topic], orjson.loads(value))
+        return event_id_in(orjson.loads(value), SOURCES[topic].id_field)
     except (KeyError, orjson.JSONDecodeError):
         return None

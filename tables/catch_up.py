@@ -21,9 +21,12 @@ from collections.abc import Mapping
 
 import faust
 
+from tables.restore import background_restores
+
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
+PULL_AFTER = 2.0        # seconds behind before the catch-up reads a partition itself (tables/restore.py)
 REPORT_EVERY = 10.0
 OFFSETS_TIMEOUT = 10.0
 
@@ -53,7 +56,8 @@ class GlobalTablesCatchUp:
         self._lock = asyncio.Lock()
 
     def is_current(self, app: faust.App) -> bool:
-        return self.current_for == app.consumer_generation_id
+        # Tables restored in the background after the rebalance (tables/restore.py) count as behind too.
+        return self.current_for == app.consumer_generation_id and not background_restores.pending()
 
     async def wait(self, app: faust.App) -> None:
         if self.is_current(app):
@@ -62,7 +66,9 @@ class GlobalTablesCatchUp:
             # A stopping worker stops waiting: its agents' events must be let go of for the stop
             # to finish (Faust waits for every event handed to an agent).
             while not self.is_current(app) and not app.should_stop:
-                await self._catch_up(app, app.consumer_generation_id)
+                await background_restores.wait(app)
+                if self.current_for != app.consumer_generation_id:
+                    await self._catch_up(app, app.consumer_generation_id)
 
     async def _catch_up(self, app: faust.App, generation: int) -> None:
         tables = {table.changelog_topic.get_topic_name(): table for table in app.tables.values() if table.is_global}
@@ -73,7 +79,7 @@ class GlobalTablesCatchUp:
             log.warning("global tables: no end offsets from the broker within %.0f s, asking again", OFFSETS_TIMEOUT)
             return
         markers = 1 if app.in_transaction else 0
-        started = reported = time.monotonic()
+        started = reported = pulled = time.monotonic()
         while app.consumer_generation_id == generation and not app.should_stop:
             applied = {tp: tables[tp.topic].data.persisted_offset(tp) for tp in ends}
             behind = changes_behind(ends, applied, trailing_markers=markers)
@@ -83,16 +89,24 @@ class GlobalTablesCatchUp:
                     log.info("global tables caught up with their changelogs in %.1f s", now - started)
                 self.current_for = generation
                 return
+            if now - pulled >= PULL_AFTER:
+                pulled = now
+                # Faust fetches a global table's standby partitions in the background and may keep
+                # them paused (a restarted worker waited 131 s on one, issue #14): read them ourselves.
+                for table_topic, partitions in _by_topic(behind).items():
+                    await tables[table_topic].data.bulk_restore(partitions)
             if now - reported >= REPORT_EVERY:
                 reported = now
-                consumer = app.consumer
-                log.warning("agents waiting %.0f s for global tables: %d changes to apply on %s (paused: %s, "
-                            "not in the fetch set: %s)", now - started, sum(behind.values()),
-                            sorted(f"{tp.topic}:{tp.partition}" for tp in behind),
-                            sorted(f"{tp.topic}:{tp.partition}" for tp in behind if tp in consumer._paused_partitions),
-                            sorted(f"{tp.topic}:{tp.partition}" for tp in behind
-                                   if tp not in (consumer._active_partitions or ())))
+                log.warning("agents waiting %.0f s for global tables: %d changes to apply on %s", now - started,
+                            sum(behind.values()), sorted(f"{tp.topic}:{tp.partition}" for tp in behind))
             await asyncio.sleep(POLL_INTERVAL)
+
+
+def _by_topic(partitions) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for tp in partitions:
+        grouped.setdefault(tp.topic, []).append(tp.partition)
+    return grouped
 
 
 global_tables = GlobalTablesCatchUp()

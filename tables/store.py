@@ -7,6 +7,7 @@ import faust
 from pydantic import BaseModel
 
 from app.faust_app import app, settings
+from tables.restore import after_bulk_restore
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,6 +76,7 @@ class CachedRecordTable(RecordTable[M]):
     with no await in between (`make_table` sets `recovery_buffer_size=1` for global tables, so each
     change is written as it arrives). Forgetting the key there, and on a local write, makes the next
     read go to the store and parse the new value: a master fix is seen as soon as it is applied.
+    A bulk restore (tables/restore.py) writes with no changelog event: the whole cache is forgotten.
     """
 
     MAX_RECORDS = 100_000   # beyond this the oldest cached records are dropped (re-read on demand)
@@ -82,6 +84,7 @@ class CachedRecordTable(RecordTable[M]):
     def __init__(self, name: str, model: type[M]) -> None:
         self._parsed: dict[bytes, M] = {}
         super().__init__(make_table(name, global_=True, on_changelog_event=self._on_changelog_event), model)
+        after_bulk_restore.setdefault(name, []).append(self._parsed.clear)
 
     async def _on_changelog_event(self, event) -> None:
         key = event.message.key

@@ -40,12 +40,19 @@ def _free_web_ports(preferred: int) -> int:
 @pytest.fixture(scope="session")
 def broker():
     """A real single-node Apache Kafka broker on loopback ports of its own, fresh for the session."""
-    from app.broker import LocalBroker
-    port = int(os.environ.get("TEST_KAFKA_PORT") or _free_port_pair(19092))
+    from app.broker import BrokerError, LocalBroker
     home = TEST_HOME / "kafka"
-    instance = LocalBroker(home=home, port=port, controller_port=port + 1)
-    instance.wipe()
-    bootstrap = instance.start()
+    for attempt in range(3):
+        port = int(os.environ.get("TEST_KAFKA_PORT") or _free_port_pair(19092 + 2 * attempt))
+        instance = LocalBroker(home=home, port=port, controller_port=port + 1)
+        instance.wipe()
+        try:
+            bootstrap = instance.start()
+            break
+        except BrokerError as lost:
+            # Another checkout's broker took the pair between the check and the bind: try another pair.
+            if "another broker" not in str(lost) or attempt == 2 or os.environ.get("TEST_KAFKA_PORT"):
+                raise
     print(f"\n[e2e] Kafka broker started on {bootstrap} (log: {instance.log_file})")
     from app.kafka_io import create_topics
     asyncio.run(create_topics(bootstrap, 8))

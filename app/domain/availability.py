@@ -16,13 +16,14 @@ def cause_of(movement: Movement) -> Cause:
 
 
 def availability_record(position: Position, previous_available: int, movement: Movement,
-                        emitted_at: datetime) -> AvailabilityRecord:
+                        emitted_at: datetime, unmatched_quantity: int = 0) -> AvailabilityRecord:
     return AvailabilityRecord(
         sku=position.sku, location_id=position.location_id, on_hand=position.on_hand,
         reserved=position.reserved, quality_control=position.quality_control, damaged=position.damaged,
         in_transit=position.in_transit, safety_stock=position.safety_stock, available=position.available,
         previous_available=previous_available, version=position.version, negative=position.negative,
-        cause=cause_of(movement), occurred_at=movement.occurred_at, emitted_at=emitted_at,
+        unmatched_quantity=unmatched_quantity, cause=cause_of(movement), occurred_at=movement.occurred_at,
+        emitted_at=emitted_at,
     )
 
 
@@ -46,6 +47,11 @@ class PublishThrottle:
             return value
         self.pending[key] = value
         return None
+
+    def keep(self, key: str, value: object) -> None:
+        """Hold a value found pending in the worker's state (another worker coalesced it): it is due
+        at once unless this worker published the key within the interval."""
+        self.pending[key] = value
 
     def due(self, now: float) -> list[tuple[str, object]]:
         """Pending values whose interval has passed: publish them (the final state is never dropped)."""

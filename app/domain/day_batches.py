@@ -7,12 +7,23 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
+import hashlib
+
 from app.domain.keys import day_batch_key
+from app.domain.marks import forget_oldest, mark_of
 from app.domain.money import ZERO, to_amount
 from app.models.canonical import SourceSystem
 from app.models.records import JournalBatch, Posting, PostingKind
 
 Totals = dict[str, dict[str, Decimal]]  # account -> {"debit": .., "credit": ..}
+
+# A day ledger stays bounded in bytes whatever the store sells (SPEC §4): a batch lists the ids of
+# at most LISTED_POSTING_IDS postings (every late batch, most store days), and always their count
+# and digest; re-delivered postings and POS transactions are recognised among the last COUNTED_KEEP.
+# Re-deliveries come within minutes (the finance stage's uncommitted records, a position's replay),
+# not thousands of postings later.
+LISTED_POSTING_IDS = 1000
+COUNTED_KEEP = 4000
 
 
 class DayLedger(BaseModel):
@@ -32,11 +43,13 @@ class DayLedger(BaseModel):
     close_requested_at: datetime | None = None  # DAY_CLOSE seen; the batch goes out after the grace period
     sequence: int = 0                 # of the next batch: 0 is the day batch, late batches follow
     totals: Totals = {}               # postings not yet in a batch
-    posting_ids: list[str] = []       # postings not yet in a batch
-    # Every posting id of the day, so a re-delivered posting is never counted twice. A store day
-    # is bounded (thousands of lines), so keeping all of them is cheaper than being clever.
-    counted_posting_ids: set[str] = set()
-    pos_transaction_ids: set[str] = set()
+    posting_ids: list[str] = []       # postings not yet in a batch, the first LISTED_POSTING_IDS of them
+    posting_count: int = 0            # postings not yet in a batch
+    posting_digest: str = ""          # of postings not yet in a batch (posting_digest_of)
+    # Marks (app/domain/marks.py) of the day's last postings and POS transactions counted, so a
+    # re-delivered one is never counted twice.
+    counted_postings: dict[str, int] = {}
+    counted_pos_transactions: dict[str, int] = {}
     pos_units_sold: int = 0
     pos_gross: Decimal = ZERO
     cogs_units: int = 0
@@ -54,30 +67,51 @@ def batch_id(ledger: DayLedger, sequence: int) -> str:
 
 def add_posting(ledger: DayLedger, posting: Posting) -> tuple[DayLedger, JournalBatch | None]:
     """Count a posting into its day; after the day closed it goes out at once in a late batch."""
-    if posting.posting_id in ledger.counted_posting_ids:
+    mark = mark_of(posting.posting_id)
+    if mark in ledger.counted_postings:
         return ledger, None
     _require_same_day(ledger, posting)
     update = _controls_with(ledger, posting)
-    update["counted_posting_ids"] = ledger.counted_posting_ids | {posting.posting_id}
+    update["counted_postings"] = _with_mark(ledger.counted_postings, mark)
     if not ledger.closed:
         update["totals"] = _add_to_totals(ledger.totals, posting)
-        update["posting_ids"] = [*ledger.posting_ids, posting.posting_id]
+        if len(ledger.posting_ids) < LISTED_POSTING_IDS:
+            update["posting_ids"] = [*ledger.posting_ids, posting.posting_id]
+        update["posting_count"] = ledger.posting_count + 1
+        update["posting_digest"] = posting_digest_of([posting.posting_id], ledger.posting_digest)
         return ledger.model_copy(update=update), None
 
     update["sequence"] = ledger.sequence + 1
     after = ledger.model_copy(update=update)
     # A late posting has no close of its own: it is batched when it arrives.
-    late = _batch(after, ledger.sequence, _add_to_totals({}, posting), [posting.posting_id],
-                  late=True, closed_at=posting.created_at)
+    late = _batch(after, ledger.sequence, _add_to_totals({}, posting), [posting.posting_id], 1,
+                  posting_digest_of([posting.posting_id]), late=True, closed_at=posting.created_at)
     return after, late
+
+
+def posting_digest_of(posting_ids: list[str], digest: str = "") -> str:
+    """An order-free digest of a set of posting ids (XOR of their SHA-256): a batch that cannot list
+    every id it covers still lets a consumer check the postings it holds for that day add up to it."""
+    value = int(digest, 16) if digest else 0
+    for posting_id in posting_ids:
+        value ^= int.from_bytes(hashlib.sha256(posting_id.encode()).digest(), "big")
+    return f"{value:064x}"
+
+
+def _with_mark(marks: dict[str, int], mark: str) -> dict[str, int]:
+    kept = dict(marks)
+    forget_oldest(kept, lambda _: 0, 0, room_for=COUNTED_KEEP)
+    kept[mark] = 0
+    return kept
 
 
 def add_pos_totals(ledger: DayLedger, units: int, gross: Decimal, transaction_id: str) -> DayLedger:
     """What the POS says one transaction sold: the other side of the day's control totals."""
-    if transaction_id in ledger.pos_transaction_ids:
+    mark = mark_of(transaction_id)
+    if mark in ledger.counted_pos_transactions:
         return ledger
     return ledger.model_copy(update={
-        "pos_transaction_ids": ledger.pos_transaction_ids | {transaction_id},
+        "counted_pos_transactions": _with_mark(ledger.counted_pos_transactions, mark),
         "pos_units_sold": ledger.pos_units_sold + units,
         "pos_gross": ledger.pos_gross + to_amount(gross),
     })
@@ -87,10 +121,10 @@ def close_day(ledger: DayLedger, closed_at: datetime) -> tuple[DayLedger, Journa
     """The day batch; closing a day twice (a re-sent DAY_CLOSE) emits nothing."""
     if ledger.closed:
         return ledger, None
-    batch = _batch(ledger, ledger.sequence, ledger.totals, ledger.posting_ids, late=False,
-                   closed_at=closed_at)
-    closed = ledger.model_copy(update={"closed": True, "closed_at": closed_at,
-                                       "sequence": ledger.sequence + 1, "totals": {}, "posting_ids": []})
+    batch = _batch(ledger, ledger.sequence, ledger.totals, ledger.posting_ids, ledger.posting_count,
+                   ledger.posting_digest, late=False, closed_at=closed_at)
+    closed = ledger.model_copy(update={"closed": True, "closed_at": closed_at, "sequence": ledger.sequence + 1,
+                                       "totals": {}, "posting_ids": [], "posting_count": 0, "posting_digest": ""})
     return closed, batch
 
 
@@ -137,12 +171,13 @@ def controls(ledger: DayLedger) -> dict[str, str]:
     }
 
 
-def _batch(ledger: DayLedger, sequence: int, totals: Totals, posting_ids: list[str], *, late: bool,
-           closed_at: datetime) -> JournalBatch:
+def _batch(ledger: DayLedger, sequence: int, totals: Totals, posting_ids: list[str], posting_count: int,
+           posting_digest: str, *, late: bool, closed_at: datetime) -> JournalBatch:
     return JournalBatch(
         batch_id=batch_id(ledger, sequence), legal_entity=ledger.legal_entity, location_id=ledger.location_id,
         business_date=ledger.business_date, currency=ledger.currency, late=late, sequence=sequence,
         totals={account: dict(totals[account]) for account in sorted(totals)}, posting_ids=list(posting_ids),
+        posting_count=posting_count, posting_digest=posting_digest,
         control=controls(ledger), closed_at=closed_at,
     )
 

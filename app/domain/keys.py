@@ -22,3 +22,8 @@ def channel_key(channel: str, sku: str) -> str:
 
 def day_batch_key(legal_entity: str, location_id: str, business_date: date) -> str:
     return f"{legal_entity}:{location_id}:{business_date.isoformat()}"
+
+
+def sale_cost_key(reference: str, sku: str) -> str:
+    """Key of the `sale-costs` table: the sale a return may name (transaction or order id) and the SKU."""
+    return f"{reference}|{sku}"

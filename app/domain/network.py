@@ -25,3 +25,11 @@ def fold_location(network: SkuNetwork, location_id: str, available: int, version
 
 def channel_shares(network: SkuNetwork, channel: str, channels_of: Callable[[str], list[str]]) -> dict[str, int]:
     return {loc: avail for loc, (avail, _) in sorted(network.by_location.items()) if channel in channels_of(loc)}
+
+
+def settle_pending(network: SkuNetwork, published_version: Callable[[str], int | None]) -> None:
+    """Forget pending channels whose version (or a later one) this worker has published since."""
+    for channel, version in list(network.pending.items()):
+        published = published_version(channel)
+        if published is not None and published >= version:
+            del network.pending[channel]

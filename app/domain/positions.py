@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from app.domain.costing import average_after_inflow, current_cost
+from app.domain.marks import forget_oldest, mark_of
 from app.domain.sources.common import build_movement
 from app.models.canonical import (
     Applied, Emitted, InTransitTransfer, Movement, MovementType, OpenReservation, Position, Role, SourceSystem,
@@ -17,6 +18,9 @@ _DELTA_TYPES = {
     MovementType.SALE, MovementType.FULFIL, MovementType.RETURN, MovementType.RECEIPT,
     MovementType.TRANSFER_OUT, MovementType.TRANSFER_IN, MovementType.ADJUST, MovementType.DISPOSITION,
 }
+
+# The buckets that are part of on_hand and never go below 0 (SPEC §3 "Damaged stock leaves the books").
+_FLOORED_BUCKETS = ("quality_control", "damaged")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class PositionContext:
     source_record: str | None = None  # "partition@offset" of the movement's Kafka record, when read from one
     replay_window: int = 600          # seconds an Emitted is kept for a replay of its record
     replay_keep: int = 32             # at most this many Emitted per position (hot keys)
+    applied_keep: int = 2000          # at most this many applied marks per position (~90 KB)
+    rejected_keep: int = 100
+    reservations_bytes: int = 96 * 1024   # open reservations of one position, estimated as stored
     dlq_replay: bool = False          # the record was re-sent from the DLQ by an operator (app/replay.py)
 
 
@@ -45,6 +52,16 @@ class Outcome:
     previous_available: int = 0
     replay: bool = False              # the same record again: emit `applied` and `as_emitted` again
     as_emitted: Position | None = None  # the position right after the movement: what availability shows
+
+
+def sale_reference_of(movement: Movement) -> str | None:
+    """What a later return names to find this sale's unit cost (the `sale-costs` table, SPEC §5.2):
+    the store transaction for a POS sale or pickup, the order for a web or marketplace FULFIL."""
+    if movement.movement_type not in (MovementType.SALE, MovementType.FULFIL):
+        return None
+    if movement.source_system is SourceSystem.POS:
+        return movement.source_event_id
+    return movement.order_id
 
 
 def reservation_key(order_id: str, line_id: str | None) -> str:
@@ -63,6 +80,9 @@ class _Change:
     count_difference: int = 0
     unit_cost: Decimal | None = None
     unmatched: int = 0
+    lost_in_transit: int = 0
+    revalued_quantity: int = 0
+    cost_adjustment: Decimal = Decimal(0)
     follow_ups: list[Movement] = field(default_factory=list)
 
     def move_on_hand(self, delta: int) -> None:
@@ -89,6 +109,32 @@ class _Change:
         self.move_on_hand(quantity)
         if cost is not None and self.on_hand_delta > 0:
             self.p.avg_cost = average_after_inflow(before, held_cost, quantity, cost)
+            self.revalue_negative(before, held_cost, cost)
+
+    def revalue_negative(self, before: int, held_cost: Decimal | None, cost: Decimal) -> None:
+        """Units that cover a negative on_hand left at `held_cost` but are now known to cost `cost`.
+
+        The inventory account was credited at `held_cost` when they left (nothing at all when no cost
+        was known) and is debited at `cost` now; the average restarts at `cost` (negative stock carries
+        no value), so the difference goes to cost of goods sold to keep 1200 == on_hand x avg. An
+        inflow too small to cover all of it leaves the rest negative at the new average too, so every
+        unit that was negative is revalued, not only the covered ones.
+        """
+        covered = max(-before, 0)
+        if covered == 0:
+            return
+        difference = cost - (held_cost if held_cost is not None else Decimal(0))
+        if difference:
+            self.revalued_quantity = covered
+            self.cost_adjustment = covered * difference
+
+    def take_from(self, bucket: str, quantity: int) -> int:
+        """Take up to `quantity` units out of a floored bucket; flag what it did not hold."""
+        held = max(getattr(self.p, bucket), 0)
+        taken = min(held, quantity)
+        setattr(self.p, bucket, getattr(self.p, bucket) - taken)
+        self.unmatched += quantity - taken
+        return taken
 
 
 def _sale(c: _Change) -> None:
@@ -220,16 +266,41 @@ def _adjust(c: _Change) -> None:
     if c.m.reason == "DAMAGED":
         c.p.damaged += c.m.quantity  # still on the books, no longer sellable
         return
+    if c.m.reason == "WRITE_OFF":
+        # Damaged units leave the books. The units physically left even when fewer were known as
+        # damaged (never reject a physical event): on_hand moves by all of them, the excess is flagged.
+        c.take_from("damaged", c.m.quantity)
+        c.move_on_hand(-c.m.quantity)
+        return
+    if c.m.reason == "REPAIRED":
+        c.take_from("damaged", c.m.quantity)  # sellable again; on_hand already counted them
+        return
     c.move_on_hand(_ADJUST_SIGN.get(c.m.reason or "", 0) * c.m.quantity)
 
 
 def _disposition(c: _Change) -> None:
     c.unit_cost = c.outflow_cost()
-    c.p.quality_control -= c.m.quantity
+    c.take_from("quality_control", c.m.quantity)
     if c.m.reason == "DAMAGED":
         c.p.damaged += c.m.quantity
     elif c.m.reason == "SCRAP":
         c.move_on_hand(-c.m.quantity)
+
+
+def _transfer_close(c: _Change) -> None:
+    """The transfer is over: what is still in transit to this location was lost on the way.
+
+    A remainder of 0 or less (everything arrived, or a receipt overtook its in-transit leg) loses
+    nothing. The transfer is forgotten either way, which keeps `transfers` bounded.
+    """
+    transit = c.p.transfers.pop(_transfer_key(c.m), None)
+    if transit is None:
+        c.unmatched = c.m.quantity
+        return
+    c.unit_cost = transit.unit_cost if transit.unit_cost is not None else c.outflow_cost()
+    if transit.quantity > 0:
+        c.lost_in_transit = transit.quantity
+        c.p.in_transit -= transit.quantity
 
 
 _RULES = {
@@ -244,6 +315,7 @@ _RULES = {
     MovementType.COUNT: _count,
     MovementType.ADJUST: _adjust,
     MovementType.DISPOSITION: _disposition,
+    MovementType.TRANSFER_CLOSE: _transfer_close,
 }
 
 
@@ -266,10 +338,11 @@ def _working_copy(position: Position) -> Position:
 def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
     """Apply one movement; idempotent by movement id, never rejects a physical event."""
     previous_available = position.available
-    if movement.movement_id in position.applied:
-        return _duplicate_or_replay(position, movement, ctx)
+    mark = mark_of(movement.movement_id)
+    if mark in position.applied:
+        return _duplicate_or_replay(position, movement, mark, ctx)
 
-    if movement.movement_id in position.rejected and not ctx.dlq_replay:
+    if mark in position.rejected and not ctx.dlq_replay:
         return _unknown_reservation(position, movement, previous_available, again=True)
     p = _working_copy(position)
     if movement.movement_type is MovementType.RELEASE and not _matching_reservations(p, movement):
@@ -279,39 +352,47 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
         # answer is remembered: the same movement delivered again (a crash before the commit, a
         # producer's re-send) must not find the RESERVE that arrived meanwhile and apply after all,
         # or the outcome would depend on when a worker died.
-        _forget_oldest(p.rejected, lambda rejected_at: rejected_at, ctx.now_epoch - ctx.dedupe_retention)
-        p.rejected[movement.movement_id] = ctx.now_epoch
+        forget_oldest(p.rejected, lambda rejected_at: rejected_at, ctx.now_epoch - ctx.dedupe_retention,
+                      room_for=ctx.rejected_keep)
+        p.rejected[mark] = ctx.now_epoch
         return _unknown_reservation(p, movement, previous_available)
-    p.rejected.pop(movement.movement_id, None)   # a DLQ replay that now finds its reservation
+    if movement.movement_type is MovementType.RESERVE and not _room_for_reservation(p, movement, ctx):
+        return Outcome(position, previous_available=previous_available, rejection=Rejection(
+            error_code=ErrorCode.TOO_LARGE,
+            error_detail=f"{movement.sku} at {movement.location_id} holds {len(p.reservations)} open reservations, "
+                         f"their limit ({ctx.reservations_bytes} bytes): release or fulfil some, then replay this"))
+    p.rejected.pop(mark, None)   # a DLQ replay that now finds its reservation
 
     p.safety_stock = ctx.safety_stock
     change = _Change(p, movement, ctx)
     _RULES[movement.movement_type](change)
     p.version += 1
-    _remember(p, movement, change.on_hand_delta, ctx)
+    _remember(p, mark, movement, change.on_hand_delta, ctx)
 
     applied = Applied(
         movement=movement, legal_entity=ctx.legal_entity, version=p.version,
         on_hand_delta=change.on_hand_delta, late_quantity=change.late_quantity,
         count_difference=change.count_difference, unit_cost=change.unit_cost,
         avg_cost_after=p.avg_cost, on_hand_after=p.on_hand, unmatched_quantity=change.unmatched,
+        lost_in_transit=change.lost_in_transit, revalued_quantity=change.revalued_quantity,
+        cost_adjustment=change.cost_adjustment,
     )
-    _keep_emitted(p, applied, previous_available, ctx)
+    _keep_emitted(p, mark, applied, previous_available, ctx)
     return Outcome(p, applied=applied, follow_ups=change.follow_ups, previous_available=previous_available,
                    as_emitted=p)
 
 
 # The fields of Applied that an Emitted keeps, to rebuild the same Applied for a replay.
 _KEPT_FOR_REPLAY = ("version", "on_hand_delta", "late_quantity", "count_difference", "unit_cost", "avg_cost_after",
-                    "unmatched_quantity")
+                    "unmatched_quantity", "lost_in_transit", "revalued_quantity", "cost_adjustment")
 
 
-def _keep_emitted(p: Position, applied: Applied, previous_available: int, ctx: PositionContext) -> None:
+def _keep_emitted(p: Position, mark: str, applied: Applied, previous_available: int, ctx: PositionContext) -> None:
     """Keep what this movement emits, for a replay of its record (see Emitted); forget old ones."""
     if ctx.source_record is None:
         return
-    _forget_oldest(p.emitted, lambda kept: kept.at, ctx.now_epoch - ctx.replay_window, room_for=ctx.replay_keep)
-    p.emitted[applied.movement.movement_id] = Emitted(
+    forget_oldest(p.emitted, lambda kept: kept.at, ctx.now_epoch - ctx.replay_window, room_for=ctx.replay_keep)
+    p.emitted[mark] = Emitted(
         record=ctx.source_record, at=ctx.now_epoch, previous_available=previous_available,
         buckets=(p.on_hand, p.reserved, p.quality_control, p.damaged, p.in_transit, p.safety_stock),
         **{name: getattr(applied, name) for name in _KEPT_FOR_REPLAY})
@@ -327,11 +408,11 @@ def _unknown_reservation(position: Position, movement: Movement, previous_availa
                    rejection=Rejection(error_code=ErrorCode.UNKNOWN_RESERVATION, error_detail=detail))
 
 
-def _duplicate_or_replay(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:
+def _duplicate_or_replay(position: Position, movement: Movement, mark: str, ctx: PositionContext) -> Outcome:
     """An applied movement again. From another Kafka record: a producer's re-send, nothing to do.
     From the very record that applied it: the worker stopped after saving the position but maybe
     before Kafka had its outputs, so everything it emitted is rebuilt, exactly, to be emitted again."""
-    kept = position.emitted.get(movement.movement_id)
+    kept = position.emitted.get(mark)
     if kept is None or ctx.source_record is None or kept.record != ctx.source_record:
         return Outcome(position, duplicate=True, previous_available=position.available)
     on_hand, reserved, quality_control, damaged, in_transit, safety_stock = kept.buckets
@@ -344,22 +425,28 @@ def _duplicate_or_replay(position: Position, movement: Movement, ctx: PositionCo
                    follow_ups=_derived_movements(movement, kept.unit_cost), previous_available=kept.previous_available)
 
 
-def _remember(p: Position, m: Movement, on_hand_delta: int, ctx: PositionContext) -> None:
-    """Mark the movement applied (with its on_hand effect, for reconciliation) and forget old marks."""
-    _forget_oldest(p.applied, lambda mark: mark[0], ctx.now_epoch - ctx.dedupe_retention)
-    p.applied[m.movement_id] = [ctx.now_epoch, int(m.occurred_at.timestamp()), on_hand_delta]
+def _remember(p: Position, mark: str, m: Movement, on_hand_delta: int, ctx: PositionContext) -> None:
+    """Mark the movement applied (with its on_hand effect, for reconciliation) and forget old marks:
+    a re-send is recognised for DEDUPE_RETENTION or the key's last `applied_keep` movements."""
+    forget_oldest(p.applied, lambda kept: kept[0], ctx.now_epoch - ctx.dedupe_retention, room_for=ctx.applied_keep)
+    p.applied[mark] = [ctx.now_epoch, int(m.occurred_at.timestamp()), on_hand_delta]
 
 
-def _forget_oldest(entries: dict, applied_at, horizon: int, room_for: int | None = None) -> None:
-    """Drop entries applied before `horizon`, and the oldest beyond `room_for - 1` (room for one more).
+def _reservation_bytes(key: str, reservation: OpenReservation) -> int:
+    # As stored: the key, the order and line ids again in the value, and ~90 bytes of JSON around them.
+    return len(key) + len(reservation.order_id) + len(reservation.line_id or "") + 90
 
-    Insertion order is application order, so the entries to drop sit at the front.
-    """
-    while entries:
-        oldest = next(iter(entries))
-        if applied_at(entries[oldest]) >= horizon and (room_for is None or len(entries) < room_for):
-            return
-        del entries[oldest]
+
+def _room_for_reservation(p: Position, m: Movement, ctx: PositionContext) -> bool:
+    """Open reservations are business state, not a cache: none is forgotten to make room. A position
+    whose reservations fill their budget refuses one more (a dead letter, replayable once some close)."""
+    key = reservation_key(m.order_id or m.source_event_id, m.order_line_id)
+    if key in p.reservations:
+        return True
+    held = sum(_reservation_bytes(k, r) for k, r in p.reservations.items())
+    wanted = _reservation_bytes(key, OpenReservation(order_id=m.order_id or m.source_event_id,
+                                                     line_id=m.order_line_id, quantity=m.quantity))
+    return held + wanted <= ctx.reservations_bytes
 
 
 def on_hand_as_of(position: Position, as_of: datetime) -> int:

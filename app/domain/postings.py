@@ -133,14 +133,31 @@ def count(a: Applied) -> Plan:
 def adjust(a: Applied) -> Plan:
     """SHRINK and RECON_LOSS lose units, FOUND and RECON_GAIN gain them; all post kind SHRINK.
 
-    DAMAGED units stay on the books (on_hand unchanged), so they post nothing.
+    WRITE_OFF takes damaged units off the books like a SCRAP disposition (kind WRITE_OFF). DAMAGED
+    and REPAIRED units stay on the books (on_hand unchanged), so they post nothing.
     """
-    return stock_change(a, PostingKind.SHRINK, intended_on_hand_change(a))
+    kind = PostingKind.WRITE_OFF if a.movement.reason == "WRITE_OFF" else PostingKind.SHRINK
+    return stock_change(a, kind, intended_on_hand_change(a))
 
 
 def disposition(a: Applied) -> Plan:
     """SCRAP writes the units off; RESTOCK and DAMAGED leave on_hand, and the books, as they were."""
     return stock_change(a, PostingKind.WRITE_OFF, intended_on_hand_change(a))
+
+
+def transfer_close(a: Applied) -> Plan:
+    """What never arrived of a closed transfer: Dr shrink / Cr inventory in transit, at the carried cost."""
+    return at_cost(a, PostingKind.LOST_IN_TRANSIT, Account.SHRINK_WRITE_OFF, Account.INVENTORY_IN_TRANSIT,
+                   a.lost_in_transit)
+
+
+def cost_adjustment(a: Applied) -> Plan:
+    """Units that covered negative stock, revalued from the cost they left at to the inflow's (SPEC §5.1)."""
+    amount = to_amount(a.cost_adjustment)
+    if not amount:
+        return NOTHING
+    legs = ((Account.COGS, amount), (Account.INVENTORY, -amount))
+    return Plan(entries=(Entry(PostingKind.COST_ADJUSTMENT, legs, a.revalued_quantity),))
 
 
 def no_posting(a: Applied) -> Plan:
@@ -164,11 +181,12 @@ RULES: dict[MovementType, Callable[[Applied], Plan]] = {
     MovementType.COUNT: count,
     MovementType.ADJUST: adjust,
     MovementType.DISPOSITION: disposition,
+    MovementType.TRANSFER_CLOSE: transfer_close,
 }
 
 
 def plan_for(a: Applied) -> Plan:
-    return RULES[a.movement.movement_type](a) + late_count_reversal(a)
+    return RULES[a.movement.movement_type](a) + late_count_reversal(a) + cost_adjustment(a)
 
 
 # --- From plan to postings -----------------------------------------------------------------------
@@ -177,8 +195,18 @@ def postings_for(applied: Applied, location: Location | None, charts: Charts,
                  created_at: datetime) -> PostingResult:
     """The postings and finance exceptions of one applied movement; the stock has moved either way."""
     m = applied.movement
+    problems = []
+    if location is not None and _carries_revenue(m) and m.currency != location.currency:
+        # Revenue in a currency the location's books are not kept in cannot be posted as it is;
+        # cost is the location's own (its average), so COGS still posts, like a tender mismatch.
+        problems.append((FinanceExceptionCode.CURRENCY_MISMATCH,
+                         f"{m.movement_type} of {m.sku} at {m.location_id} is in {m.currency}, the location "
+                         f"keeps its books in {location.currency}: revenue held, stock and cost posted"))
+        if not m.revenue_on_hold:
+            applied = applied.model_copy(update={"movement": m.model_copy(update={"revenue_on_hold": True})})
+            m = applied.movement
     plan = plan_for(applied)
-    problems = list(plan.problems)
+    problems += list(plan.problems)
     if plan.missing_cost:
         problems.append((FinanceExceptionCode.NO_COST,
                          f"no unit cost known for {m.movement_type} of {m.quantity} x {m.sku} "
@@ -214,6 +242,13 @@ def postings_for(applied: Applied, location: Location | None, charts: Charts,
             continue
         postings.append(posting)
     return PostingResult(postings, [_exception(m, code, detail, created_at) for code, detail in problems])
+
+
+def _carries_revenue(m: Movement) -> bool:
+    # Only channel sales and returns name a currency of their own; WMS and inspection movements
+    # carry the model's default, which says nothing about the location.
+    return m.movement_type in (MovementType.SALE, MovementType.FULFIL, MovementType.RETURN) and (
+        m.source_system in (SourceSystem.POS, SourceSystem.ECOM, SourceSystem.MARKETPLACE))
 
 
 def posting_totals(posting: Posting) -> tuple[Decimal, Decimal]:

@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
-from pydantic import ValidationError
 
+from app.domain.parsing import parse_record
 from app.domain.positions import on_hand_as_of
 from app.domain.sources.common import build_movement, movement_id
 from app.models.canonical import Movement, MovementType, Position, Role, SourceSystem
@@ -31,17 +30,9 @@ RESULT_CHUNK = 1000           # comparisons per result record, so a big store ne
 
 def parse_snapshot(raw: bytes) -> StockSnapshot | Rejection:
     """An `erp.stock_snapshots` record, or why it cannot be reconciled; never raises."""
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return Rejection(error_code=ErrorCode.MALFORMED_JSON, error_detail=str(exc))
-    snapshot_id = payload.get("snapshot_id") if isinstance(payload, dict) else None
-    try:
-        snapshot = StockSnapshot.model_validate(payload)
-    except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        return Rejection(error_code=ErrorCode.SCHEMA_INVALID, error_detail=detail,
-                         source_event_id=str(snapshot_id) if snapshot_id else None)
+    snapshot = parse_record(StockSnapshot, raw, "snapshot_id")
+    if isinstance(snapshot, Rejection):
+        return snapshot
     seen: set[str] = set()
     for balance in snapshot.balances:
         if balance.sku in seen:

@@ -20,6 +20,7 @@ class MovementType(StrEnum):
     COUNT = "COUNT"
     ADJUST = "ADJUST"
     DISPOSITION = "DISPOSITION"
+    TRANSFER_CLOSE = "TRANSFER_CLOSE"  # WMS: the transfer is over, what is still in transit is lost
 
 
 class Role(StrEnum):
@@ -122,6 +123,9 @@ class Emitted(BaseModel):
     unit_cost: Decimal | None = None
     avg_cost_after: Decimal | None = None
     unmatched_quantity: int = 0
+    lost_in_transit: int = 0
+    revalued_quantity: int = 0
+    cost_adjustment: Decimal = Decimal(0)
 
 
 class Position(BaseModel):
@@ -171,7 +175,14 @@ class Applied(BaseModel):
     unit_cost: Decimal | None    # cost per each the movement is valued at (None: unknown)
     avg_cost_after: Decimal | None
     on_hand_after: int
-    unmatched_quantity: int = 0  # FULFIL beyond the open reservation
+    # FULFIL beyond the open reservation; disposition, write-off or repair beyond its bucket;
+    # TRANSFER_CLOSE of a transfer the position does not know.
+    unmatched_quantity: int = 0
+    lost_in_transit: int = 0     # TRANSFER_CLOSE: units still in transit, written off
+    # An inflow covering negative on_hand (SPEC §5.1): that many units, revalued by this signed amount
+    # (positive: they cost more than they left at; Dr COGS / Cr inventory).
+    revalued_quantity: int = 0
+    cost_adjustment: Decimal = Decimal(0)
 
 
 class DayClose(BaseModel):
@@ -204,3 +215,6 @@ class SkuNetwork(BaseModel):
     by_location: dict[str, list[int]] = {}     # location -> [available, position version]
     channel_versions: dict[str, int] = {}
     channel_totals: dict[str, int] = {}
+    # channel -> version coalesced and not yet published when this value was saved: kept in the
+    # table, not only in memory, so whichever worker owns the SKU next publishes it (SPEC §3).
+    pending: dict[str, int] = {}

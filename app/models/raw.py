@@ -6,7 +6,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from app.models.limits import Identifier, InRangeDate, Lines, Mapping, Money, Quantity, Text, in_range
 
 
 def _assume_utc(value: datetime) -> datetime:
@@ -15,7 +17,10 @@ def _assume_utc(value: datetime) -> datetime:
 
 # Times are UTC (SPEC §2): a producer that leaves the offset off means UTC. Never let a naive time in,
 # it cannot be compared with the aware times already held in positions.
-UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc), AfterValidator(in_range)]
+# Every field is bounded (SPEC §4 limits, app/models/limits.py): ids and codes by length, lists by
+# count, numbers by magnitude and digits, dates by range.
+Code = Annotated[Identifier, Field(max_length=64)]   # currencies, units, reasons, tender types
 
 
 class RawModel(BaseModel):
@@ -32,33 +37,33 @@ class PosType(StrEnum):
 
 
 class PosLine(RawModel):
-    line_no: int
-    sku: str | None = None
-    upc: str | None = None
-    quantity: int = Field(gt=0)
-    unit_price: Decimal = Field(ge=0)
-    discount: Decimal = Decimal("0.00")
-    tax: Decimal = Decimal("0.00")
-    original_transaction_id: str | None = None
+    line_no: Quantity = Field(ge=0)
+    sku: Identifier | None = None
+    upc: Identifier | None = None
+    quantity: Quantity = Field(gt=0)
+    unit_price: Money = Field(ge=0)
+    discount: Money = Decimal("0.00")
+    tax: Money = Decimal("0.00")
+    original_transaction_id: Identifier | None = None
     inspection_required: bool = False
 
 
 class Tender(RawModel):
-    type: str
-    amount: Decimal
+    type: Code
+    amount: Money
 
 
 class PosTransaction(RawModel):
-    transaction_id: str = Field(min_length=1)
-    store_id: str = Field(min_length=1)
-    register_id: str | None = None
+    transaction_id: Identifier = Field(min_length=1)
+    store_id: Identifier = Field(min_length=1)
+    register_id: Identifier | None = None
     type: PosType
-    business_date: date
+    business_date: InRangeDate
     occurred_at: UtcDatetime
-    currency: str = "USD"
-    order_id: str | None = None
-    lines: list[PosLine] = []
-    tenders: list[Tender] = []
+    currency: Code = "USD"
+    order_id: Identifier | None = None
+    lines: Annotated[list[PosLine], Lines] = []
+    tenders: Annotated[list[Tender], Lines] = []
 
 
 # --- Ecommerce -----------------------------------------------------------------------------------
@@ -70,21 +75,21 @@ class EcomEvent(StrEnum):
 
 
 class EcomLine(RawModel):
-    line_id: str
-    sku: str
-    quantity: int = Field(gt=0)
-    unit_price: Decimal = Field(default=Decimal("0.00"), ge=0)
-    tax: Decimal = Decimal("0.00")
+    line_id: Identifier
+    sku: Identifier
+    quantity: Quantity = Field(gt=0)
+    unit_price: Money = Field(default=Decimal("0.00"), ge=0)
+    tax: Money = Decimal("0.00")
 
 
 class EcomOrder(RawModel):
-    event_id: str = Field(min_length=1)
+    event_id: Identifier = Field(min_length=1)
     event: EcomEvent
-    order_id: str = Field(min_length=1)
+    order_id: Identifier = Field(min_length=1)
     occurred_at: UtcDatetime
-    currency: str = "USD"
-    fulfillment_location: str = Field(min_length=1)
-    lines: list[EcomLine] = Field(min_length=1)
+    currency: Code = "USD"
+    fulfillment_location: Identifier = Field(min_length=1)
+    lines: Annotated[list[EcomLine], Lines] = Field(min_length=1)
 
 
 # --- Marketplace ---------------------------------------------------------------------------------
@@ -96,22 +101,22 @@ class MarketplaceStatus(StrEnum):
 
 
 class MarketplaceItem(RawModel):
-    order_item_id: str
-    seller_sku: str
-    qty: int = Field(gt=0)
-    item_price: Decimal = Field(default=Decimal("0.00"), ge=0)
-    item_tax: Decimal = Decimal("0.00")
+    order_item_id: Identifier
+    seller_sku: Identifier
+    qty: Quantity = Field(gt=0)
+    item_price: Money = Field(default=Decimal("0.00"), ge=0)
+    item_tax: Money = Decimal("0.00")
 
 
 class MarketplaceOrder(RawModel):
-    message_id: str = Field(min_length=1)
-    marketplace: str = Field(min_length=1)
+    message_id: Identifier = Field(min_length=1)
+    marketplace: Identifier = Field(min_length=1)
     status: MarketplaceStatus
-    order_id: str = Field(min_length=1)
+    order_id: Identifier = Field(min_length=1)
     occurred_at: UtcDatetime
-    ship_node: str = Field(min_length=1)
-    currency: str = "USD"
-    items: list[MarketplaceItem] = Field(min_length=1)
+    ship_node: Identifier = Field(min_length=1)
+    currency: Code = "USD"
+    items: Annotated[list[MarketplaceItem], Lines] = Field(min_length=1)
 
 
 # --- OMS -----------------------------------------------------------------------------------------
@@ -122,14 +127,14 @@ class OmsType(StrEnum):
 
 
 class OmsReservationEvent(RawModel):
-    event_id: str = Field(min_length=1)
+    event_id: Identifier = Field(min_length=1)
     type: OmsType
-    order_id: str
-    line_id: str
-    sku: str
-    quantity: int = Field(gt=0)
-    from_location: str
-    to_location: str | None = None
+    order_id: Identifier
+    line_id: Identifier
+    sku: Identifier
+    quantity: Quantity = Field(gt=0)
+    from_location: Identifier
+    to_location: Identifier | None = None
     occurred_at: UtcDatetime
 
 
@@ -141,26 +146,27 @@ class WmsType(StrEnum):
     TRANSFER_IN = "TRANSFER_IN"
     CYCLE_COUNT = "CYCLE_COUNT"
     ADJUSTMENT = "ADJUSTMENT"
+    TRANSFER_CLOSE = "TRANSFER_CLOSE"  # at the destination: the transfer is over (lines name its SKUs)
 
 
 class WmsLine(RawModel):
-    sku: str
-    quantity: NonNegativeInt = 0
-    uom: Literal["CASE", "EACH"] | str = "EACH"
-    unit_cost: Decimal | None = Field(default=None, ge=0)
-    counted_quantity: NonNegativeInt | None = None
-    reason: str | None = None
+    sku: Identifier
+    quantity: Quantity = Field(default=0, ge=0)
+    uom: Literal["CASE", "EACH"] | Code = "EACH"
+    unit_cost: Money | None = Field(default=None, ge=0)
+    counted_quantity: Quantity | None = Field(default=None, ge=0)
+    reason: Code | None = None
 
 
 class WmsEvent(RawModel):
-    event_id: str = Field(min_length=1)
-    location_id: str = Field(min_length=1)
+    event_id: Identifier = Field(min_length=1)
+    location_id: Identifier = Field(min_length=1)
     type: WmsType
     occurred_at: UtcDatetime
-    reference: str | None = None
-    transfer_id: str | None = None
-    destination_id: str | None = None
-    lines: list[WmsLine] = Field(min_length=1)
+    reference: Identifier | None = None
+    transfer_id: Identifier | None = None
+    destination_id: Identifier | None = None
+    lines: Annotated[list[WmsLine], Lines] = Field(min_length=1)
 
 
 # --- Returns inspection --------------------------------------------------------------------------
@@ -172,27 +178,27 @@ class Disposition(StrEnum):
 
 
 class InspectionLine(RawModel):
-    sku: str
-    quantity: int = Field(gt=0)
+    sku: Identifier
+    quantity: Quantity = Field(gt=0)
     disposition: Disposition
 
 
 class ReturnInspection(RawModel):
-    inspection_id: str = Field(min_length=1)
-    location_id: str = Field(min_length=1)
+    inspection_id: Identifier = Field(min_length=1)
+    location_id: Identifier = Field(min_length=1)
     occurred_at: UtcDatetime
-    lines: list[InspectionLine] = Field(min_length=1)
+    lines: Annotated[list[InspectionLine], Lines] = Field(min_length=1)
 
 
 # --- Master data and ERP -------------------------------------------------------------------------
 
 class Item(RawModel):
-    sku: str = Field(min_length=1)
-    description: str = ""
-    upcs: list[str] = []
-    marketplace_aliases: dict[str, str] = {}
-    case_pack: int | None = Field(default=None, gt=0)
-    standard_cost: Decimal | None = Field(default=None, ge=0)
+    sku: Identifier = Field(min_length=1)
+    description: Text = ""
+    upcs: Annotated[list[Identifier], Lines] = []
+    marketplace_aliases: Annotated[dict[Identifier, Identifier], Mapping] = {}
+    case_pack: Quantity | None = Field(default=None, gt=0)
+    standard_cost: Money | None = Field(default=None, ge=0)
     active: bool = True
 
 
@@ -202,15 +208,15 @@ class LocationType(StrEnum):
 
 
 class Location(RawModel):
-    location_id: str = Field(min_length=1)
+    location_id: Identifier = Field(min_length=1)
     type: LocationType
-    legal_entity: str = Field(min_length=1)
-    currency: str = "USD"
-    channels: list[str] = []
-    safety_stock: NonNegativeInt = 0
+    legal_entity: Identifier = Field(min_length=1)
+    currency: Code = "USD"
+    channels: Annotated[list[Identifier], Lines] = []
+    safety_stock: Quantity = Field(default=0, ge=0)
     # IANA time zone of the location: a location without a POS (a DC) closes each business date by
     # the clock, DAY_CLOSE_AFTER after that date ends here (SPEC §5.3).
-    timezone: str = "UTC"
+    timezone: Code = "UTC"
 
     @field_validator("timezone")
     @classmethod
@@ -224,12 +230,12 @@ class Location(RawModel):
 
 
 class SnapshotBalance(RawModel):
-    sku: str
-    on_hand: int
+    sku: Identifier
+    on_hand: Quantity
 
 
 class StockSnapshot(RawModel):
-    snapshot_id: str = Field(min_length=1)
-    location_id: str = Field(min_length=1)
+    snapshot_id: Identifier = Field(min_length=1)
+    location_id: Identifier = Field(min_length=1)
     as_of: UtcDatetime
     balances: list[SnapshotBalance]

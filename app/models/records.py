@@ -15,6 +15,13 @@ class Record(BaseModel):
         return self.model_dump_json().encode()
 
 
+class Published(Record):
+    """A record of a public output topic: `schema_version` names its shape in docs/schemas/<topic>.json,
+    so a consumer can tell a changed shape from a bug. Bump it in the model whose shape changes."""
+
+    schema_version: int = 1
+
+
 # --- Availability --------------------------------------------------------------------------------
 
 class Cause(Record):
@@ -25,7 +32,7 @@ class Cause(Record):
     correlation_id: str
 
 
-class AvailabilityRecord(Record):
+class AvailabilityRecord(Published):
     sku: str
     location_id: str
     on_hand: int
@@ -38,12 +45,15 @@ class AvailabilityRecord(Record):
     previous_available: int
     version: int
     negative: bool
+    # Units the movement named beyond what the position held: a FULFIL beyond its open reservation,
+    # a disposition, write-off or repair beyond quality_control or damaged (SPEC §3).
+    unmatched_quantity: int = 0
     cause: Cause
     occurred_at: datetime
     emitted_at: datetime
 
 
-class ChannelAvailability(Record):
+class ChannelAvailability(Published):
     channel: str
     sku: str
     available: int
@@ -64,6 +74,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_RESERVATION = "UNKNOWN_RESERVATION"
     UNIT_OF_MEASURE = "UNIT_OF_MEASURE"
     INACTIVE_ITEM = "INACTIVE_ITEM"
+    OUT_OF_RANGE = "OUT_OF_RANGE"            # a number or date beyond the limits of SPEC §4
+    TOO_LARGE = "TOO_LARGE"                  # a record, identifier or list beyond its size limit
+    PROCESSING_ERROR = "PROCESSING_ERROR"    # a stage raised on the record: the exception's type and message
 
 
 class Rejection(Record):
@@ -74,17 +87,22 @@ class Rejection(Record):
     source_event_id: str | None = None
 
 
-class DeadLetter(Record):
+class DeadLetter(Published):
     source_topic: str
     partition: int | None
     offset: int | None
     key: str | None
-    raw_value: str
+    raw_value: str                      # whole, or its first part when `raw_truncated` (SPEC §4: a letter fits)
     error_code: ErrorCode
     error_detail: str
     received_at: datetime
     source_system: str | None = None
     source_event_id: str | None = None
+    raw_size: int = 0                   # bytes of the whole raw value
+    raw_sha256: str = ""                # of the whole raw value, to match it with the producer's copy
+    raw_truncated: bool = False
+    stage: str | None = None            # the stage that dead-lettered it (ingest, positions, finance, ...)
+    app_id: str | None = None           # the deployment (APP_ID) that wrote it: apps sharing a cluster share the DLQ
 
 
 # --- Finance -------------------------------------------------------------------------------------
@@ -101,6 +119,8 @@ class PostingKind(StrEnum):
     COUNT_VARIANCE = "COUNT_VARIANCE"
     LATE_COUNT_REVERSAL = "LATE_COUNT_REVERSAL"
     WRITE_OFF = "WRITE_OFF"
+    COST_ADJUSTMENT = "COST_ADJUSTMENT"
+    LOST_IN_TRANSIT = "LOST_IN_TRANSIT"
 
 
 class PostingLine(Record):
@@ -111,7 +131,7 @@ class PostingLine(Record):
     quantity: int | None = None
 
 
-class Posting(Record):
+class Posting(Published):
     posting_id: str
     kind: PostingKind
     legal_entity: str
@@ -132,9 +152,10 @@ class FinanceExceptionCode(StrEnum):
     UNKNOWN_LEGAL_ENTITY = "UNKNOWN_LEGAL_ENTITY"
     UNBALANCED = "UNBALANCED"
     MISSING_PRICE = "MISSING_PRICE"
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
 
 
-class FinanceException(Record):
+class FinanceException(Published):
     source_event_id: str
     source_system: str
     movement_id: str | None
@@ -144,7 +165,7 @@ class FinanceException(Record):
     created_at: datetime
 
 
-class JournalBatch(Record):
+class JournalBatch(Published):
     batch_id: str
     legal_entity: str
     location_id: str
@@ -153,7 +174,9 @@ class JournalBatch(Record):
     late: bool
     sequence: int                       # 0 for the day batch, 1.. for late batches after it
     totals: dict[str, dict[str, Decimal]]  # account -> {"debit": .., "credit": ..}
-    posting_ids: list[str]
+    posting_ids: list[str]              # the first 1,000 postings it covers (all of them when posting_count <= 1,000)
+    posting_count: int = 0              # postings it covers
+    posting_digest: str = ""            # XOR of their ids' SHA-256, hex (app/domain/day_batches.posting_digest_of)
     control: dict[str, str]             # named control totals, as strings (units or money)
     closed_at: datetime
 
@@ -245,7 +268,7 @@ class ReconResult(Record):
     as_of_exact: bool = True              # False: as_of is older than DEDUPE_RETENTION
 
 
-class DriftRecord(Record):
+class DriftRecord(Published):
     location_id: str
     sku: str
     erp_on_hand: int | None
@@ -258,7 +281,7 @@ class DriftRecord(Record):
     correction_movement_id: str | None = None
 
 
-class ReconciliationSummary(Record):
+class ReconciliationSummary(Published):
     """One snapshot at one location; also the value of the `reconciliation-summaries` table."""
 
     location_id: str

@@ -6,7 +6,7 @@ same generator feeds `make run`, the end-to-end tests, the chaos suite and the b
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -74,10 +74,11 @@ class RetailWorkload:
     seed: int = 7
     start: datetime = field(default_factory=lambda: datetime.now(UTC))
     duplicate_rate: float = 0.0  # share of events a producer re-sends
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.clock = self.start
+        self.clock = min(self.start, self.now())
         self.seq = 0
         self.open_orders: list[tuple[str, str, str, str, int]] = []  # (kind, order_id, loc, sku, qty)
         self.in_transit: list[tuple[str, str, str, int]] = []        # (transfer_id, dest, sku, qty)
@@ -90,7 +91,12 @@ class RetailWorkload:
         return f"{prefix}-{self.seed}-{self.seq:08d}"
 
     def _tick(self) -> str:
-        self.clock += timedelta(milliseconds=self.rng.randint(5, 200))
+        # Events are generated faster than their simulated spacing, so the clock would run ahead of
+        # the wall clock (minutes into the future after a while) and stamp events that have not
+        # happened yet: it never passes now (and never goes back). A start in the past still
+        # advances by the simulated spacing, so seeded runs there stay reproducible.
+        step = timedelta(milliseconds=self.rng.randint(5, 200))
+        self.clock = max(self.clock, min(self.clock + step, self.now()))
         return iso(self.clock)
 
     @property

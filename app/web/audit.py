@@ -3,6 +3,9 @@
 Each `AuditEntry` goes to a JSON-lines file (AUDIT_LOG, default DATA_DIR/audit.log) and to the
 `ops.audit` topic keyed by the actor, so the trail outlives the worker's disk. An action writes
 two entries sharing an `audit_id`: `started` before it runs and `succeeded` or `failed` after.
+
+Fail-closed (SPEC §7): an action whose `started` entry reaches neither the file nor the topic does
+not run; the caller answers 503 (`AuditUnavailable`).
 """
 from __future__ import annotations
 
@@ -42,14 +45,30 @@ def append_line(path: Path, entry: AuditEntry) -> None:
         f.write(entry.to_json() + b"\n")
 
 
-async def record(entry: AuditEntry, path: Path | None, topic: Any) -> None:
-    """Write one entry to the file and the topic; a failure of one is logged and does not stop the other."""
+class AuditUnavailable(Exception):
+    """Neither the audit file nor the audit topic took the entry: the action must not run."""
+
+
+async def record(entry: AuditEntry, path: Path | None, topic: Any, *, required: bool = False) -> None:
+    """Write one entry to the file and the topic; a failure of one is logged and does not stop the other.
+
+    With `required` (the `started` entry, written before the action runs), failing both raises
+    AuditUnavailable. A closing entry that fails both is only logged: the action has already run and
+    its answer is still the truth; the `started` entry says it was attempted.
+    """
+    written = False
     if path is not None:
         try:
             append_line(path, entry)
+            written = True
         except OSError:
             log.exception("cannot write audit log %s", path)
     try:
         await topic.send(key=entry.actor.encode(), value=entry.to_json())
+        written = True
     except Exception:
         log.exception("cannot publish audit entry %s", entry.detail.get("audit_id"))
+    if not written:
+        log.error("audit entry %s written nowhere", entry.detail.get("audit_id"))
+        if required:
+            raise AuditUnavailable(entry.detail.get("audit_id"))

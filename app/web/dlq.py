@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app import topics as t
+from app.connection import client_kwargs
 from app.faust_app import app, audit_topic, settings
 from app.models.records import ErrorCode
 from app.replay import replay_dead_letters, select_dead_letters
@@ -29,6 +30,10 @@ log = logging.getLogger("app.web.dlq")
 
 WINDOW = 10_000
 MAX_LIMIT = 1_000
+# Of each letter's raw value, the index holds this much: a letter may carry 256 KiB of it (SPEC §4), and
+# WINDOW whole letters from a hostile producer would be gigabytes in every worker (and in one answer of
+# MAX_LIMIT letters). The whole letter stays on the DLQ topic at its dlq_partition and dlq_offset.
+INDEX_RAW_CHARS = 2048
 
 
 class DeadLetterIndex:
@@ -49,6 +54,9 @@ class DeadLetterIndex:
         self.total += 1
         self.by_code[str(letter.get("error_code"))] += 1
         self.by_source_topic[str(letter.get("source_topic"))] += 1
+        raw = letter.get("raw_value")
+        if isinstance(raw, str) and len(raw) > INDEX_RAW_CHARS:
+            letter = {**letter, "raw_value": raw[:INDEX_RAW_CHARS], "raw_value_cut_in_view": True}
         self.recent.append(letter)
 
     def query(self, *, code: str | None = None, source_topic: str | None = None,
@@ -85,7 +93,7 @@ async def follow_dead_letters() -> None:
 
 
 async def _follow() -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(**client_kwargs(settings.kafka), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -191,12 +199,12 @@ class ReplayDeadLetters(View):
         described = replay.model_dump(mode="json")
         started = audit.audit_entry(principal, action, described, "started", request_id=request_id)
         audit_id = started.detail["audit_id"]
-        await audit.record(started, settings.audit_log, audit_topic)
+        await audit.record(started, settings.audit_log, audit_topic, required=True)
         try:
             if replay.dry_run:
-                count = len(await select_dead_letters(settings.kafka_bootstrap, **selection))
+                count = len(await select_dead_letters(settings.kafka, **selection))
             else:
-                count = await replay_dead_letters(settings.kafka_bootstrap, **selection)
+                count = await replay_dead_letters(settings.kafka, **selection)
         except Exception as exc:
             await audit.record(audit.audit_entry(principal, action, described, "failed", {"error": repr(exc)},
                                                  audit_id=audit_id, request_id=request_id),

@@ -9,7 +9,7 @@ from functools import wraps
 from typing import Any
 
 import orjson
-from aiohttp.web import RequestKey
+from aiohttp.web import HTTPRequestEntityTooLarge, RequestKey
 from faust.exceptions import SameNode
 from faust.types import TopicT
 from faust.web import Request, Response, View
@@ -17,6 +17,7 @@ from faust.web.exceptions import ServiceUnavailable
 
 from app.faust_app import app, settings
 from app.logging_setup import correlated
+from app.web.audit import AuditUnavailable
 from app.web.auth import Denied, Principal, authenticate
 
 log = logging.getLogger("app.web")
@@ -59,6 +60,11 @@ def problem_response(view: View, problem: Problem, request_id: str | None = None
     return json_response(view, body, problem.status, headers)
 
 
+def too_large() -> Problem:
+    return Problem(413, "BODY_TOO_LARGE", f"request body over {settings.web_max_body} bytes (WEB_MAX_BODY)",
+                   limit=settings.web_max_body)
+
+
 def principal_of(request: Request) -> Principal:
     return request[PRINCIPAL]
 
@@ -80,12 +86,22 @@ def guarded(role: str) -> Callable:
                 try:
                     principal = authenticate(request.headers.get("Authorization"), settings.api_tokens, role)
                     request[PRINCIPAL] = principal
+                    # A declared length over the limit is refused before the body is read; a chunked
+                    # body is cut by aiohttp at client_max_size (same limit) when the view reads it.
+                    if (request.content_length or 0) > settings.web_max_body:
+                        raise too_large()
                     response = await method(view, request, **match_info)
                 except Denied as denied:
                     response = problem_response(view, Problem(denied.status, denied.code, denied.message),
                                                 request_id)
                 except Problem as problem:
                     response = problem_response(view, problem, request_id)
+                except HTTPRequestEntityTooLarge:
+                    response = problem_response(view, too_large(), request_id)
+                except AuditUnavailable:
+                    response = problem_response(view, Problem(
+                        503, "AUDIT_UNAVAILABLE", "the audit trail cannot be written (file and topic); "
+                        "the action was not run"), request_id)
                 except ServiceUnavailable:
                     response = problem_response(view, Problem(
                         503, "NOT_ASSIGNED", "partitions are not assigned yet (worker starting or rebalancing)"),

@@ -49,9 +49,9 @@ class PipelineCollector:
         for row in rows:
             lag.add_metric([row["topic"], str(row["partition"])], row["lag"])
         yield lag
-        yield GaugeMetricFamily("stock_sync_consumer_lag_total", "Highwater minus committed offset, this worker",
+        yield GaugeMetricFamily("stock_sync_worker_lag", "Highwater minus committed offset, this worker",
                                 value=sum(r["lag"] for r in rows))
-        yield GaugeMetricFamily("stock_sync_consumer_unprocessed_total",
+        yield GaugeMetricFamily("stock_sync_worker_unprocessed",
                                 "Records in assigned input partitions not yet taken by this worker",
                                 value=sum(r["unprocessed"] for r in rows))
         dlq = GaugeMetricFamily("stock_sync_dlq_topic_records", "Dead letters in inventory.dlq, by error code",

@@ -16,10 +16,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from app.connection import client_kwargs
 from tests.chaos.oracle import RawInput
 from tests.chaos.workload import RawRecord
 
 AVAILABILITY, POSTINGS, DLQ = "inventory.availability", "finance.postings", "inventory.dlq"
+BUCKETS = ("on_hand", "reserved", "quality_control", "damaged", "in_transit")
 
 
 class LoopThread:
@@ -47,6 +49,8 @@ class ProduceProgress:
     sent: int = 0
     retried: int = 0
     paused_for: float = 0.0
+    started_at: float = 0.0   # monotonic: the first record handed to the producer
+    finished_at: float = 0.0  # monotonic: the last record acknowledged
 
 
 class Producer:
@@ -67,7 +71,7 @@ class Producer:
 
     async def _get(self) -> AIOKafkaProducer:
         if self._producer is None:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
+            self._producer = AIOKafkaProducer(**client_kwargs(self.bootstrap), acks="all", linger_ms=5,
                                               request_timeout_ms=20000, retry_backoff_ms=250)
             await self._producer.start()
         return self._producer
@@ -104,7 +108,7 @@ class Producer:
     async def _send_each(self, records: list[RawRecord], rate: float, progress: ProduceProgress) -> None:
         producer = await self._get()
         pending: list[tuple[RawRecord, asyncio.Future]] = []
-        started = time.monotonic()
+        started = progress.started_at = time.monotonic()
         for record in records:
             if not self.gate.is_set():
                 await self._settle(pending, progress)
@@ -125,6 +129,7 @@ class Producer:
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         await self._settle(pending, progress)
+        progress.finished_at = time.monotonic()
 
     async def _enqueue(self, producer: AIOKafkaProducer, record: RawRecord, progress: ProduceProgress):
         while True:
@@ -167,6 +172,10 @@ class Observed:
     postings: int = 0
     dlq: int = 0
     last_output_at: float = 0.0
+    # The buckets of each key's highest version, and where each dead letter's record sat: what the
+    # soak run compares with the oracle while it waits for convergence.
+    latest: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
 
 
 class Tracker:
@@ -183,7 +192,7 @@ class Tracker:
         self.errors = 0
 
     async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(**client_kwargs(self.bootstrap), enable_auto_commit=False,
                                     auto_offset_reset="earliest", group_id=None, request_timeout_ms=20000)
         await consumer.start()
         try:
@@ -219,16 +228,21 @@ class Tracker:
         with self.lock:
             self.seen.last_output_at = time.monotonic()
             if topic == AVAILABILITY and key is not None:
-                version = orjson.loads(value)["version"]
+                record = orjson.loads(value)
+                version = record["version"]
                 k = key.decode()
                 if version > self.seen.max_version.get(k, 0):
                     self.seen.max_version[k] = version
+                    self.seen.latest[k] = tuple(record.get(b) for b in BUCKETS)
                 self.seen.availability += 1
             elif topic == POSTINGS:
                 self.seen.postings += 1
                 self.seen.posting_ids.add(key.decode() if key else orjson.loads(value)["posting_id"])
             elif topic == DLQ:
                 self.seen.dlq += 1
+                letter = orjson.loads(value)
+                self.seen.dead_lettered.add((letter.get("source_topic"), letter.get("partition"),
+                                             letter.get("offset")))
 
     def behind(self, expected_versions: dict[str, int]) -> dict[str, tuple[int, int]]:
         """Keys whose highest version seen is below the expected one: key -> (seen, expected)."""
@@ -261,7 +275,7 @@ class OutRecord:
 async def read_to_end(bootstrap: str, topics: Iterable[str], *, raw_inputs: bool = False,
                       namespace: str | None = None, timeout: float = 180.0) -> list:
     """Read whole topics up to their end offsets now; RawInput (with phase headers) or OutRecord."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), enable_auto_commit=False, auto_offset_reset="earliest",
                                 group_id=None, max_partition_fetch_bytes=4 << 20, request_timeout_ms=30000)
     await consumer.start()
     out: list = []
@@ -329,8 +343,8 @@ async def group_lag(bootstrap: str, group_id: str,
     """Committed and end offset of every partition the group committed, and of every partition of
     `topics` (committed -1 when the group never committed it), by topic."""
     from aiokafka.admin import AIOKafkaAdminClient
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap), request_timeout_ms=20000)
+    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), group_id=None, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:

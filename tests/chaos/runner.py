@@ -78,6 +78,7 @@ class ChaosRun:
         self.barriers: list[dict] = []
         self.notes: list[str] = []
         self.figures: dict = {}
+        self.extra_figures: dict = {}  # a scenario's own figures (e.g. the soak's), saved with the run's
         self.verdict: Verdict | None = None
         self.began = time.monotonic()
         self.stuck_after = 45.0
@@ -326,13 +327,14 @@ class ChaosRun:
         return None
 
     # --- the end ---------------------------------------------------------------------------------
-    def finish(self, *, settle: float = 3.0, posting_timeout: float = 120.0) -> Verdict:
+    def finish(self, *, settle: float = 3.0, posting_timeout: float = 120.0,
+               consume_timeout: float = 180.0) -> Verdict:
         expected_postings = sum(len(k) for k in self.phase_oracle.result.posting_kinds.values())
         deadline = time.monotonic() + posting_timeout
         while self.tracker.snapshot()[1] < expected_postings and time.monotonic() < deadline:
             time.sleep(0.5)
             self.watchdog()
-        self._wait_consumed(timeout=180.0)
+        self._wait_consumed(timeout=consume_timeout)
         quiet_since = time.monotonic()
         last = self.tracker.snapshot()
         while time.monotonic() - quiet_since < settle and time.monotonic() < deadline + 30:
@@ -385,6 +387,7 @@ class ChaosRun:
             "producer": {"records_sent": len(self.generated)},
             "tracker_fetch_errors": self.tracker.errors,
             **self.verdict.figures,
+            **self.extra_figures,
         }
         self._save()
         return self.verdict
@@ -558,9 +561,11 @@ async def declare_changelogs(bootstrap: str, app_id: str, partitions: int) -> li
     `_global_table_standby_assignments`), leaving the worker never ready.
     """
     from aiokafka.admin import AIOKafkaAdminClient
+
+    from app.connection import client_kwargs
     names = [f"{app_id}-{table}-changelog" for table in changelog_tables()]
     await create_topics(bootstrap, partitions, names)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap))
     await admin.start()
     try:
         for _ in range(50):

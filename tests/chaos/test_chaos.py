@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chaos.runner import ChaosRun
+from tests.chaos.soak import SoakPlan, run_soak
 
 
 def _run(run: ChaosRun, body) -> ChaosRun:
@@ -82,3 +83,21 @@ def test_long_chaos_repeated_faults(chaos_broker):
                             (0.6, "SIGKILL w3, restart it", lambda r: r.kill_and_restart("w3"))], final=True)
 
     _run(ChaosRun("long", chaos_broker, seed=37, n_skus=80, rate=120.0, barrier_timeout=420.0), body)
+
+
+@pytest.mark.chaos_soak
+def test_soak_converges_after_both_workers_restart_under_sustained_load(chaos_broker):
+    """Two workers, ≥ 400 raw records/s for about 60 s; half-way one is SIGKILLed (restarted on its
+    data dir) and the other SIGTERMed (restarted on an empty data dir). Every position, posting and
+    dead letter must equal the oracle within 60 s of the last send, and the verdict must be clean.
+    Rate, duration and limits: SOAK_RATE, SOAK_DURATION, SOAK_CONVERGE_WITHIN, SOAK_OBSERVE (`make soak`)."""
+    plan = SoakPlan.from_env()
+    run = ChaosRun("soak", chaos_broker, seed=53, n_skus=40, rate=plan.rate, barrier_timeout=300.0)
+    try:
+        result = run_soak(run, plan)
+    except BaseException as exc:
+        run.record_failure(exc)
+        run.abort()
+        raise
+    assert result.passed_time_limit, f"not converged within {plan.converge_within:.0f}s of the last send\n{result.report}"
+    assert result.verdict.mismatch_total == 0, f"{result.verdict.summary()}\n{result.report}"

@@ -5,10 +5,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from tests.chaos.kafka_tools import OutRecord
+from tests.chaos.kafka_tools import BUCKETS, OutRecord
 from tests.chaos.oracle import MovementRef, OracleResult, RawInput
 
-BUCKETS = ("on_hand", "reserved", "quality_control", "damaged", "in_transit")
+__all__ = ["BUCKETS", "Verdict", "compare"]
 RAW_TOPICS = {"pos.transactions", "ecom.orders", "marketplace.orders", "oms.reservations", "wms.events",
               "returns.inspections"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from app.connection import KafkaConnection
 from app.kafka_io import Received, produce, read_topic
 from app.settings import REPO_ROOT
 
@@ -21,8 +23,11 @@ ADMIN = "admin-token"
 class WorkerProcess:
     """One pipeline worker as a subprocess (`python -m app.cli worker`), as an operator would run it."""
 
-    def __init__(self, bootstrap: str, data_dir: Path, web_port: int, app_id: str, **env: str) -> None:
+    def __init__(self, bootstrap: str, data_dir: Path, web_port: int, app_id: str, *, web_ca: Path | None = None,
+                 **env: str) -> None:
         self.bootstrap = bootstrap
+        # With WEB_TLS_CERT/WEB_TLS_KEY in env the worker serves HTTPS; web_ca is the CA that signed it.
+        self.web_tls = ssl.create_default_context(cafile=str(web_ca)) if web_ca else None
         self.data_dir = data_dir
         self.web_port = web_port
         self.app_id = app_id
@@ -44,7 +49,7 @@ class WorkerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"{'https' if self.web_tls else 'http'}://127.0.0.1:{self.web_port}"
 
     def start(self, wait_ready: float = 120.0) -> WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +66,7 @@ class WorkerProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2, context=self.web_tls) as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -90,11 +95,11 @@ class WorkerProcess:
             self.proc.wait(timeout=30)
 
 
-def send(bootstrap: str, events: list[tuple[str, str | None, object]]) -> int:
+def send(bootstrap: KafkaConnection | str, events: list[tuple[str, str | None, object]]) -> int:
     return asyncio.run(produce(bootstrap, events))
 
 
-def read(bootstrap: str, topic: str, *, where: Callable[[Received], bool] = lambda r: True,
+def read(bootstrap: KafkaConnection | str, topic: str, *, where: Callable[[Received], bool] = lambda r: True,
          expect: int = 0, timeout: float = 60.0, settle: float = 1.5) -> list[Received]:
     """Read `topic` until at least `expect` records match `where` (then let it settle), or time out."""
     deadline = time.monotonic() + timeout
@@ -157,6 +162,38 @@ def wait_for_master(worker: WorkerProcess, skus: list[str] = (), locations: list
     raise AssertionError(f"worker never loaded master data: {missing}")
 
 
+def group_caught_up(bootstrap: str, group: str, topics: list[str], timeout: float = 180.0) -> None:
+    """Wait until consumer group `group` has committed, on every partition of `topics`, today's end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def wait() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await consumer.start()
+        await admin.start()
+        try:
+            tps = [TopicPartition(d["topic"], p["partition"])
+                   for d in await admin.describe_topics(topics) for p in d["partitions"]]
+            consumer.assign(tps)
+            target = await consumer.end_offsets(tps)
+            deadline = time.monotonic() + timeout
+            behind: dict = {}
+            while time.monotonic() < deadline:
+                committed = await admin.list_consumer_group_offsets(group)
+                behind = {tp: end for tp, end in target.items()
+                          if end > 0 and (tp not in committed or committed[tp].offset < end)}
+                if not behind:
+                    return
+                await asyncio.sleep(1.0)
+            raise AssertionError(f"{group} still behind on {len(behind)} partitions: {sorted(map(str, behind))[:5]}")
+        finally:
+            await admin.close()
+            await consumer.stop()
+
+    asyncio.run(wait())
+
+
 # --- Operator web views --------------------------------------------------------------------------
 
 class ApiAnswer:
@@ -189,7 +226,8 @@ def api(worker: WorkerProcess | str, path: str, token: str | None = VIEWER, *, m
         headers["Content-Type"] = "application/json"
     req = urllib.request.Request(base + path, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
+        context = worker.web_tls if isinstance(worker, WorkerProcess) else None
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as response:
             return ApiAnswer(response.status, dict(response.headers), response.read())
     except urllib.error.HTTPError as err:
         return ApiAnswer(err.code, dict(err.headers), err.read())

@@ -83,6 +83,28 @@ def test_a_port_in_use_is_named(tmp_path: Path) -> None:
             LocalBroker(home=tmp_path, port=port, controller_port=_free_ports(1)[0]).start()
 
 
+def test_a_broker_that_lost_the_race_for_its_ports_does_not_pass_for_the_one_that_won(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """Two checkouts starting brokers at once can both find a port pair free: the later JVM cannot bind,
+    and the other broker answering on the port must not be taken for ours (the hostile-producer test once
+    ran against, and wrote into, another checkout's broker that way)."""
+    import app.broker as launcher
+    port, controller_port = _free_ports(2)
+    winner = LocalBroker(home=tmp_path / "winner", port=port, controller_port=controller_port)
+    loser = LocalBroker(home=tmp_path / "loser", port=port, controller_port=controller_port)
+    try:
+        winner.start()
+        assert launcher.cluster_id_at(port) == winner.cluster_id() is not None
+        monkeypatch.setattr(launcher, "_port_free", lambda port: True)  # the ports were free at the check
+        with pytest.raises(BrokerError):
+            loser.start()
+        assert loser.pid() is None, "the loser is not left running"
+        assert winner.is_running() and launcher.cluster_id_at(port) == winner.cluster_id()
+    finally:
+        loser.stop()
+        winner.stop()
+
+
 def test_start_produce_consume_transactions_restart_stop(tmp_path: Path) -> None:
     port, controller_port = _free_ports(2)
     broker = LocalBroker(home=tmp_path / "kafka", port=port, controller_port=controller_port)

@@ -12,14 +12,13 @@ import time
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from app import topics as t
 from app.kafka_io import read_topic
 from app.settings import REPO_ROOT
 from tests.e2e.harness import (
-    WorkerProcess, api, declare_changelogs, read, send, wait_for_api, wait_for_master, wait_for_versions,
+    WorkerProcess, api, declare_changelogs, group_caught_up, read, send, wait_for_api, wait_for_master,
+    wait_for_versions,
 )
 from tests.e2e.scenario import Scenario
 
@@ -112,35 +111,6 @@ def test_injected_differences_are_reported_exactly_and_once(bootstrap, pipeline)
 
 # --- Correction mode: a second worker of its own (a new app id reads every topic from the start) ---
 
-def _group_caught_up(bootstrap: str, group: str, topics: list[str], timeout: float = 180.0) -> None:
-    """Wait until consumer group `group` has committed, on every partition of `topics`, today's end offsets."""
-    async def wait() -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await consumer.start()
-        await admin.start()
-        try:
-            tps = [TopicPartition(d["topic"], p["partition"])
-                   for d in await admin.describe_topics(topics) for p in d["partitions"]]
-            consumer.assign(tps)
-            target = await consumer.end_offsets(tps)
-            deadline = time.monotonic() + timeout
-            behind: dict = {}
-            while time.monotonic() < deadline:
-                committed = await admin.list_consumer_group_offsets(group)
-                behind = {tp: end for tp, end in target.items()
-                          if end > 0 and (tp not in committed or committed[tp].offset < end)}
-                if not behind:
-                    return
-                await asyncio.sleep(1.0)
-            raise AssertionError(f"{group} still behind on {len(behind)} partitions: {sorted(map(str, behind))[:5]}")
-        finally:
-            await admin.close()
-            await consumer.stop()
-
-    asyncio.run(wait())
-
-
 @pytest.fixture
 def correcting_worker(bootstrap, pipeline):
     data = pipeline.data_dir.parent / "recon-corrections"
@@ -166,7 +136,7 @@ def test_correction_mode_adjusts_confirmed_drift_and_posts_it_to_finance(bootstr
 
     worker = correcting_worker.start()
     wait_for_master(worker, skus=[sku1, sku2], locations=[store])
-    _group_caught_up(bootstrap, worker.app_id, [*t.RAW_TOPICS, t.MOVEMENTS])
+    group_caught_up(bootstrap, worker.app_id, [*t.RAW_TOPICS, t.MOVEMENTS])
 
     snap_id = s.id("SNAP")
     send(bootstrap, [snapshot(s, store, snap_id, 5, {sku1: 7, sku2: 4})])

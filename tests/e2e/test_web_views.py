@@ -89,6 +89,21 @@ def test_a_viewer_may_not_replay_dead_letters(pipeline):
     assert answer.status == 403 and answer.json["error"] == "FORBIDDEN"
 
 
+@pytest.mark.parametrize("path", ["/table/", "/table/positions/", "/router/", "/graph/", "/stats/", "/assignment/",
+                                  "/performance/"])
+def test_faust_own_views_are_not_served(pipeline, path):
+    """SPEC §10: Faust's table, router, graph and sensor views would serve state without a token."""
+    for token in (None, ADMIN):
+        answer = api(pipeline, path, token=token)
+        assert answer.status == 404, answer
+
+
+def test_a_body_over_the_limit_is_413_json_not_500(pipeline):
+    answer = api(pipeline, "/v1/dlq/replay", ADMIN, method="POST", body=b'{"note": "' + b"x" * (2 << 20) + b'"}')
+    assert answer.status == 413 and answer.json["error"] == "BODY_TOO_LARGE", answer
+    assert answer.json["limit"] == 1 << 20
+
+
 # --- positions -----------------------------------------------------------------------------------
 
 def test_position_view_shows_buckets_version_cost_and_open_reservations(pipeline, shop):
@@ -286,4 +301,4 @@ def test_metrics_move_with_traffic(bootstrap, pipeline, shop):
         before, "stock_sync_dlq_records_total", code="MALFORMED_JSON")
     assert metric(after, "stock_sync_event_to_availability_seconds_count") > metric(
         before, "stock_sync_event_to_availability_seconds_count")
-    assert "stock_sync_consumer_lag_total" in after and "stock_sync_consumer_unprocessed_total" in after
+    assert "stock_sync_worker_lag" in after and "stock_sync_worker_unprocessed" in after

@@ -8,6 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.domain.marks import mark_of
 from app.domain.positions import PositionContext, apply, new_position
 from app.models.canonical import Movement, MovementType, Position, Role, SourceSystem
 from tests.factories import make_movement
@@ -177,5 +178,5 @@ def test_version_counts_the_distinct_movements_applied(history, safety_stock):
 
     assert run.position.version == len(run.applied)
     assert len({m.movement_id for m in run.applied}) == len(run.applied)
-    assert set(run.position.applied) == {m.movement_id for m in run.applied}
+    assert set(run.position.applied) == {mark_of(m.movement_id) for m in run.applied}
 

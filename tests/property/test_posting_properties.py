@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain.accounts import Charts
-from app.domain.costing import average_after_inflow
+from app.domain.costing import average_after_inflow, current_cost
+from app.domain.positions import PositionContext, apply, new_position
 from app.domain.postings import posting_id, posting_totals, postings_for
 from app.models.canonical import Applied, Channel, MovementType, Role
 from app.models.records import FinanceExceptionCode, Posting, PostingKind
@@ -151,3 +152,44 @@ def test_inventory_account_equals_on_hand_times_average_cost_within_rounding(tra
 
     assert on_hand >= 0
     assert abs(inventory_net(postings) - on_hand * (avg or 0)) <= bound
+
+
+# Receipts and sales through the real position rules, sales not capped: stock goes negative and
+# comes back, and the revaluation of SPEC §5.1 keeps the identity.
+uncapped_trades = st.lists(
+    st.one_of(st.tuples(st.just(MovementType.RECEIPT), quantities, unit_costs),
+              st.tuples(st.just(MovementType.SALE), quantities, st.none())),
+    min_size=1, max_size=40)
+
+
+@settings(deadline=None, max_examples=200)
+@given(uncapped_trades, st.none() | money(10**5, 4))
+def test_inventory_account_equals_on_hand_times_average_cost_after_negative_stock(trades, standard_cost):
+    """Σ inventory postings == on_hand x the cost it is held at (avg, standard before any receipt), to within
+
+        0.005 x (entries) + 0.00005 x Σ (|on_hand before| + |on_hand after|) over receipts
+
+    The first term is each entry's rounding to the cent (a sale's COGS; a receipt's RECEIPT and
+    COST_ADJUSTMENT; one that rounds to 0.00 is not posted and is off by as much). A receipt re-rounds the average to
+    4 decimals, revaluing what is on hand after it (as in the test above) and, when it covers
+    negative stock, the negative units it revalues by COST_ADJUSTMENT at the unrounded cost.
+    """
+    ctx = PositionContext(now_epoch=int(NOW.timestamp()), dedupe_retention=3600, standard_cost=standard_cost,
+                          legal_entity="US01")
+    position = new_position("SKU-1001", "S042")
+    postings: list[Posting] = []
+    bound = Decimal(0)
+    for index, (kind, quantity, cost) in enumerate(trades):
+        movement = make_movement(movement_type=kind, source_line=str(index), movement_id=f"m{index}",
+                                 quantity=quantity, unit_price=None, revenue_on_hold=True, unit_cost=cost)
+        before = position.on_hand
+        outcome = apply(position, movement, ctx)
+        position = outcome.position
+        result = postings_for(outcome.applied, LOCATION, CHARTS, NOW)
+        postings += result.postings
+        bound += HALF_CENT
+        if kind is MovementType.RECEIPT:
+            bound += HALF_CENT + HALF_COST_STEP * (abs(before) + abs(position.on_hand))
+
+    held_at = current_cost(position.avg_cost, standard_cost) or 0
+    assert abs(inventory_net(postings) - position.on_hand * held_at) <= bound

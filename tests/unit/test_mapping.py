@@ -580,3 +580,49 @@ def test_timestamp_without_offset_is_read_as_utc(topic):
 
     assert all(m.occurred_at == OCCURRED for m in result.movements)
     assert all(m.expires_at is None or m.expires_at == OCCURRED + TTL for m in result.movements)
+
+
+# --- Every line counts (SPEC §3): repeated line ids ----------------------------------------------
+
+def test_pos_lines_with_the_same_line_no_are_distinct_movements_and_postings():
+    from app.domain.postings import posting_id
+    from app.models.records import PostingKind
+
+    txn = pos_txn(lines=[pos_line(), pos_line(quantity=1), pos_line(line_no=2, quantity=4)])
+    movements = mapped(POS, txn).movements
+    ids = [m.movement_id for m in movements]
+    # the first occurrence keeps the id a well-formed event would have; the repeat gets ~2
+    assert ids == ["pos:S042-R3-000123:1:line", "pos:S042-R3-000123:1~2:line", "pos:S042-R3-000123:2:line"]
+    assert [m.quantity for m in movements] == [2, 1, 4]
+    assert len({posting_id(i, PostingKind.COGS) for i in ids}) == 3
+    # a resend of the whole event maps to the same ids
+    assert [m.movement_id for m in mapped(POS, txn).movements] == ids
+
+
+def test_order_lines_with_the_same_line_id_reserve_separately():
+    order = ecom_order(lines=[{"line_id": "1", "sku": "SKU-1001", "quantity": 1, "unit_price": "1", "tax": "0"},
+                              {"line_id": "1", "sku": "SKU-1001", "quantity": 2, "unit_price": "1", "tax": "0"}])
+    movements = mapped(ECOM, order).movements
+    assert [(m.movement_id, m.order_line_id, m.quantity) for m in movements] == [
+        ("ecom:evt-77:1:line", "1", 1), ("ecom:evt-77:1~2:line", "1~2", 2)]
+    items = marketplace_order()["items"]
+    market = mapped(MARKETPLACE, marketplace_order(items=[items[0], items[0]])).movements
+    assert [m.order_line_id for m in market] == ["1", "1~2"]
+
+
+# --- WMS: damaged stock leaving the books, transfers closing --------------------------------------
+
+@pytest.mark.parametrize("reason", ["WRITE_OFF", "REPAIRED"])
+def test_wms_adjustment_accepts_write_off_and_repaired(reason):
+    [movement] = mapped(WMS, wms_event("ADJUSTMENT", [wms_line(reason=reason, unit_cost=None)])).movements
+    assert (movement.movement_type, movement.reason, movement.quantity) == (MovementType.ADJUST, reason, 3)
+
+
+def test_wms_transfer_close_maps_each_named_sku_to_a_close_at_the_destination():
+    event = wms_event("TRANSFER_CLOSE", [wms_line(quantity=0, unit_cost=None), wms_line(sku="SKU-2002", quantity=0,
+                                                                                          unit_cost=None)],
+                      location_id="S042", transfer_id="T-9")
+    movements = mapped(WMS, event).movements
+    assert [(m.movement_type, m.sku, m.location_id, m.transfer_id, m.quantity) for m in movements] == [
+        (MovementType.TRANSFER_CLOSE, "SKU-1001", "S042", "T-9", 0),
+        (MovementType.TRANSFER_CLOSE, "SKU-2002", "S042", "T-9", 0)]

@@ -158,3 +158,24 @@ def test_throttle_publishes_each_key_at_most_once_per_interval_and_always_its_fi
         times = [t for t, _ in values]
         assert all(later - earlier >= interval for earlier, later in zip(times, times[1:]))
     assert {key: values[-1][1] for key, values in published.items()} == last_offered
+
+
+# --- Pending channel values survive the worker (SPEC §3 channel final state) ----------------------
+
+def test_settle_pending_forgets_only_channels_published_at_or_after_their_pending_version():
+    from app.domain.network import settle_pending
+
+    n = SkuNetwork(sku="SKU-1001", pending={"web": 4, "store": 2, "amazon": 7})
+    published = {"web": 4, "store": 1}
+    settle_pending(n, published.get)
+    assert n.pending == {"store": 2, "amazon": 7}
+
+
+def test_a_value_kept_from_the_state_is_due_at_once_unless_published_within_the_interval():
+    t = PublishThrottle(interval=1.0)
+    t.keep("web:SKU-1001", "v7")
+    assert t.due(now=100.0) == [("web:SKU-1001", "v7")]
+    assert t.offer("store:SKU-1001", "v1", now=200.0) == "v1"
+    t.keep("store:SKU-1001", "v2")
+    assert t.due(now=200.5) == []
+    assert t.due(now=201.0) == [("store:SKU-1001", "v2")]

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.models.records import TraceFact, TraceStage
-from app.web.dlq import DeadLetterIndex, ReplayRequest
+from app.web.dlq import INDEX_RAW_CHARS, DeadLetterIndex, ReplayRequest
 from app.web.trace import trace_view
 from app.web.trace_store import append_fact, last_fact_at, read_entry
 
@@ -98,6 +98,17 @@ def test_index_filters_by_code_topic_and_event_and_limits():
     assert [r["source_event_id"] for r in records] == ["E2", "E1"] and matched == 3
     assert index.query(code="MALFORMED_JSON")[1] == 0
     assert [r["source_event_id"] for r in index.query(source_event_id="E4")[0]] == ["E4"]
+
+
+def test_index_holds_only_the_start_of_a_big_raw_value_so_its_window_stays_small():
+    index = DeadLetterIndex()
+    big = {**letter(1, "TOO_LARGE"), "raw_value": "x" * (256 * 1024), "raw_size": 1_000_000}
+    index.add(big)
+    index.add(letter(2))
+    records, _ = index.query()
+    assert records[1]["raw_value"] == "x" * INDEX_RAW_CHARS and records[1]["raw_value_cut_in_view"]
+    assert records[1]["raw_size"] == 1_000_000 and big["raw_value"] == "x" * (256 * 1024)  # the letter is not changed
+    assert records[0]["raw_value"] == "{}" and "raw_value_cut_in_view" not in records[0]
 
 
 def test_index_reset_starts_over():

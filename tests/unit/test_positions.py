@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from app.domain.availability import availability_record
+from app.domain.marks import mark_of
 from app.domain.positions import (
     Outcome, PositionContext, apply, expiry_movements, new_position, on_hand_as_of, reservation_key,
 )
@@ -298,7 +299,7 @@ def test_release_of_unknown_reservation_is_rejected_and_leaves_the_stock_unchang
     assert outcome.rejection.error_code is ErrorCode.UNKNOWN_RESERVATION
     assert outcome.applied is None
     assert outcome.position.model_copy(update={"rejected": {}}) == start
-    assert outcome.position.rejected == {early.movement_id: NOW_EPOCH}   # the answer is remembered
+    assert outcome.position.rejected == {mark_of(early.movement_id): NOW_EPOCH}   # the answer is remembered
     assert start.rejected == {}
 
 
@@ -333,7 +334,7 @@ def test_a_dlq_replay_that_still_finds_no_reservation_is_rejected_again():
     again = apply(p, early, replace(CTX, dlq_replay=True))
 
     assert again.rejection is not None
-    assert early.movement_id in again.position.rejected
+    assert mark_of(early.movement_id) in again.position.rejected
 
 
 def test_expiry_of_a_reservation_the_position_no_longer_holds_is_ignored():
@@ -610,7 +611,7 @@ def test_dedupe_mark_is_forgotten_after_the_retention():
     p, _ = run(p, receipt(1, "7.10", event="receipt-new"), ctx=later)
 
     assert first.movement_id not in p.applied
-    assert set(p.applied) == {receipt(1, "7.10", event="receipt-new").movement_id}
+    assert set(p.applied) == {mark_of(receipt(1, "7.10", event="receipt-new").movement_id)}
 
 
 def test_dedupe_mark_within_the_retention_is_kept():
@@ -717,7 +718,7 @@ def test_a_replayed_transfer_out_derives_the_same_in_transit_leg_at_the_same_cos
 def test_what_a_movement_emitted_is_forgotten_after_the_replay_window():
     first = apply(position(on_hand=10), sale(1, "sale-1"), at("3@100"))
     later = apply(first.position, sale(1, "sale-2"), at("3@101", now_epoch=NOW_EPOCH + 601))
-    assert list(later.position.emitted) == [later.applied.movement.movement_id]
+    assert list(later.position.emitted) == [mark_of(later.applied.movement.movement_id)]
     again = apply(later.position, sale(1, "sale-1"), at("3@100", now_epoch=NOW_EPOCH + 602))
     assert again.duplicate and not again.replay
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from app.domain.sources.common import Mapped, MappingContext, Rejected
 from app.domain.sources.inspections import map_inspection
@@ -13,11 +12,12 @@ from app.domain.sources.oms import map_oms
 from app.domain.sources.orders import map_ecom, map_marketplace
 from app.domain.sources.pos import map_pos
 from app.domain.sources.wms import map_wms
+from app.domain.parsing import parse_record
 from app.models.canonical import SourceSystem
 from app.models.raw import EcomOrder, MarketplaceOrder, OmsReservationEvent, PosTransaction, ReturnInspection, WmsEvent
-from app.models.records import ErrorCode, Rejection
+from app.models.records import Rejection
 
-__all__ = ["SOURCES", "Mapped", "MappingContext", "Source", "map_raw", "source_event_id_of"]
+__all__ = ["SOURCES", "Mapped", "MappingContext", "Source", "map_raw"]
 
 
 class Source:
@@ -42,28 +42,13 @@ SOURCES: dict[str, Source] = {s.topic: s for s in (
 )}
 
 
-def source_event_id_of(source: Source, payload: Any) -> str | None:
-    if isinstance(payload, dict):
-        value = payload.get(source.id_field)
-        return str(value) if value is not None else None
-    return None
-
-
 def map_raw(source: Source, raw: bytes, ctx: MappingContext) -> Mapped | Rejection:
     """The whole edge of the pipeline for one raw record; never raises on bad input."""
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return Rejection(error_code=ErrorCode.MALFORMED_JSON, error_detail=str(exc))
-    if not isinstance(payload, dict):
-        return Rejection(error_code=ErrorCode.SCHEMA_INVALID, error_detail="payload is not a JSON object")
-    event_id = source_event_id_of(source, payload)
-    try:
-        event = source.model.model_validate(payload)
-    except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        return Rejection(error_code=ErrorCode.SCHEMA_INVALID, error_detail=detail, source_event_id=event_id)
+    event = parse_record(source.model, raw, source.id_field)
+    if isinstance(event, Rejection):
+        return event
     try:
         return source.mapper(event, ctx)
     except Rejected as exc:
-        return Rejection(error_code=exc.code, error_detail=exc.detail, source_event_id=event_id)
+        return Rejection(error_code=exc.code, error_detail=exc.detail,
+                         source_event_id=getattr(event, source.id_field, None))

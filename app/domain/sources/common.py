@@ -1,6 +1,8 @@
 """What every source mapper shares: the mapping result, movement identity, master-data lookups."""
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -43,6 +45,21 @@ class MappingContext:
 def movement_id(source: SourceSystem, source_event_id: str, line: str, role: Role) -> str:
     """Deterministic identity of a movement: a resent source event maps to the same ids."""
     return f"{source.value}:{source_event_id}:{line}:{role.value}"
+
+
+def distinct_lines(line_ids: Iterable[str]) -> list[str]:
+    """The line part of each movement id, one per line of the event, in order.
+
+    A producer may repeat a line id within one event; each line is still its own movement (SPEC §3
+    "Every line counts"). A repeat gets `~n` for its n-th occurrence, so the ids of well-formed events
+    are unchanged and a resend of the whole event, lines in the same order, maps to the same ids.
+    """
+    seen: Counter[str] = Counter()
+    lines = []
+    for line_id in line_ids:
+        seen[line_id] += 1
+        lines.append(line_id if seen[line_id] == 1 else f"{line_id}~{seen[line_id]}")
+    return lines
 
 
 def require_location(master: MasterData, location_id: str) -> Location:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from app.domain.master import marketplace_alias
 from app.domain.sources.common import (
-    Mapped, MappingContext, Rejected, build_movement, require_item, require_location,
+    Mapped, MappingContext, Rejected, build_movement, distinct_lines, require_item, require_location,
 )
 from app.models.canonical import Channel, Movement, MovementType, SourceSystem
 from app.models.raw import EcomEvent, EcomOrder, MarketplaceOrder, MarketplaceStatus
@@ -48,11 +48,12 @@ def map_ecom(order: EcomOrder, ctx: MappingContext) -> Mapped:
     movements = [
         _order_line_movement(
             ctx, source=SourceSystem.ECOM, event_id=order.event_id, movement_type=movement_type,
-            order_id=order.order_id, line_id=line.line_id, sku=require_item(ctx.master, line.sku).sku,
+            order_id=order.order_id, line_id=line_key, sku=require_item(ctx.master, line.sku).sku,
             location_id=order.fulfillment_location, quantity=line.quantity, occurred_at=order.occurred_at,
             currency=order.currency, channel=Channel.WEB, unit_price=line.unit_price, tax=line.tax,
         )
-        for line in order.lines
+        # A repeated line id is a line of its own for its reservation too (see distinct_lines).
+        for line, line_key in zip(order.lines, distinct_lines(line.line_id for line in order.lines))
     ]
     return Mapped(SourceSystem.ECOM, order.event_id, movements=movements)
 
@@ -61,14 +62,14 @@ def map_marketplace(order: MarketplaceOrder, ctx: MappingContext) -> Mapped:
     require_location(ctx.master, order.ship_node)
     movement_type = _MARKETPLACE_MOVEMENT[order.status]
     movements = []
-    for item in order.items:
+    for item, line_key in zip(order.items, distinct_lines(item.order_item_id for item in order.items)):
         sku = ctx.master.sku_for_alias(marketplace_alias(order.marketplace, item.seller_sku))
         if sku is None:
             raise Rejected(ErrorCode.UNKNOWN_ITEM,
                            f"{order.marketplace} seller_sku {item.seller_sku!r} is no item's marketplace alias")
         movements.append(_order_line_movement(
             ctx, source=SourceSystem.MARKETPLACE, event_id=order.message_id, movement_type=movement_type,
-            order_id=order.order_id, line_id=item.order_item_id, sku=sku, location_id=order.ship_node,
+            order_id=order.order_id, line_id=line_key, sku=sku, location_id=order.ship_node,
             quantity=item.qty, occurred_at=order.occurred_at, currency=order.currency,
             channel=Channel.MARKETPLACE, unit_price=item.item_price, tax=item.item_tax,
         ))

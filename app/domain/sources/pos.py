@@ -4,7 +4,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from app.domain.postings import check_tenders
-from app.domain.sources.common import Mapped, MappingContext, build_movement, require_item, require_location
+from app.domain.sources.common import (
+    Mapped, MappingContext, build_movement, distinct_lines, require_item, require_location,
+)
 from app.models.canonical import Channel, DayClose, MovementType, PosTotals, SourceSystem
 from app.models.raw import PosTransaction, PosType
 
@@ -27,12 +29,12 @@ def map_pos(txn: PosTransaction, ctx: MappingContext) -> Mapped:
         movement_type = MovementType.FULFIL if txn.order_id else MovementType.SALE
 
     movements = []
-    for line in txn.lines:
+    for line, line_key in zip(txn.lines, distinct_lines(str(line.line_no) for line in txn.lines)):
         item = require_item(ctx.master, line.sku, line.upc)
         movements.append(build_movement(
             source=SOURCE,
             source_event_id=txn.transaction_id,
-            line=str(line.line_no),
+            line=line_key,
             movement_type=movement_type,
             sku=item.sku,
             location_id=txn.store_id,

@@ -9,7 +9,7 @@ from app.models.raw import WmsEvent, WmsType
 from app.models.records import ErrorCode
 
 SOURCE = SourceSystem.WMS
-ADJUSTMENT_REASONS = {"DAMAGED", "SHRINK", "FOUND"}
+ADJUSTMENT_REASONS = {"DAMAGED", "SHRINK", "FOUND", "WRITE_OFF", "REPAIRED"}
 
 _MOVEMENT = {
     WmsType.RECEIPT: MovementType.RECEIPT,
@@ -17,7 +17,9 @@ _MOVEMENT = {
     WmsType.TRANSFER_IN: MovementType.TRANSFER_IN,
     WmsType.CYCLE_COUNT: MovementType.COUNT,
     WmsType.ADJUSTMENT: MovementType.ADJUST,
+    WmsType.TRANSFER_CLOSE: MovementType.TRANSFER_CLOSE,
 }
+_TRANSFER_TYPES = (WmsType.TRANSFER_OUT, WmsType.TRANSFER_IN, WmsType.TRANSFER_CLOSE)
 
 
 def map_wms(event: WmsEvent, ctx: MappingContext) -> Mapped:
@@ -25,7 +27,7 @@ def map_wms(event: WmsEvent, ctx: MappingContext) -> Mapped:
     movement_type = _MOVEMENT[event.type]
     role = Role.LINE
     extra: dict = {}
-    if event.type in (WmsType.TRANSFER_OUT, WmsType.TRANSFER_IN):
+    if event.type in _TRANSFER_TYPES:
         # Both legs of a transfer meet on the transfer id; a WMS that sends none uses its reference.
         extra["transfer_id"] = event.transfer_id or event.reference or event.event_id
     if event.type is WmsType.TRANSFER_OUT:
@@ -37,6 +39,16 @@ def map_wms(event: WmsEvent, ctx: MappingContext) -> Mapped:
 
     movements = []
     for index, line in enumerate(event.lines, start=1):
+        if event.type is WmsType.TRANSFER_CLOSE:
+            # The close names the transfer's SKUs; what is lost is what the position still has in
+            # transit, so a quantity, when given, is informational only.
+            item = require_item(ctx.master, line.sku)
+            movements.append(build_movement(
+                source=SOURCE, source_event_id=event.event_id, line=str(index), role=role,
+                movement_type=movement_type, sku=item.sku, location_id=event.location_id,
+                quantity=line.quantity, correlation_id=extra["transfer_id"], occurred_at=event.occurred_at,
+                **extra))
+            continue
         item = require_item(ctx.master, line.sku)
         eaches_per_unit = to_eaches(item, 1, line.uom)
         quantity = line.quantity * eaches_per_unit

@@ -1,0 +1,292 @@
+"""Bulk restore: a table's changelog partitions into RocksDB in WriteBatches, before Faust's recovery.
+
+Faust restores a changelog record by record through its consumer, stream buffers and recovery
+bookkeeping (~7,000 positions/s on this box: 137.7 s for a million, BENCHMARKS.md). This store
+does the same work the way Kafka Streams and Quix do: at a rebalance, before Faust's recovery looks
+at the persisted offsets, it reads each newly assigned changelog partition (every partition, for a
+global table) from its persisted offset to the end with a consumer of its own, writes the records
+into the partition's RocksDB in WriteBatches and moves the persisted offset with each batch. Faust's
+recovery then finds nothing (or the few records written since) left to read, for actives and
+standbys alike, so no agent waits on a partition that nobody fetches.
+
+The seam is Faust's own plugin point for stores (the `faust.stores` entry point, `pyproject.toml`),
+used through `store="bulk-rocksdb://"`: this class is Faust's RocksDB store plus `on_rebalance`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.stores.rocksdb import Store as RocksDBStore
+
+log = logging.getLogger(__name__)
+
+WRITE_EVERY = 20_000       # records per WriteBatch (and per persisted-offset update)
+IDLE_GIVE_UP = 30.0        # seconds without a record while short of the end: the broker is away
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """From where to where one changelog partition must be read: [start, end)."""
+
+    start: int
+    end: int
+
+
+def plan_restore(persisted: Mapping, earliest: Mapping, ends: Mapping) -> dict:
+    """Per partition, the range still to read: after the persisted offset (the last one applied),
+    never before the log's first offset (compacted or deleted away), up to the end. Partitions with
+    nothing left are left out. Pure, so tested without a broker."""
+    plans = {}
+    for tp, end in ends.items():
+        last = persisted.get(tp)
+        start = max(earliest.get(tp, 0), 0 if last is None else last + 1)
+        if start < end:
+            plans[tp] = RestorePlan(start, end)
+    return plans
+
+
+class ChangelogReader:
+    """One consumer per worker for every bulk restore (tables restore one after another)."""
+
+    def __init__(self) -> None:
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _started(self, app) -> AIOKafkaConsumer:
+        """Under the lock (stores stop while others may still restore)."""
+        if self._consumer is None:
+            from app.connection import client_kwargs
+            from app.faust_app import settings
+            consumer = AIOKafkaConsumer(
+                **client_kwargs(settings.kafka), group_id=None, enable_auto_commit=False,
+                auto_offset_reset="earliest", fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20, fetch_max_wait_ms=50,
+                isolation_level="read_committed" if app.in_transaction else "read_uncommitted")
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if self._consumer is not None:
+                consumer, self._consumer = self._consumer, None
+                await consumer.stop()
+
+    async def plan(self, store: BulkRestoringStore, partitions: Iterable[int]) -> dict:
+        """What each partition still needs, from the offsets the store really holds."""
+        async with self._lock:
+            consumer = await self._started(store.app)
+            topic = store.table.changelog_topic.get_topic_name()
+            tps = [TopicPartition(topic, p) for p in partitions]
+            ends = await consumer.end_offsets(tps)
+            earliest = await consumer.beginning_offsets(tps)
+            return plan_restore({tp: store.stored_offset(tp) for tp in tps}, earliest, ends)
+
+    async def copy(self, store: BulkRestoringStore, plans: dict) -> int:
+        if not plans:
+            return 0
+        async with self._lock:
+            consumer = await self._started(store.app)
+            consumer.assign(list(plans))
+            for tp, plan in plans.items():
+                consumer.seek(tp, plan.start)
+            return await _copy(consumer, store, plans)
+
+
+async def _copy(consumer: AIOKafkaConsumer, store: BulkRestoringStore, plans: dict) -> int:
+    remaining = dict(plans)
+    copied = 0
+    pending: dict = {}     # tp -> [WriteBatch, records in it, last offset written into it]
+    idle_since = time.monotonic()
+    while remaining:
+        fetched = await consumer.getmany(*remaining, timeout_ms=100, max_records=WRITE_EVERY)
+        if not any(fetched.values()):
+            if time.monotonic() - idle_since > IDLE_GIVE_UP:
+                log.warning("bulk restore of %s: no records for %.0f s with %d partitions short of their end; "
+                            "Faust's recovery reads the rest", store.table.name, IDLE_GIVE_UP, len(remaining))
+                break
+        else:
+            idle_since = time.monotonic()
+        for tp, messages in fetched.items():
+            end = remaining[tp].end
+            entry = pending.setdefault(tp, [store.new_write_batch(), 0, None])
+            for message in messages:
+                if message.offset >= end:
+                    break
+                if message.value is None:
+                    entry[0].delete(message.key)
+                else:
+                    entry[0].put(message.key, message.value)
+                entry[1] += 1
+                entry[2] = message.offset
+        for tp in list(remaining):
+            # The position, not the last record: compaction and transaction markers leave gaps.
+            done = await consumer.position(tp) >= remaining[tp].end
+            entry = pending.get(tp)
+            if done:   # everything before the end is applied, markers and compacted gaps included
+                entry = pending.setdefault(tp, [store.new_write_batch(), 0, None])
+                entry[2] = remaining[tp].end - 1
+            if entry is not None and (done or entry[1] >= WRITE_EVERY):
+                copied += store.write_restored(tp, *entry)
+                del pending[tp]
+            if done:
+                del remaining[tp]
+        await asyncio.sleep(0)   # let heartbeats and the web server run between batches
+    for tp, entry in pending.items():
+        copied += store.write_restored(tp, *entry)
+    return copied
+
+
+changelog_reader = ChangelogReader()
+
+# Table name -> what to call after a bulk restore wrote into it: records written behind the table's
+# back, with no changelog event for a cache to hear of (tables/store.py, CachedRecordTable).
+after_bulk_restore: dict[str, list[Callable[[], None]]] = {}
+
+
+class BackgroundRestores:
+    """The restores still running after their rebalance: nothing is handed to an agent meanwhile
+    (tables/catch_up.py waits for them, and /readyz reports them)."""
+
+    def __init__(self) -> None:
+        self.running: set[asyncio.Task] = set()
+
+    def pending(self) -> bool:
+        return bool(self.running)
+
+    def start(self, coroutine) -> asyncio.Task:
+        task = asyncio.ensure_future(coroutine)
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+        return task
+
+    async def wait(self, app) -> None:
+        while self.running and not app.should_stop:
+            await asyncio.wait(set(self.running), timeout=0.5)
+
+
+background_restores = BackgroundRestores()
+RETRY_AFTER = 2.0
+
+
+class BulkRestoringStore(RocksDBStore):
+    """Faust's RocksDB store that bulk-restores its changelog partitions at every rebalance.
+
+    A global table is restored inside the rebalance callback: it is small, and other workers write
+    to it meanwhile, so its records must land before Faust's recovery tails the changelog. A
+    partitioned table (positions: a million records take ~11 s) is restored in the background:
+    the callback must return within the session timeout, or the group coordinator drops the member
+    (aiokafka sends no heartbeat during it) and the whole group rebalances again. Faust's recovery is
+    then told the offsets the restore will reach (`persisted_offset`), so it does not read the same
+    records again record by record; no record of these partitions is written meanwhile, since their
+    only writer is this worker's agents, which wait for the restores (tables/catch_up.py).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._restoring: dict = {}            # tp -> the offset the background restore will reach
+        self._background: asyncio.Task | None = None
+
+    def stored_offset(self, tp) -> int | None:
+        """The last offset really written to this partition's DB."""
+        return super().persisted_offset(tp)
+
+    def persisted_offset(self, tp) -> int | None:
+        stored = self.stored_offset(tp)
+        target = self._restoring.get(tp)
+        return target if target is not None and (stored is None or stored < target) else stored
+
+    async def on_rebalance(self, assigned, revoked, newly_assigned, generation_id: int = 0) -> None:
+        carried = await self._stop_background(assigned)
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        topics = self.table.changelog_topic.topics
+        if self.table.is_global:   # every partition, on every worker
+            await self.bulk_restore(sorted({tp.partition for tp in assigned if tp.topic in topics}))
+            return
+        # What it kept, it wrote itself: a partitioned table restores what it newly owns.
+        partitions = sorted({tp.partition for tp in newly_assigned if tp.topic in topics} | carried)
+        if partitions:
+            await self._restore_in_background(partitions)
+
+    async def _stop_background(self, assigned) -> set[int]:
+        """Cancel a restore still running; the partitions it had not finished and that stay assigned
+        are restored again from what it wrote (it moves the stored offsets as it goes)."""
+        task, self._background = self._background, None
+        unfinished = {tp.partition for tp in self._restoring if tp in assigned}
+        self._restoring.clear()
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return unfinished
+
+    async def _restore_in_background(self, partitions: list[int]) -> None:
+        try:
+            plans = await changelog_reader.plan(self, partitions)
+        except Exception as exc:
+            log.warning("bulk restore of %s cannot start (%r): Faust's recovery reads the changelog instead",
+                        self.table.name, exc)
+            return
+        if plans:
+            self._restoring = {tp: plan.end - 1 for tp, plan in plans.items()}
+            self._background = background_restores.start(self._copy_until_done(plans))
+
+    async def _copy_until_done(self, plans: dict) -> None:
+        started, copied, partitions = time.monotonic(), 0, len(plans)
+        while plans:
+            try:
+                copied += await changelog_reader.copy(self, plans)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:   # Faust believes these partitions restored: keep at it
+                log.warning("bulk restore of %s: %r; trying again in %.0f s", self.table.name, exc, RETRY_AFTER)
+                await asyncio.sleep(RETRY_AFTER)
+            plans = {tp: RestorePlan(0 if stored is None else stored + 1, target + 1)
+                     for tp, target in self._restoring.items()
+                     if (stored := self.stored_offset(tp)) is None or stored < target}
+        self._report(copied, partitions, started)
+        self._restoring.clear()
+
+    async def bulk_restore(self, partitions: list[int]) -> int:
+        """Read these changelog partitions up to their end into RocksDB, now; never raises (Faust's
+        own recovery still reads whatever is left)."""
+        if not partitions:
+            return 0
+        started = time.monotonic()
+        try:
+            copied = await changelog_reader.copy(self, await changelog_reader.plan(self, partitions))
+        except Exception as exc:
+            log.warning("bulk restore of %s failed (%r): Faust's recovery reads the changelog instead",
+                        self.table.name, exc)
+            return 0
+        self._report(copied, len(partitions), started)
+        return copied
+
+    def _report(self, copied: int, partitions: int, started: float) -> None:
+        if copied:
+            for forget in after_bulk_restore.get(self.table.name, ()):
+                forget()
+            took = time.monotonic() - started
+            log.info("bulk restore of %s: %d changelog records into %d partitions in %.1f s (%.0f/s)",
+                     self.table.name, copied, partitions, took, copied / max(took, 1e-6))
+
+    def new_write_batch(self):
+        from rocksdict import WriteBatch
+        return WriteBatch(raw_mode=True)
+
+    def write_restored(self, tp, batch, count: int, last_offset: int | None) -> int:
+        """One WriteBatch into the partition's DB, then its stored offset: a crash in between only
+        makes the next restore read those records again (puts and deletes are idempotent)."""
+        if count:
+            self._db_for_partition(tp.partition).write(batch)
+        if last_offset is not None:
+            self.set_persisted_offset(tp, last_offset)
+        return count
+
+    async def stop(self) -> None:
+        await self._stop_background(set())
+        await changelog_reader.stop()
+        await super().stop()

@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command != "worker":  # the worker configures its own (logging_setup.configure)
         import logging.config
         from app.logging_setup import logging_config
-        logging.config.dictConfig(logging_config(os.environ.get("LOG_FORMAT", "text") == "json"))
+        # stderr: a tool's stdout is its answer (recon-report --csv, schemas' paths)
+        logging.config.dictConfig(logging_config(os.environ.get("LOG_FORMAT", "text") == "json",
+                                                 stream="ext://sys.stderr"))
     from app.connection import KafkaUnavailable
     from app.settings import SettingsError
     try:

@@ -116,7 +116,7 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
-def logging_config(json_lines: bool, level: str = "INFO") -> dict:
+def logging_config(json_lines: bool, level: str = "INFO", stream: str = "ext://sys.stdout") -> dict:
     """A `logging.config.dictConfig` for the worker (handed to Faust/mode, which apply it at start)."""
     return {
         "version": 1,
@@ -131,7 +131,7 @@ def logging_config(json_lines: bool, level: str = "INFO") -> dict:
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
+                "stream": stream,
                 "formatter": "main",
                 "filters": ["correlation", "redact"],
                 "level": level,

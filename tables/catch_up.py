@@ -21,8 +21,6 @@ from collections.abc import Mapping
 
 import faust
 
-from tables.restore import background_restores
-
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
@@ -56,8 +54,7 @@ class GlobalTablesCatchUp:
         self._lock = asyncio.Lock()
 
     def is_current(self, app: faust.App) -> bool:
-        # Tables restored in the background after the rebalance (tables/restore.py) count as behind too.
-        return self.current_for == app.consumer_generation_id and not background_restores.pending()
+        return self.current_for == app.consumer_generation_id
 
     async def wait(self, app: faust.App) -> None:
         if self.is_current(app):
@@ -66,9 +63,7 @@ class GlobalTablesCatchUp:
             # A stopping worker stops waiting: its agents' events must be let go of for the stop
             # to finish (Faust waits for every event handed to an agent).
             while not self.is_current(app) and not app.should_stop:
-                await background_restores.wait(app)
-                if self.current_for != app.consumer_generation_id:
-                    await self._catch_up(app, app.consumer_generation_id)
+                await self._catch_up(app, app.consumer_generation_id)
 
     async def _catch_up(self, app: faust.App, generation: int) -> None:
         tables = {table.changelog_topic.get_topic_name(): table for table in app.tables.values() if table.is_global}

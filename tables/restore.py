@@ -148,107 +148,27 @@ changelog_reader = ChangelogReader()
 after_bulk_restore: dict[str, list[Callable[[], None]]] = {}
 
 
-class BackgroundRestores:
-    """The restores still running after their rebalance: nothing is handed to an agent meanwhile
-    (tables/catch_up.py waits for them, and /readyz reports them)."""
-
-    def __init__(self) -> None:
-        self.running: set[asyncio.Task] = set()
-
-    def pending(self) -> bool:
-        return bool(self.running)
-
-    def start(self, coroutine) -> asyncio.Task:
-        task = asyncio.ensure_future(coroutine)
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
-        return task
-
-    async def wait(self, app) -> None:
-        while self.running and not app.should_stop:
-            await asyncio.wait(set(self.running), timeout=0.5)
-
-
-background_restores = BackgroundRestores()
-RETRY_AFTER = 2.0
-
-
 class BulkRestoringStore(RocksDBStore):
-    """Faust's RocksDB store that bulk-restores its changelog partitions at every rebalance.
+    """Faust's RocksDB store that bulk-restores its changelog partitions at every rebalance, inside
+    the rebalance callback, before Faust's recovery builds its offsets from the persisted ones.
 
-    A global table is restored inside the rebalance callback: it is small, and other workers write
-    to it meanwhile, so its records must land before Faust's recovery tails the changelog. A
-    partitioned table (positions: a million records take ~11 s) is restored in the background:
-    the callback must return within the session timeout, or the group coordinator drops the member
-    (aiokafka sends no heartbeat during it) and the whole group rebalances again. Faust's recovery is
-    then told the offsets the restore will reach (`persisted_offset`), so it does not read the same
-    records again record by record; no record of these partitions is written meanwhile, since their
-    only writer is this worker's agents, which wait for the restores (tables/catch_up.py).
+    The callback must return within the session timeout: aiokafka sends no heartbeat while it runs,
+    and a member that stays silent longer is dropped and the group rebalances again (seen once with a
+    million positions, ~10 s of restore: BENCHMARKS.md). Restoring large tables in the background
+    instead was tried and reverted: agents then waited longer after each rebalance, and the e2e
+    routing test saw records of a raw partition delivered out of order and never re-fetched.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._restoring: dict = {}            # tp -> the offset the background restore will reach
-        self._background: asyncio.Task | None = None
-
-    def stored_offset(self, tp) -> int | None:
-        """The last offset really written to this partition's DB."""
-        return super().persisted_offset(tp)
-
-    def persisted_offset(self, tp) -> int | None:
-        stored = self.stored_offset(tp)
-        target = self._restoring.get(tp)
-        return target if target is not None and (stored is None or stored < target) else stored
-
     async def on_rebalance(self, assigned, revoked, newly_assigned, generation_id: int = 0) -> None:
-        carried = await self._stop_background(assigned)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         topics = self.table.changelog_topic.topics
-        if self.table.is_global:   # every partition, on every worker
-            await self.bulk_restore(sorted({tp.partition for tp in assigned if tp.topic in topics}))
-            return
-        # What it kept, it wrote itself: a partitioned table restores what it newly owns.
-        partitions = sorted({tp.partition for tp in newly_assigned if tp.topic in topics} | carried)
-        if partitions:
-            await self._restore_in_background(partitions)
+        # A global table holds every partition on every worker; a partitioned one restores what it
+        # newly owns (what it kept, it wrote itself).
+        source = assigned if self.table.is_global else newly_assigned
+        await self.bulk_restore(sorted({tp.partition for tp in source if tp.topic in topics}))
 
-    async def _stop_background(self, assigned) -> set[int]:
-        """Cancel a restore still running; the partitions it had not finished and that stay assigned
-        are restored again from what it wrote (it moves the stored offsets as it goes)."""
-        task, self._background = self._background, None
-        unfinished = {tp.partition for tp in self._restoring if tp in assigned}
-        self._restoring.clear()
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        return unfinished
-
-    async def _restore_in_background(self, partitions: list[int]) -> None:
-        try:
-            plans = await changelog_reader.plan(self, partitions)
-        except Exception as exc:
-            log.warning("bulk restore of %s cannot start (%r): Faust's recovery reads the changelog instead",
-                        self.table.name, exc)
-            return
-        if plans:
-            self._restoring = {tp: plan.end - 1 for tp, plan in plans.items()}
-            self._background = background_restores.start(self._copy_until_done(plans))
-
-    async def _copy_until_done(self, plans: dict) -> None:
-        started, copied, partitions = time.monotonic(), 0, len(plans)
-        while plans:
-            try:
-                copied += await changelog_reader.copy(self, plans)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:   # Faust believes these partitions restored: keep at it
-                log.warning("bulk restore of %s: %r; trying again in %.0f s", self.table.name, exc, RETRY_AFTER)
-                await asyncio.sleep(RETRY_AFTER)
-            plans = {tp: RestorePlan(0 if stored is None else stored + 1, target + 1)
-                     for tp, target in self._restoring.items()
-                     if (stored := self.stored_offset(tp)) is None or stored < target}
-        self._report(copied, partitions, started)
-        self._restoring.clear()
+    def stored_offset(self, tp) -> int | None:
+        return self.persisted_offset(tp)
 
     async def bulk_restore(self, partitions: list[int]) -> int:
         """Read these changelog partitions up to their end into RocksDB, now; never raises (Faust's
@@ -287,6 +207,5 @@ class BulkRestoringStore(RocksDBStore):
         return count
 
     async def stop(self) -> None:
-        await self._stop_background(set())
         await changelog_reader.stop()
         await super().stop()

@@ -55,28 +55,15 @@ def _out_of_range(detail: str) -> PydanticCustomError:
     return PydanticCustomError(OUT_OF_RANGE, "{detail}", {"detail": detail})
 
 
-def _identifier(value: str) -> str:
-    if len(value) > LIMITS.identifier_chars:
-        raise _too_large("identifier", len(value), LIMITS.identifier_chars)
-    return value
-
-
-def _text(value: str) -> str:
-    if len(value) > LIMITS.text_chars:
-        raise _too_large("text", len(value), LIMITS.text_chars)
-    return value
-
-
-def _lines(value: list) -> list:
-    if len(value) > LIMITS.lines:
-        raise _too_large("list", len(value), LIMITS.lines)
-    return value
-
-
-def _mapping(value: dict) -> dict:
-    if len(value) > LIMITS.lines:
-        raise _too_large("mapping", len(value), LIMITS.lines)
-    return value
+def _at_most(what: str, limit: str):
+    """A validator refusing a string, list or mapping longer than the LIMITS field named `limit`
+    (read at validation time, so configure() applies)."""
+    def check(value):
+        allowed = getattr(LIMITS, limit)
+        if len(value) > allowed:
+            raise _too_large(what, len(value), allowed)
+        return value
+    return check
 
 
 def _quantity(value: int) -> int:
@@ -117,11 +104,11 @@ def _date(value: date) -> date:
     return value
 
 
-Identifier = Annotated[str, AfterValidator(_identifier)]
-Text = Annotated[str, AfterValidator(_text)]
+Identifier = Annotated[str, AfterValidator(_at_most("identifier", "identifier_chars"))]
+Text = Annotated[str, AfterValidator(_at_most("text", "text_chars"))]
 Quantity = Annotated[int, AfterValidator(_quantity)]
 Money = Annotated[Decimal, AfterValidator(_money)]
 InRangeDate = Annotated[date, AfterValidator(_date)]
-Lines = AfterValidator(_lines)
-Mapping = AfterValidator(_mapping)
+Lines = AfterValidator(_at_most("list", "lines"))
+Mapping = AfterValidator(_at_most("mapping", "lines"))
 in_range = _date   # for the datetime validator chain in raw.py

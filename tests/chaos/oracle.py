@@ -72,6 +72,10 @@ class OracleResult:
     positions: dict[str, ExpectedPosition] = field(default_factory=dict)
     applied: dict[MovementRef, int] = field(default_factory=dict)         # ref -> phase applied in
     posting_kinds: dict[MovementRef, frozenset[str]] = field(default_factory=dict)
+    # Kinds a movement may post or not, depending on a cross-topic order Kafka does not fix: an
+    # inflow revalues the units that covered negative stock (COST_ADJUSTMENT) only if the sales that
+    # took stock below zero reached the pipeline before it.
+    optional_kinds: dict[MovementRef, frozenset[str]] = field(default_factory=dict)
     rejected_releases: dict[MovementRef, int] = field(default_factory=dict)  # UNKNOWN_RESERVATION, for good
     bad_records: list[RawInput] = field(default_factory=list)
     events_by_key: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -142,6 +146,8 @@ class Oracle:
         position.version += 1
         self.result.applied[ref] = self._phase
         self.result.posting_kinds[ref] = frozenset(produced)
+        if position.on_hand > on_hand_before:
+            self.result.optional_kinds[ref] = frozenset({"COST_ADJUSTMENT"})
 
     @staticmethod
     def _on_hand(position: ExpectedPosition, late: bool, delta: int) -> list[str]:
@@ -297,7 +303,9 @@ class Oracle:
         loc, occurred = inspection["location_id"], _ts(inspection["occurred_at"])
         for line in inspection["lines"]:
             def dispose(p, late, qty=line["quantity"], disposition=line["disposition"]):
-                p.quality_control -= qty
+                # quality_control floors at 0 (SPEC §3): the workload inspects a return only a phase
+                # after it, so in this workload the floor never cuts.
+                p.quality_control = max(0, p.quality_control - qty)
                 if disposition == "DAMAGED":
                     p.damaged += qty
                 if disposition == "SCRAP":

@@ -138,7 +138,8 @@ def compare(oracle: OracleResult, raw: list[RawInput], availability: list[OutRec
     for ref, kind in sorted(expected_kinds - actual_kinds):
         v.mismatches["postings_missing"].append({"movement": str(ref), "kind": kind,
                                                  "phase": oracle.applied.get(ref)})
-    for ref, kind in sorted(actual_kinds - expected_kinds):
+    optional = {(ref, kind) for ref, kinds in oracle.optional_kinds.items() for kind in kinds}
+    for ref, kind in sorted(actual_kinds - expected_kinds - optional):
         v.mismatches["postings_unexpected"].append({"movement": str(ref), "kind": kind,
                                                     "expected_kinds": sorted(oracle.posting_kinds.get(ref, ()))})
 

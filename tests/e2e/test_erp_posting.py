@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 
 import pytest
@@ -22,8 +23,10 @@ DATA = TEST_HOME / "workers" / "erp"
 
 
 def erp_worker(bootstrap: str, erp, port: int, **env: str) -> WorkerProcess:
+    # A DC's day closes as soon as it has ended where the DC is (DAY_CLOSE_AFTER=0), so the DC test
+    # needs no two-hour wait; store days close at their POS DAY_CLOSE whatever it says.
     return WorkerProcess(bootstrap, DATA, web_port=port, app_id=APP_ID, ERP_URL=erp.url,
-                         ERP_DATABASE=erp.database, **env)
+                         ERP_DATABASE=erp.database, **{"DAY_CLOSE_AFTER": "0", **env})
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +106,37 @@ def test_a_store_day_is_posted_as_one_entry_per_batch_and_a_replay_is_a_duplicat
     day_acks = acks(bootstrap, {day["batch_id"]}, expect=2)
     assert sorted(a["status"] for a in day_acks) == ["DUPLICATE", "POSTED"]
     assert len(entries_for(erp_server.url, day["batch_id"])) == 1
+
+
+def test_a_dc_day_closes_by_the_clock_where_the_dc_is_and_is_posted(bootstrap, erp_server, poster):
+    """A DC has no POS and no DAY_CLOSE: its day closes by the clock (SPEC §5.3) in its time zone."""
+    s = Scenario("erpdc")
+    sku, dc = s.sku(1), s.loc("DC1")
+    topic, key, location = s.location("DC1", kind="DC", channels=("web",))
+    send(bootstrap, [s.item(1), (topic, key, {**location, "timezone": "America/New_York"})])
+    wait_for_master(poster, skus=[sku], locations=[dc])
+    yesterday = -86400.0  # a day that has ended in New York, whatever the time now
+    order = f"{s.name}-ORDER-1"
+    send(bootstrap, [s.receipt(dc, [(sku, 10, "7.00")], at=yesterday)])
+    wait_for_versions(bootstrap, {f"{sku}@{dc}": 1})
+    send(bootstrap, [s.ecom("order_created", order, dc, [{"sku": sku, "quantity": 2}], at=yesterday + 60)])
+    wait_for_versions(bootstrap, {f"{sku}@{dc}": 2})
+    send(bootstrap, [s.ecom("order_fulfilled", order, dc, [{"sku": sku, "quantity": 2}], at=yesterday + 120)])
+
+    # The clock timer runs once a minute; nothing else closes this day.
+    (day,) = [r.value for r in read(bootstrap, t.JOURNAL_BATCHES, where=lambda r: r.value.get("location_id") == dc,
+                                    expect=1, timeout=180)]
+    new_york_date = (s.t0.astimezone(ZoneInfo("America/New_York")) + timedelta(seconds=yesterday)).date()
+    assert day["business_date"] == new_york_date.isoformat() and day["late"] is False
+    expected = {a: (D(v["debit"]), D(v["credit"])) for a, v in day["totals"].items()}
+    # The receipt in at 7.00, two units out at that cost, their revenue (10.00 each) booked.
+    assert expected["1200"] == (D("70.00"), D("14.00")) and expected["5000"] == (D("14.00"), D("0"))
+    assert expected["4000"] == (D("0"), D("20.00"))
+    (ack,) = acks(bootstrap, {day["batch_id"]}, expect=1)
+    assert ack["status"] == "POSTED"
+    (entry,) = entries_for(erp_server.url, day["batch_id"])
+    assert entry["state"] == "posted"
+    assert totals_of(erp_server.url, day["batch_id"]) == expected
 
 
 def test_a_batch_the_erp_refuses_is_rejected_and_the_next_one_still_posts(bootstrap, erp_server, poster):

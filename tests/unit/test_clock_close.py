@@ -3,13 +3,17 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
 from app.domain.day_batches import (
     close_day, due_to_close_by_clock, due_to_forget, end_of_business_date, open_day, reopen_day,
 )
-from app.models.raw import Location
+from app.domain.master import InMemoryMasterData
+from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
+from app.models.raw import Location, LocationType
+from tests.factories import make_item, make_location
 
 DAY = date(2026, 11, 27)
 TWO_HOURS = 7200.0
@@ -62,3 +66,24 @@ def test_a_location_has_a_known_iana_time_zone_utc_by_default():
     assert Location.model_validate({**base, "timezone": "Europe/Berlin"}).timezone == "Europe/Berlin"
     with pytest.raises(ValidationError, match="unknown IANA time zone"):
         Location.model_validate({**base, "timezone": "Mars/Olympus"})
+
+
+def test_a_movement_is_dated_where_it_happened_and_a_till_keeps_its_own_date():
+    master = InMemoryMasterData(items=[make_item()], locations=[
+        make_location(location_id="DCNY", type=LocationType.DC, timezone="America/New_York"),
+        make_location(location_id="S042", timezone="America/New_York")])
+    evening = datetime(2026, 11, 28, 2, 30, tzinfo=UTC)  # 21:30 on the 27th in New York
+    ctx = MappingContext(master=master, reservation_ttl=timedelta(hours=72), now=evening)
+    receipt = {"event_id": "R1", "location_id": "DCNY", "type": "RECEIPT", "occurred_at": "2026-11-28T02:30:00Z",
+               "reference": "PO1", "lines": [{"sku": "SKU-1001", "quantity": 5, "uom": "EACH", "unit_cost": "7.00"}]}
+    result = map_raw(SOURCES["wms.events"], orjson.dumps(receipt), ctx)
+    assert isinstance(result, Mapped)
+    assert [m.business_date for m in result.movements] == [DAY]
+
+    sale = {"transaction_id": "T1", "store_id": "S042", "register_id": "R1", "type": "SALE",
+            "business_date": "2026-11-28", "occurred_at": "2026-11-28T02:30:00Z", "currency": "USD",
+            "order_id": None, "tenders": [{"type": "CARD", "amount": "10.00"}],
+            "lines": [{"line_no": 1, "sku": "SKU-1001", "quantity": 1, "unit_price": "10.00"}]}
+    result = map_raw(SOURCES["pos.transactions"], orjson.dumps(sale), ctx)
+    assert isinstance(result, Mapped)
+    assert [m.business_date for m in result.movements] == [date(2026, 11, 28)]

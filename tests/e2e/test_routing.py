@@ -59,13 +59,18 @@ def workers(bootstrap, pipeline):
             worker.stop()
 
 
-def wait_for_both_owners(workers: list[WorkerProcess], sku: str, timeout: float = 120.0) -> dict:
-    """Until both workers own positions partitions and the fan-out over them is complete."""
+def wait_for_both_owners(workers: list[WorkerProcess], sku: str, locations: int, timeout: float = 240.0) -> dict:
+    """Until both workers own positions partitions and the fan-out over them finds every location.
+
+    The availability topic does not say this: the session's shared pipeline consumes the same raw
+    topics and publishes there too, while this new group may still be reading the session's backlog.
+    """
     deadline = time.monotonic() + timeout
     answer = None
     while time.monotonic() < deadline:
         answers = [api(w, f"/v1/positions/{quote(sku)}") for w in workers]
-        if all(a.status == 200 and a.json["complete"] and len(a.json["workers"]) == 2 for a in answers):
+        if all(a.status == 200 and a.json["complete"] and len(a.json["workers"]) == 2
+               and len(a.json["positions"]) == locations for a in answers):
             return answers[0].json
         answer = answers
         time.sleep(1.0)
@@ -86,7 +91,7 @@ def network(bootstrap, workers):
     receipts = [f"{s.name}-R{i}" for i in range(len(locations))]
     send(bootstrap, [s.receipt(loc, [(sku, i + 1, "5.00")], event_id=receipts[i]) for i, loc in enumerate(locations)])
     wait_for_versions(bootstrap, {f"{sku}@{loc}": 1 for loc in locations}, timeout=120)
-    gathered = wait_for_both_owners(workers, sku)
+    gathered = wait_for_both_owners(workers, sku, len(locations))
     owners = {p: w["url"] for w in gathered["workers"] for p in w["partitions"]}
     return {"sku": sku, "locations": locations, "receipts": receipts, "owners": owners}
 

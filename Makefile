@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit e2e chaos soak bench broker stop worker setup jars browser promtool clean lint schemas
+.PHONY: run test unit e2e chaos soak bench broker erp stop worker setup jars browser promtool clean lint schemas
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,erp]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -60,8 +60,13 @@ bench: setup jars
 broker: setup jars
 	$(PY) -m app.broker start
 
+# The local Tryton ERP in the background (SPEC §9); prints its URL (ERP_URL) and database.
+erp: setup
+	$(PY) -m app.erp start
+
 stop:
 	-$(PY) -m app.broker stop
+	-$(PY) -m app.erp stop
 
 worker: setup
 	$(PY) -m app.cli worker

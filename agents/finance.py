@@ -12,7 +12,9 @@ from agents.outputs import publish, trace, utcnow
 from agents.streams import each_event
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
-from app.domain.day_batches import DayLedger, add_pos_totals, add_posting, close_day, open_day
+from app.domain.day_batches import (
+    DayLedger, add_pos_totals, add_posting, close_day, due_to_close_by_clock, due_to_forget, reopen_day,
+)
 from app.domain.keys import day_batch_key
 from app.domain.postings import postings_for
 from app.faust_app import (
@@ -31,8 +33,12 @@ def _ledger_for(location_id: str, business_date) -> tuple[str, DayLedger]:
     location = master_data.location(location_id)
     legal_entity = location.legal_entity if location else "UNKNOWN"
     key = day_batch_key(legal_entity, location_id, business_date)
-    return key, day_ledgers.get(key) or open_day(legal_entity, location_id, business_date,
-                                                 location.currency if location else "USD")
+    return key, day_ledgers.get(key) or _reopen(legal_entity, location_id, business_date,
+                                                location.currency if location else "USD")
+
+
+def _reopen(legal_entity: str, location_id: str, business_date, currency: str) -> DayLedger:
+    return reopen_day(legal_entity, location_id, business_date, currency, utcnow(), settings.dedupe_retention)
 
 
 @app.agent(ledger_topic)
@@ -61,6 +67,10 @@ async def book_entry(event) -> None:
         if batch is not None:
             day_ledgers.set(key, closed)
             await _emit_batch(batch)
+    elif entry.forget_day is not None:
+        key, ledger = _ledger_for(entry.forget_day.location_id, entry.forget_day.business_date)
+        if due_to_forget(ledger, utcnow(), settings.dedupe_retention):
+            day_ledgers.delete(key)
 
 
 async def _post(entry: LedgerEntry) -> None:
@@ -79,8 +89,8 @@ async def _post(entry: LedgerEntry) -> None:
 
 async def _count_into_day(posting: Posting) -> None:
     key = day_batch_key(posting.legal_entity, posting.location_id, posting.business_date)
-    ledger = day_ledgers.get(key) or open_day(posting.legal_entity, posting.location_id, posting.business_date,
-                                              posting.currency)
+    ledger = day_ledgers.get(key) or _reopen(posting.legal_entity, posting.location_id, posting.business_date,
+                                             posting.currency)
     updated, late_batch = add_posting(ledger, posting)
     if updated is not ledger:
         day_ledgers.set(key, updated)
@@ -108,15 +118,40 @@ async def close_days_after_grace():
     """Timers cannot write tables: announce due closes through the ledger topic; the agent closes."""
     now = datetime.now(UTC)
     for key, raw in list(day_ledgers.table.items()):
-        if b'"close_requested_at":null' in raw or b'"closed":true' in raw:
+        if b'"closed":true' in raw:
             continue
+        if b'"close_requested_at":null' in raw:
+            continue  # no DAY_CLOSE seen; a location without a POS closes by the clock (below)
         ledger = DayLedger.model_validate_json(raw)
         requested = ledger.close_requested_at
         if requested is None or (now - requested).total_seconds() < settings.day_close_grace:
             continue
-        if time.monotonic() - _announced.get(key, 0.0) < 10.0:
-            continue  # already announced; the close is on its way
-        _announced[key] = time.monotonic()
-        await publish(ledger_topic, ledger.location_id,
-                      LedgerEntry(close_due=CloseDue(location_id=ledger.location_id,
-                                                     business_date=ledger.business_date)))
+        await _announce(key, ledger, close_due=True)
+
+
+@app.timer(interval=60.0)
+async def close_days_by_the_clock():
+    """Locations without a POS (DCs) get no DAY_CLOSE: their days close DAY_CLOSE_AFTER after the
+    business date ended in the location's time zone; closed days are forgotten after DEDUPE_RETENTION.
+    Both are announced through the ledger topic, as above."""
+    now = datetime.now(UTC)
+    for key, raw in list(day_ledgers.table.items()):
+        ledger = DayLedger.model_validate_json(raw)
+        if ledger.closed:
+            if due_to_forget(ledger, now, settings.dedupe_retention):
+                await _announce(key, ledger, close_due=False)
+            continue
+        location = master_data.location(ledger.location_id)
+        if location is None or location.type.value == "STORE":
+            continue  # a store closes at its POS DAY_CLOSE
+        if due_to_close_by_clock(ledger, location.timezone, now, settings.day_close_after):
+            await _announce(key, ledger, close_due=True)
+
+
+async def _announce(key: str, ledger: DayLedger, *, close_due: bool) -> None:
+    if time.monotonic() - _announced.get(key, 0.0) < 10.0:
+        return  # already announced; it is on its way
+    _announced[key] = time.monotonic()
+    day = CloseDue(location_id=ledger.location_id, business_date=ledger.business_date)
+    await publish(ledger_topic, ledger.location_id,
+                  LedgerEntry(close_due=day) if close_due else LedgerEntry(forget_day=day))

@@ -104,6 +104,55 @@ def cmd_schemas(args: argparse.Namespace) -> None:
         print(path)
 
 
+def cmd_erp_reconcile(args: argparse.Namespace) -> None:
+    """Per date, location and account: the ERP's ledger against the batches on finance.journal_batches."""
+    from datetime import date
+
+    from app.domain.erp_entries import add_ledger_line, batch_balances, differences
+    from app.erp.client import TrytonLedger, TrytonRpc
+    from app.kafka_io import read_topic
+    from app.models.records import JournalBatch
+    from app.topics import JOURNAL_BATCHES
+    s = _settings()
+    if not s.erp_url:
+        raise SystemExit("ERP_URL is not set: name the Tryton server to compare with (see README, ERP)")
+    day = date.fromisoformat(args.date) if args.date else None
+    records = asyncio.run(read_topic(s.kafka, JOURNAL_BATCHES, until_idle=1.0, timeout=args.timeout))
+    batches = [JournalBatch.model_validate(r.value) for r in records]
+    batches = [b for b in batches if day is None or b.business_date == day]
+    pipeline = batch_balances(batches)
+
+    async def ledger_side():
+        erp = TrytonLedger(TrytonRpc(s.erp_url, s.erp_database, s.erp_user, s.erp_password, timeout=s.erp_timeout))
+        balances: dict = {}
+        try:
+            for entity in sorted({b.legal_entity for b in batches}):
+                for line in await erp.ledger_lines(entity, day):
+                    if line["move."]["state"] != "posted":
+                        continue  # a draft is not in the ledger yet
+                    add_ledger_line(balances, line["move."]["date"], line["description"] or "",
+                                    line["account."]["code"], line["debit"], line["credit"])
+        finally:
+            await erp.rpc.close()
+        return balances
+
+    found = differences(pipeline, asyncio.run(ledger_side()))
+    print(f"{len(batches)} batches compared with {s.erp_url} ({s.erp_database})"
+          f"{' for ' + day.isoformat() if day else ''}: {len(found)} difference(s)")
+    if found:
+        print(f"{'date':<11} {'location':<20} {'account':<8} {'pipeline Dr':>14} {'pipeline Cr':>14} "
+              f"{'ERP Dr':>14} {'ERP Cr':>14}")
+        for d in found:
+            print(f"{d.business_date.isoformat():<11} {d.location_id:<20} {d.account:<8} {d.pipeline_debit:>14} "
+                  f"{d.pipeline_credit:>14} {d.erp_debit:>14} {d.erp_credit:>14}")
+        sys.exit(1)
+
+
+def cmd_erp(args: argparse.Namespace) -> None:
+    from app.erp.__main__ import main as erp_main
+    erp_main([args.action])
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     """The main job: local broker (unless KAFKA_BOOTSTRAP is set), a worker, a simulated workload."""
     env = dict(os.environ)
@@ -117,6 +166,14 @@ def cmd_run(args: argparse.Namespace) -> None:
         env["KAFKA_BOOTSTRAP"] = started_broker.start()
         print(f"local Kafka broker on {env['KAFKA_BOOTSTRAP']} (log: {started_broker.log_file})", flush=True)
     env.setdefault("API_TOKENS", "viewer-token=viewer,admin-token=admin")
+    started_erp = None
+    if not env.get("ERP_URL") and env.get("ERP_ENABLED", "1").lower() not in ("0", "false", "no", "off"):
+        from app.erp.launcher import LocalErp
+        started_erp = LocalErp()
+        env["ERP_URL"] = started_erp.start(timeout=120)
+        env["ERP_DATABASE"] = started_erp.database
+        print(f"local Tryton ERP on {env['ERP_URL']} database {started_erp.database} "
+              f"(log: {started_erp.log_file})", flush=True)
     py = sys.executable
     subprocess.run([py, "-m", "app.cli", "topics"], env=env, check=True)
     # Children get sessions of their own: Ctrl-C reaches only us, and we stop them in order.
@@ -141,6 +198,8 @@ def cmd_run(args: argparse.Namespace) -> None:
                 proc.kill()
         if started_broker is not None and not args.keep_broker:
             started_broker.stop()
+        if started_erp is not None and not args.keep_broker:
+            started_erp.stop()
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
@@ -195,9 +254,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="another directory (default docs/schemas)")
     p.set_defaults(func=cmd_schemas)
 
+    p = sub.add_parser("erp-reconcile", help="the ERP ledger against finance.journal_batches, per date, "
+                                             "location and account; exit 1 on any difference")
+    p.add_argument("--date", help="only this business date (YYYY-MM-DD)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to spend reading the topic")
+    p.set_defaults(func=cmd_erp_reconcile)
+
+    p = sub.add_parser("erp", help="the local Tryton ERP: start, stop, status, wipe (as python -m app.erp)")
+    p.add_argument("action", choices=["start", "stop", "status", "wipe", "build"])
+    p.set_defaults(func=cmd_erp)
+
     p = sub.add_parser("run", help="the main job: broker, worker, simulated workload, dashboard")
     p.add_argument("--rate", type=float, default=50.0)
-    p.add_argument("--keep-broker", action="store_true")
+    p.add_argument("--keep-broker", action="store_true", help="leave the local broker and ERP running")
     p.add_argument("--run-dir", default=str(REPO_ROOT / ".run"),
                    help="where the local broker (kafka/) and the worker's data (worker/, unless DATA_DIR) live")
     p.set_defaults(func=cmd_run)

@@ -31,6 +31,18 @@ LATENCY = Histogram(
     "From a source event's occurred_at (or ingest time) to its availability record",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+
+# The ERP poster (SPEC §9). Gauges have no _total suffix: they are levels, not counts.
+ERP_BATCHES_WAITING = Gauge("stock_sync_erp_batches_waiting",
+                            "Journal batches not yet posted to the ERP (the poster's lag on finance.journal_batches)")
+ERP_OLDEST_WAITING = Gauge("stock_sync_erp_oldest_waiting_seconds",
+                           "Age of the oldest journal batch waiting for the ERP (0 when none waits)")
+ERP_POSTS = Counter("stock_sync_erp_posts_total", "Journal batches the ERP acknowledged", ["status"])
+ERP_CALL_SECONDS = Histogram("stock_sync_erp_call_seconds", "ERP call latency", ["method", "outcome"],
+                             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+ERP_REACHABLE = Gauge("stock_sync_erp_reachable",
+                      "1 when the ERP answered the poster's last call, else 0 (only where the poster runs)",
+                      ["erp_url"])
 STAGE_ERRORS = Counter("stock_sync_stage_errors_total",
                        "Records a stage raised on, dead-lettered as PROCESSING_ERROR", ["stage", "error"])
 RECORDS_STUCK = Gauge("stock_sync_records_waiting_for_dead_letter",

@@ -74,6 +74,16 @@ class Settings:
     replay_window: int = 600
     producer_linger_ms: int = 25
     audit_log: Path | None = None
+    # The ERP (SPEC §9). The poster stage runs when ERP_ENABLED and ERP_URL is set (`make run` starts
+    # a local Tryton and sets it); without ERP_URL, batches wait on their topic.
+    erp_enabled: bool = True
+    erp_url: str = ""
+    erp_database: str = "stocksync"
+    erp_user: str = "admin"
+    erp_password: str = "admin"
+    erp_max_rps: float = 5.0
+    erp_timeout: float = 10.0
+    day_close_after: float = 7200.0
     limits: Limits = field(default_factory=Limits)
     kafka: KafkaConnection = field(default_factory=KafkaConnection)
     topic_replication: int = 1
@@ -124,6 +134,14 @@ class Settings:
             replay_window=_int(env, "REPLAY_WINDOW", 600, minimum=1),
             producer_linger_ms=_int(env, "PRODUCER_LINGER_MS", 25, minimum=0),
             audit_log=Path(env["AUDIT_LOG"]) if env.get("AUDIT_LOG") else data_dir / "audit.log",
+            erp_enabled=env.get("ERP_ENABLED", "1").lower() not in ("0", "false", "no", "off"),
+            erp_url=_erp_url(env.get("ERP_URL", "")),
+            erp_database=env.get("ERP_DATABASE", "stocksync"),
+            erp_user=env.get("ERP_USER", "admin"),
+            erp_password=_secret(env, "ERP_PASSWORD", "admin"),
+            erp_max_rps=_float(env, "ERP_MAX_RPS", 5.0, minimum=0.01),
+            erp_timeout=_float(env, "ERP_TIMEOUT", 10.0, minimum=0.1),
+            day_close_after=_float(env, "DAY_CLOSE_AFTER", 7200.0),
             limits=Limits(  # SPEC §4
                 record_bytes=_int(env, "INPUT_MAX_RECORD_BYTES", 512 * 1024, minimum=1024),
                 identifier_chars=_int(env, "INPUT_MAX_ID_CHARS", 128, minimum=8),
@@ -138,3 +156,21 @@ class Settings:
             web_tls_cert=Path(tls_cert) if tls_cert else None,
             web_tls_key=Path(tls_key) if tls_key else None,
         )
+
+
+def _erp_url(raw: str) -> str:
+    raw = raw.strip()
+    if raw and not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"ERP_URL must be an http(s) URL of the Tryton server, got {raw!r}")
+    return raw if not raw or raw.endswith("/") else raw + "/"
+
+
+def _secret(env: dict[str, str], name: str, default: str) -> str:
+    """NAME, or the content of the file NAME_FILE (a mounted secret), else the default."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE names {path!r}, which cannot be read: {exc.strerror}") from None
+    return env.get(name, default)

@@ -23,6 +23,8 @@ CHANNEL_AVAILABILITY = "channel.availability"
 POSTINGS = "finance.postings"
 JOURNAL_BATCHES = "finance.journal_batches"
 FINANCE_EXCEPTIONS = "finance.exceptions"
+ERP_ACKS = "finance.erp_acks"                       # key batch_id: what the ERP did with each batch
+ERP_REJECTIONS = "finance.erp_rejections"           # key batch_id: batches the ERP refused, with its message
 DLQ = "inventory.dlq"
 RECONCILIATION = "inventory.reconciliation"
 
@@ -60,6 +62,8 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(POSTINGS, audit_trail=True),
     TopicSpec(JOURNAL_BATCHES, audit_trail=True),
     TopicSpec(FINANCE_EXCEPTIONS, audit_trail=True),
+    TopicSpec(ERP_ACKS),
+    TopicSpec(ERP_REJECTIONS),
     TopicSpec(DLQ, retention_days=30),
     TopicSpec(RECONCILIATION),
     TopicSpec(SKU_AVAILABILITY),

@@ -8,7 +8,7 @@ import sys
 
 # Every stage, one agents module each. STAGES (comma-separated, default all) runs a subset: the
 # benchmark runs the position stage alone with `STAGES=positions,master`.
-STAGES = ("channels", "expiry", "finance", "ingest", "lineage", "master", "positions", "reconciliation")
+STAGES = ("channels", "erp", "expiry", "finance", "ingest", "lineage", "master", "positions", "reconciliation")
 
 
 def selected_stages(raw: str | None) -> tuple[str, ...]:
@@ -23,11 +23,17 @@ def selected_stages(raw: str | None) -> tuple[str, ...]:
 
 def load_stages(stages: tuple[str, ...] | None = None):
     """Import the agent modules: importing registers their agents, tables and timers on the app."""
+    from app.faust_app import settings
     for stage in stages or selected_stages(os.environ.get("STAGES")):
+        if stage == "erp" and not (settings.erp_enabled and settings.erp_url):
+            # No ERP named (ERP_URL) or posting switched off: batches wait on their topic.
+            print("ERP poster off (ERP_ENABLED=0 or no ERP_URL): journal batches are not posted", file=sys.stderr)
+            continue
         importlib.import_module(f"agents.{stage}")
     import app.web.channels  # noqa: F401
     import app.web.dashboard  # noqa: F401
     import app.web.dlq  # noqa: F401
+    import app.web.erp  # noqa: F401
     import app.web.health  # noqa: F401
     import app.web.master  # noqa: F401
     import app.web.positions  # noqa: F401

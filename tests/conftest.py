@@ -74,3 +74,18 @@ def pipeline(bootstrap):
     worker = WorkerProcess(bootstrap, data, web_port=_free_web_ports(16066), app_id="e2e-shared").start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture(scope="session")
+def erp_server():
+    """A real Tryton server (the default ERP, app/erp/launcher.py) with a fresh ledger for the session.
+
+    The database template is built once per Tryton version set into .cache/erp/ (~30 s the first
+    time on a 2-core box); later sessions copy it and start in about a second."""
+    from app.erp.launcher import LocalErp
+    erp = LocalErp(home=TEST_HOME / "erp", port=_free_port_pair(18069))
+    erp.wipe()
+    url = erp.start(timeout=120)
+    print(f"\n[e2e] Tryton started on {url} (log: {erp.log_file})")
+    yield erp
+    erp.stop()

@@ -1,8 +1,9 @@
 """Store day batches (SPEC §5.3): one store's postings of one business date, summarised at day close."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
@@ -125,6 +126,38 @@ def close_day(ledger: DayLedger, closed_at: datetime) -> tuple[DayLedger, Journa
     closed = ledger.model_copy(update={"closed": True, "closed_at": closed_at, "sequence": ledger.sequence + 1,
                                        "totals": {}, "posting_ids": [], "posting_count": 0, "posting_digest": ""})
     return closed, batch
+
+
+def end_of_business_date(business_date: date, timezone: str) -> datetime:
+    """Midnight after `business_date` in the location's time zone (an aware datetime)."""
+    return datetime.combine(business_date + timedelta(days=1), time(0), tzinfo=ZoneInfo(timezone))
+
+
+def due_to_close_by_clock(ledger: DayLedger, timezone: str, now: datetime, close_after: float) -> bool:
+    """A day of a location without a POS (SPEC §5.3) closes `close_after` seconds after its business
+    date ended in the location's time zone; a closed day, or one whose close is on its way, is not due."""
+    if ledger.closed or ledger.close_requested_at is not None:
+        return False
+    return now >= end_of_business_date(ledger.business_date, timezone) + timedelta(seconds=close_after)
+
+
+def due_to_forget(ledger: DayLedger, now: datetime, retention: float) -> bool:
+    """A closed day is forgotten from state `retention` seconds after it closed; its batches stay on
+    finance.journal_batches. A posting of that day arriving later finds no ledger: see reopen_day."""
+    return ledger.closed and ledger.closed_at is not None and now >= ledger.closed_at + timedelta(seconds=retention)
+
+
+def reopen_day(legal_entity: str, location_id: str, business_date: date, currency: str, now: datetime,
+               retention: float) -> DayLedger:
+    """The ledger for a posting whose day has no ledger: a fresh open day, unless the day is so old
+    (ended more than `retention` ago) that it was closed and forgotten. Then it reopens closed, its
+    batch sequence taken from the clock (seconds since the epoch): its postings go out in late
+    batches whose ids cannot collide with the ones batched before it was forgotten (the ERP would
+    take a repeated id for a duplicate and book nothing)."""
+    ledger = open_day(legal_entity, location_id, business_date, currency)
+    if now < end_of_business_date(business_date, "UTC") + timedelta(seconds=retention):
+        return ledger
+    return ledger.model_copy(update={"closed": True, "closed_at": now, "sequence": int(now.timestamp())})
 
 
 def controls(ledger: DayLedger) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The envelope on the internal finance ledger topic (key LOCATION): one of four facts per record."""
+"""The envelope on the internal finance ledger topic (key LOCATION): one of five facts per record."""
 from __future__ import annotations
 
 from datetime import date
@@ -20,3 +20,4 @@ class LedgerEntry(BaseModel):
     pos_totals: PosTotals | None = None
     day_close: DayClose | None = None
     close_due: CloseDue | None = None
+    forget_day: CloseDue | None = None   # a closed day past DEDUPE_RETENTION: drop it from state

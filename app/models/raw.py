@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.models.limits import Identifier, InRangeDate, Lines, Mapping, Money, Quantity, Text, in_range
 
@@ -214,6 +214,19 @@ class Location(RawModel):
     currency: Code = "USD"
     channels: Annotated[list[Identifier], Lines] = []
     safety_stock: Quantity = Field(default=0, ge=0)
+    # IANA time zone of the location: a location without a POS (a DC) closes each business date by
+    # the clock, DAY_CLOSE_AFTER after that date ends here (SPEC §5.3).
+    timezone: Code = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
 
 class SnapshotBalance(RawModel):

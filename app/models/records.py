@@ -181,6 +181,35 @@ class JournalBatch(Published):
     closed_at: datetime
 
 
+# --- The ERP (SPEC §9) ---------------------------------------------------------------------------
+
+class ErpStatus(StrEnum):
+    POSTED = "POSTED"        # this poster created and posted the entry
+    DUPLICATE = "DUPLICATE"  # an entry with the batch id as reference was already posted
+    REJECTED = "REJECTED"    # the ERP refused it for a business reason (finance.erp_rejections)
+
+
+class ErpAck(Record):
+    """`finance.erp_acks`: what became of one journal batch in the ERP (keyed by batch_id)."""
+
+    batch_id: str
+    status: ErpStatus
+    erp_reference: str | None   # the ERP's id of the entry (Tryton: account.move id), None if rejected
+    attempts: int               # ERP calls made for this batch, retries included
+    posted_at: datetime
+
+
+class ErpRejection(Record):
+    """`finance.erp_rejections`: a batch the ERP refused, with the ERP's own message."""
+
+    batch_id: str
+    legal_entity: str
+    location_id: str
+    business_date: date
+    message: str
+    rejected_at: datetime
+
+
 # --- Reconciliation ------------------------------------------------------------------------------
 
 class ReconStatus(StrEnum):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
@@ -48,7 +50,28 @@ def map_raw(source: Source, raw: bytes, ctx: MappingContext) -> Mapped | Rejecti
     if isinstance(event, Rejection):
         return event
     try:
-        return source.mapper(event, ctx)
+        return on_local_business_dates(source.mapper(event, ctx), ctx)
     except Rejected as exc:
         return Rejection(error_code=exc.code, error_detail=exc.detail,
                          source_event_id=getattr(event, source.id_field, None))
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def on_local_business_dates(mapped: Mapped, ctx: MappingContext) -> Mapped:
+    """A movement's business date is the date where it happened (the location's time zone, SPEC
+    §5.3): a DC closes its day by that clock, so a UTC date would put the evening of a New York DC
+    into tomorrow's batch. The POS sends its own business date, which stands."""
+    if mapped.source_system is SourceSystem.POS:
+        return mapped
+    for index, movement in enumerate(mapped.movements):
+        location = ctx.master.location(movement.location_id)
+        if location is None or location.timezone == "UTC":
+            continue
+        local = movement.occurred_at.astimezone(_zone(location.timezone)).date()
+        if local != movement.business_date:
+            mapped.movements[index] = movement.model_copy(update={"business_date": local})
+    return mapped

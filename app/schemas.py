@@ -19,8 +19,8 @@ from app import topics as t
 from app.models import raw
 from app.models.canonical import Movement
 from app.models.records import (
-    AvailabilityRecord, ChannelAvailability, DeadLetter, DriftRecord, FinanceException, JournalBatch, Posting,
-    ReconciliationSummary,
+    AvailabilityRecord, ChannelAvailability, DeadLetter, DriftRecord, ErpAck, ErpRejection, FinanceException,
+    JournalBatch, Posting, ReconciliationSummary,
 )
 from app.settings import REPO_ROOT
 
@@ -64,6 +64,9 @@ CONTRACT: tuple[TopicSchema, ...] = (
                 "store day batches and late batches"),
     TopicSchema(t.FINANCE_EXCEPTIONS, FinanceException, "source event id", "pipeline",
                 "what could not be posted, with a reason"),
+    TopicSchema(t.ERP_ACKS, ErpAck, "batch_id", "pipeline", "what the ERP did with each journal batch (SPEC §9)"),
+    TopicSchema(t.ERP_REJECTIONS, ErpRejection, "batch_id", "pipeline",
+                "journal batches the ERP refused, with its message (SPEC §9)"),
     TopicSchema(t.DLQ, DeadLetter, "source event id or null", "pipeline",
                 "raw input that could not be processed, with the reason; replayable"),
     TopicSchema(t.RECONCILIATION, Union[DriftRecord, ReconciliationSummary], "LOCATION", "pipeline",  # noqa: UP007

@@ -189,7 +189,7 @@ class ErpStatus(StrEnum):
     REJECTED = "REJECTED"    # the ERP refused it for a business reason (finance.erp_rejections)
 
 
-class ErpAck(Record):
+class ErpAck(Published):
     """`finance.erp_acks`: what became of one journal batch in the ERP (keyed by batch_id)."""
 
     batch_id: str
@@ -199,7 +199,7 @@ class ErpAck(Record):
     posted_at: datetime
 
 
-class ErpRejection(Record):
+class ErpRejection(Published):
     """`finance.erp_rejections`: a batch the ERP refused, with the ERP's own message."""
 
     batch_id: str

@@ -13,7 +13,8 @@ from agents.streams import each_event
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
 from app.domain.day_batches import (
-    DayLedger, add_pos_totals, add_posting, close_day, due_to_close_by_clock, due_to_forget, reopen_day,
+    DayLedger, add_pos_totals, add_posting, close_day, close_late, due_to_close_by_clock, due_to_forget,
+    late_batch_due, reopen_day,
 )
 from app.domain.keys import day_batch_key
 from app.domain.postings import postings_for
@@ -63,7 +64,7 @@ async def book_entry(event) -> None:
             day_ledgers.set(key, ledger.model_copy(update={"close_requested_at": utcnow()}))
     elif entry.close_due is not None:
         key, ledger = _ledger_for(entry.close_due.location_id, entry.close_due.business_date)
-        closed, batch = close_day(ledger, utcnow())
+        closed, batch = (close_late if ledger.closed else close_day)(ledger, utcnow())
         if batch is not None:
             day_ledgers.set(key, closed)
             await _emit_batch(batch)
@@ -91,11 +92,9 @@ async def _count_into_day(posting: Posting) -> None:
     key = day_batch_key(posting.legal_entity, posting.location_id, posting.business_date)
     ledger = day_ledgers.get(key) or _reopen(posting.legal_entity, posting.location_id, posting.business_date,
                                              posting.currency)
-    updated, late_batch = add_posting(ledger, posting)
+    updated = add_posting(ledger, posting)
     if updated is not ledger:
         day_ledgers.set(key, updated)
-    if late_batch is not None:
-        await _emit_batch(late_batch)
 
 
 async def _emit_batch(batch: JournalBatch) -> None:
@@ -115,10 +114,15 @@ _announced: dict[str, float] = {}
 
 @app.timer(interval=1.0)
 async def close_days_after_grace():
-    """Timers cannot write tables: announce due closes through the ledger topic; the agent closes."""
+    """Timers cannot write tables: announce due closes (a store's day after its DAY_CLOSE, a closed
+    day's late postings LATE_BATCH_AFTER after the first) through the ledger topic; the agent closes."""
     now = datetime.now(UTC)
     for key, raw in list(day_ledgers.table.items()):
         if b'"closed":true' in raw:
+            if b'"late_since":null' not in raw:
+                ledger = DayLedger.model_validate_json(raw)
+                if late_batch_due(ledger, now, settings.late_batch_after):
+                    await _announce(key, ledger, close_due=True)
             continue
         if b'"close_requested_at":null' in raw:
             continue  # no DAY_CLOSE seen; a location without a POS closes by the clock (below)

@@ -84,6 +84,9 @@ class Settings:
     erp_max_rps: float = 5.0
     erp_timeout: float = 10.0
     day_close_after: float = 7200.0
+    # Postings of an already closed day wait this long after the first of them and go out together
+    # in one late batch (SPEC §5.3), so a stream of late postings is not one ERP entry per posting.
+    late_batch_after: float = 60.0
     limits: Limits = field(default_factory=Limits)
     kafka: KafkaConnection = field(default_factory=KafkaConnection)
     topic_replication: int = 1
@@ -142,6 +145,7 @@ class Settings:
             erp_max_rps=_float(env, "ERP_MAX_RPS", 5.0, minimum=0.01),
             erp_timeout=_float(env, "ERP_TIMEOUT", 10.0, minimum=0.1),
             day_close_after=_float(env, "DAY_CLOSE_AFTER", 7200.0),
+            late_batch_after=_float(env, "LATE_BATCH_AFTER", 60.0),
             limits=Limits(  # SPEC §4
                 record_bytes=_int(env, "INPUT_MAX_RECORD_BYTES", 512 * 1024, minimum=1024),
                 identifier_chars=_int(env, "INPUT_MAX_ID_CHARS", 128, minimum=8),

@@ -41,6 +41,7 @@ class DayLedger(BaseModel):
     closed: bool = False
     closed_at: datetime | None = None
     close_requested_at: datetime | None = None  # DAY_CLOSE seen; the batch goes out after the grace period
+    late_since: datetime | None = None  # closed day: the first posting waiting for the next late batch
     sequence: int = 0                 # of the next batch: 0 is the day batch, late batches follow
     totals: Totals = {}               # postings not yet in a batch
     posting_ids: list[str] = []       # postings not yet in a batch, the first LISTED_POSTING_IDS of them
@@ -65,28 +66,41 @@ def batch_id(ledger: DayLedger, sequence: int) -> str:
     return f"{day_batch_key(ledger.legal_entity, ledger.location_id, ledger.business_date)}#{sequence}"
 
 
-def add_posting(ledger: DayLedger, posting: Posting) -> tuple[DayLedger, JournalBatch | None]:
-    """Count a posting into its day; after the day closed it goes out at once in a late batch."""
+def add_posting(ledger: DayLedger, posting: Posting) -> DayLedger:
+    """Count a posting into its day; after the day closed it waits for the next late batch
+    (`close_late`), so a stream of late postings makes a late batch per window, not one per posting."""
     mark = mark_of(posting.posting_id)
     if mark in ledger.counted_postings:
-        return ledger, None
+        return ledger
     _require_same_day(ledger, posting)
     update = _controls_with(ledger, posting)
     update["counted_postings"] = _with_mark(ledger.counted_postings, mark)
-    if not ledger.closed:
-        update["totals"] = _add_to_totals(ledger.totals, posting)
-        if len(ledger.posting_ids) < LISTED_POSTING_IDS:
-            update["posting_ids"] = [*ledger.posting_ids, posting.posting_id]
-        update["posting_count"] = ledger.posting_count + 1
-        update["posting_digest"] = posting_digest_of([posting.posting_id], ledger.posting_digest)
-        return ledger.model_copy(update=update), None
+    update["totals"] = _add_to_totals(ledger.totals, posting)
+    if len(ledger.posting_ids) < LISTED_POSTING_IDS:
+        update["posting_ids"] = [*ledger.posting_ids, posting.posting_id]
+    update["posting_count"] = ledger.posting_count + 1
+    update["posting_digest"] = posting_digest_of([posting.posting_id], ledger.posting_digest)
+    if ledger.closed and ledger.late_since is None:
+        update["late_since"] = posting.created_at
+    return ledger.model_copy(update=update)
 
-    update["sequence"] = ledger.sequence + 1
-    after = ledger.model_copy(update=update)
-    # A late posting has no close of its own: it is batched when it arrives.
-    late = _batch(after, ledger.sequence, _add_to_totals({}, posting), [posting.posting_id], 1,
-                  posting_digest_of([posting.posting_id]), late=True, closed_at=posting.created_at)
-    return after, late
+
+def late_batch_due(ledger: DayLedger, now: datetime, wait: float) -> bool:
+    """Late postings of a closed day go out together `wait` seconds after the first of them."""
+    return ledger.closed and ledger.late_since is not None and now >= ledger.late_since + timedelta(seconds=wait)
+
+
+def close_late(ledger: DayLedger, closed_at: datetime) -> tuple[DayLedger, JournalBatch | None]:
+    """The late batch of what arrived since the day (or its last late batch) went out; nothing if
+    nothing is waiting (a re-sent request)."""
+    if not ledger.closed or not ledger.posting_count:
+        return ledger, None
+    batch = _batch(ledger, ledger.sequence, ledger.totals, ledger.posting_ids, ledger.posting_count,
+                   ledger.posting_digest, late=True, closed_at=closed_at)
+    return ledger.model_copy(update={**_EMPTY, "sequence": ledger.sequence + 1, "late_since": None}), batch
+
+
+_EMPTY = {"totals": {}, "posting_ids": [], "posting_count": 0, "posting_digest": ""}
 
 
 def posting_digest_of(posting_ids: list[str], digest: str = "") -> str:
@@ -123,8 +137,8 @@ def close_day(ledger: DayLedger, closed_at: datetime) -> tuple[DayLedger, Journa
         return ledger, None
     batch = _batch(ledger, ledger.sequence, ledger.totals, ledger.posting_ids, ledger.posting_count,
                    ledger.posting_digest, late=False, closed_at=closed_at)
-    closed = ledger.model_copy(update={"closed": True, "closed_at": closed_at, "sequence": ledger.sequence + 1,
-                                       "totals": {}, "posting_ids": [], "posting_count": 0, "posting_digest": ""})
+    closed = ledger.model_copy(update={**_EMPTY, "closed": True, "closed_at": closed_at,
+                                       "sequence": ledger.sequence + 1})
     return closed, batch
 
 
@@ -144,7 +158,8 @@ def due_to_close_by_clock(ledger: DayLedger, timezone: str, now: datetime, close
 def due_to_forget(ledger: DayLedger, now: datetime, retention: float) -> bool:
     """A closed day is forgotten from state `retention` seconds after it closed; its batches stay on
     finance.journal_batches. A posting of that day arriving later finds no ledger: see reopen_day."""
-    return ledger.closed and ledger.closed_at is not None and now >= ledger.closed_at + timedelta(seconds=retention)
+    return (ledger.closed and ledger.late_since is None and ledger.closed_at is not None
+            and now >= ledger.closed_at + timedelta(seconds=retention))
 
 
 def reopen_day(legal_entity: str, location_id: str, business_date: date, currency: str, now: datetime,

@@ -41,6 +41,7 @@ class WorkerProcess:
             "API_TOKENS": f"{VIEWER}=viewer,{ADMIN}=admin",
             "CHANNEL_PUBLISH_INTERVAL": "0.5",
             "DAY_CLOSE_GRACE": "2",
+            "LATE_BATCH_AFTER": "2",
             "EXPIRY_SWEEP_INTERVAL": "1",
             **env,
         }

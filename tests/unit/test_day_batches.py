@@ -1,13 +1,15 @@
 """Store day batches (SPEC §5.3): totals at day close, late batches, duplicates and control totals."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 from app.domain.accounts import Charts
-from app.domain.day_batches import DayLedger, add_pos_totals, add_posting, close_day, open_day
+from app.domain.day_batches import (
+    DayLedger, add_pos_totals, add_posting, close_day, close_late, due_to_forget, late_batch_due, open_day,
+)
 from app.domain.postings import postings_for
 from app.models.canonical import Channel, MovementType, SourceSystem
 from app.models.records import JournalBatch, Posting
@@ -32,8 +34,7 @@ def sale_postings(line: str = "1", quantity: int = 2, **movement) -> list[Postin
 
 def add_all(ledger: DayLedger, postings: list[Posting]) -> DayLedger:
     for posting in postings:
-        ledger, batch = add_posting(ledger, posting)
-        assert batch is None
+        ledger = add_posting(ledger, posting)
     return ledger
 
 
@@ -72,19 +73,35 @@ def test_a_day_with_no_postings_still_closes_with_its_controls():
     assert batch.control["units_difference"] == "0"
 
 
-def test_posting_after_close_goes_out_at_once_in_a_late_batch_with_the_next_sequence():
+def test_postings_after_close_wait_together_for_one_late_batch_with_the_next_sequence():
     ledger, _ = close_day(add_all(store_day(), sale_postings("1")), CLOSED_AT)
     late_postings = sale_postings("9", 1)
+    first_at = late_postings[0].created_at
 
-    ledger, first = add_posting(ledger, late_postings[0])
-    ledger, second = add_posting(ledger, late_postings[1])
+    ledger = add_all(ledger, late_postings)
+    assert ledger.late_since == first_at and ledger.posting_count == 2
+    assert not late_batch_due(ledger, first_at + timedelta(seconds=59), 60)
+    assert late_batch_due(ledger, first_at + timedelta(seconds=60), 60)
 
-    assert first is not None and second is not None
-    assert (first.late, first.sequence, first.batch_id) == (True, 1, "US01:S042:2026-11-27#1")
-    assert (second.late, second.sequence, second.batch_id) == (True, 2, "US01:S042:2026-11-27#2")
-    assert first.posting_ids == [late_postings[0].posting_id]
-    assert balanced(first) and balanced(second)
-    assert first.closed_at == late_postings[0].created_at
+    ledger, late = close_late(ledger, first_at + timedelta(seconds=60))
+    assert late is not None
+    assert (late.late, late.sequence, late.batch_id) == (True, 1, "US01:S042:2026-11-27#1")
+    assert late.posting_ids == [p.posting_id for p in late_postings] and balanced(late)
+    assert (ledger.late_since, ledger.posting_count, ledger.sequence) == (None, 0, 2)
+    # Asked again (a re-sent request): nothing waits, nothing goes out; the next late posting opens #2.
+    assert close_late(ledger, CLOSED_AT)[1] is None
+    ledger = add_all(ledger, sale_postings("10", 1)[:1])
+    assert close_late(ledger, CLOSED_AT)[1].batch_id == "US01:S042:2026-11-27#2"
+
+
+def test_an_open_day_has_no_late_batch_and_a_day_with_late_postings_is_not_forgotten():
+    ledger = add_all(store_day(), sale_postings("1"))
+    assert close_late(ledger, CLOSED_AT) == (ledger, None) and ledger.late_since is None
+    closed, _ = close_day(ledger, CLOSED_AT)
+    waiting = add_all(closed, sale_postings("2", 1))
+    week = 7 * 86400.0
+    assert due_to_forget(closed, CLOSED_AT + timedelta(days=8), week)
+    assert not due_to_forget(waiting, CLOSED_AT + timedelta(days=8), week)
 
 
 def test_redelivered_posting_is_counted_once_before_and_after_close():
@@ -93,11 +110,9 @@ def test_redelivered_posting_is_counted_once_before_and_after_close():
     assert ledger.cogs_units == 2 and len(ledger.posting_ids) == 2
 
     ledger, batch = close_day(ledger, CLOSED_AT)
-    for posting in postings:
-        ledger, late = add_posting(ledger, posting)
-        assert late is None
+    ledger = add_all(ledger, postings)
     assert batch is not None and batch.totals["5000"]["debit"] == Decimal("14.20")
-    assert ledger.sequence == 1
+    assert (ledger.sequence, ledger.posting_count, ledger.late_since) == (1, 0, None)
 
 
 def test_controls_compare_pos_units_and_gross_with_cogs_and_revenue_postings():
@@ -137,11 +152,8 @@ def test_late_batch_reports_the_days_controls_as_they_stand_after_it():
     ledger = add_pos_totals(store_day(), 2, Decimal("43.18"), "S042-R3-000123")
     ledger, day_batch = close_day(ledger, CLOSED_AT)
     assert day_batch is not None and day_batch.control["units_difference"] == "2"
-    late_batches = []
-    for posting in sale_postings():
-        ledger, late = add_posting(ledger, posting)
-        late_batches.append(late)
-    assert late_batches[-1] is not None and late_batches[-1].control["units_difference"] == "0"
+    _, late = close_late(add_all(ledger, sale_postings()), CLOSED_AT)
+    assert late is not None and late.control["units_difference"] == "0"
 
 
 def test_a_posting_of_another_store_or_day_is_refused():

@@ -1,9 +1,11 @@
 """One way to keep pydantic records in a Faust table: UTF-8 keys, JSON values, sized RocksDB options."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 import faust
+from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 
 from app.faust_app import app, settings
@@ -66,6 +68,18 @@ class RecordTable(Generic[M]):
     def items(self):
         for key, raw in self.table.items():
             yield (key.decode() if isinstance(key, bytes) else key), self.model.model_validate_json(raw)
+
+    def raw_items_in_partition(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every record this worker holds in one partition of the table: a scan of that partition's
+        own RocksDB, O(records in it), for rare whole-partition work (a location's master change)."""
+        store = self.table.data
+        if hasattr(store, "_db_for_partition"):   # Faust's RocksDB store: one DB per partition
+            yield from store._visible_items(store._db_for_partition(partition))   # skips Faust's offset key
+            return
+        partitions = self.table.partitions or settings.topic_partitions
+        for key, raw in self.table.items():   # another store (memory://): filter by the producer's hash
+            if (murmur2(key) & 0x7FFFFFFF) % partitions == partition:
+                yield key, raw
 
 
 class CachedRecordTable(RecordTable[M]):

@@ -42,6 +42,19 @@ async def _load_location(event, location: Location) -> None:
     locations.set(location.location_id, location)
 
 
+async def _load_master(stream, model, topic: str, load) -> None:
+    async def load_record(event) -> None:
+        if event.value is None:
+            return  # a compaction tombstone
+        record = parse_record(model, event.value)
+        if isinstance(record, Rejection):
+            await dead_letter(event.message, topic, event.value, record, stage="master")
+            return
+        await load(event, record)
+
+    await each_event(stream, "master", load_record)
+
+
 @app.agent(master_items_topic)
 async def item_master(stream):
     await _load_master(stream, Item, topics.MASTER_ITEMS, _load_item)

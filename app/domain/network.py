@@ -15,20 +15,25 @@ def fold_location(network: SkuNetwork, location_id: str, available: int, version
     if current is not None and current[1] >= version:
         return []
     network.by_location[location_id] = [available, version]
-    served = {loc: set(channels_of(loc)) for loc in network.by_location}
+    totals: dict[str, int] = {}
+    members: dict[str, list[str]] = {}
+    for loc, (avail, _) in network.by_location.items():   # one pass: one master look-up per location
+        for channel in channels_of(loc):
+            totals[channel] = totals.get(channel, 0) + avail
+            members.setdefault(channel, []).append(loc)
     # Every channel the SKU is known on, not only the location's own today: one it has just left
     # must stop counting it (SPEC §3 "Master data changes reach the channels").
-    known = [c for c in network.channel_totals if c not in served[location_id]]
+    own = channels_of(location_id)
     changed = []
-    for channel in [*channels_of(location_id), *known]:
-        members = sorted(loc for loc, channels in served.items() if channel in channels)
-        total = sum(network.by_location[loc][0] for loc in members)
-        membership = mark_of(",".join(members))
+    for channel in [*own, *(c for c in network.channel_totals if c not in own)]:
+        total = totals.get(channel, 0)
+        # by_location keeps its order in the stored JSON, so the same members give the same mark.
+        membership = mark_of(",".join(members.get(channel, ())))
         # No membership kept yet (state saved before it was): take today's as the one published.
         moved = network.channel_totals.get(channel) != total or \
             network.channel_members.get(channel, membership) != membership
         network.channel_members[channel] = membership
-        if moved:
+        if moved and channel not in changed:
             network.channel_totals[channel] = total
             network.channel_versions[channel] = network.channel_versions.get(channel, 0) + 1
             changed.append(channel)

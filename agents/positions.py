@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 
 from agents.outputs import dead_letter, publish, trace, utcnow
@@ -118,7 +119,7 @@ async def _emit_availability(key: str, record: AvailabilityRecord) -> None:
 def _is_location_change(headers) -> bool:
     if not headers:
         return False
-    pairs = headers.items() if isinstance(headers, dict) else headers
+    pairs = headers.items() if isinstance(headers, Mapping) else headers   # Faust hands either
     return any(name == t.CONTROL_HEADER and value == t.LOCATION_CHANGE for name, value in pairs)
 
 

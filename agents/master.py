@@ -1,12 +1,14 @@
 """Master data stage: item and location masters into the global tables every worker reads."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
 
-from agents.outputs import dead_letter
+from agents.outputs import dead_letter, publish, utcnow
 from agents.streams import each_event, fetch_stalled_partitions_again
 from app import topics
-from app.domain.master import aliases_of
-from app.faust_app import app, master_items_topic, master_locations_topic
+from app.domain.keys import position_key
+from app.domain.master import aliases_of, location_changes
+from app.faust_app import app, master_items_topic, master_locations_topic, movements_topic, settings
 from app.models.raw import Item, Location
 from app.domain.parsing import parse_record
 from app.models.records import Rejection
@@ -14,13 +16,29 @@ from tables.catch_up import global_tables
 from tables.definitions import item_aliases, items, locations
 
 
-def _load_item(item: Item) -> None:
+async def _load_item(event, item: Item) -> None:
     items.set(item.sku, item)
     for alias in aliases_of(item):
         item_aliases[alias.encode()] = item.sku.encode()
 
 
-def _load_location(location: Location) -> None:
+async def _load_location(event, location: Location) -> None:
+    """Load the location, after telling the position stage when its safety stock or channels changed.
+
+    The control records go first and the table after: a worker stopped in between reads the record
+    again, still finds the old master, and sends the same control records again (same ids, which the
+    positions remember), where the other order could lose them. Kafka Streams' way, since positions are
+    partitioned by SKU@LOCATION and owned by other workers: this stage writes none of them, it sends
+    one record to every partition of the position stage's input, whose owner re-emits its own.
+    """
+    message = event.message
+    occurred_at = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else utcnow()
+    changes = location_changes(locations.get(location.location_id), location, partitions=settings.topic_partitions,
+                               record_partition=message.partition, record_offset=message.offset,
+                               occurred_at=occurred_at)
+    for change in changes:
+        await publish(movements_topic, position_key("*", change.location_id), change, partition=change.partition,
+                      headers=[(topics.CONTROL_HEADER, topics.LOCATION_CHANGE)])
     locations.set(location.location_id, location)
 
 
@@ -32,7 +50,7 @@ async def _load_master(stream, model, topic: str, load) -> None:
         if isinstance(record, Rejection):
             await dead_letter(event.message, topic, event.value, record, stage="master")
             return
-        load(record)
+        await load(event, record)
 
     await each_event(stream, "master", load_record)
 

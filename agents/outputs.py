@@ -22,7 +22,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def publish(topic: faust.TopicT, key: str | None, record: BaseModel) -> None:
+async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, partition: int | None = None,
+                  headers: list[tuple[str, bytes]] | None = None) -> None:
     """Hand one record to the app's producer; its delivery is awaited by Faust's flush before each commit.
 
     This is the call `Topic.send` ends in (`Topic.publish_message`), minus the FutureMessage,
@@ -30,11 +31,12 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel) -> No
     the record's own serialisation and which nothing here reads. At-least-once is unchanged: Faust
     flushes this producer before it commits the input offsets; with exactly_once,
     `maybe_start_producer` returns the transaction manager, as it does for `Topic.send`.
+    An explicit `partition` overrides the key's (control records meant for every partition).
     """
     producer = await app.maybe_start_producer()
     name = topic.get_topic_name()
     delivery = await producer.send(name, key.encode() if key is not None else None,
-                                   record.model_dump_json().encode(), None, None, None)
+                                   record.model_dump_json().encode(), partition, None, headers)
     delivery.add_done_callback(lambda done: stop_if_lost(done, name))
 
 

@@ -1,23 +1,31 @@
 """Position stage: apply each movement to its SKU@LOCATION position; emit availability and the ledger fact."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Mapping
 
 from agents.outputs import dead_letter, publish, trace, utcnow
 from agents.streams import each_event
 from app import metrics
 from app import topics as t
-from app.domain.availability import availability_record
-from app.domain.keys import position_key, sale_cost_key
-from app.domain.positions import PositionContext, apply, new_position, sale_reference_of
+from app.domain.availability import MASTER_SOURCE, availability_record, master_change_record
+from app.domain.keys import position_key, sale_cost_key, split_position_key
+from app.domain.master import shows_change
+from app.domain.positions import PositionContext, apply, apply_location_change, new_position, sale_reference_of
 from app.domain.sale_costs import parse_sale_cost, sale_cost_expired, sale_cost_value
 from app.faust_app import app, availability_topic, ledger_topic, movements_topic, settings, sku_availability_topic
-from app.models.canonical import Movement, MovementType
+from app.models.canonical import LocationChange, Movement, MovementType, Position
 from app.models.finance_ledger import LedgerEntry
-from app.models.records import SkuAvailability, TraceStage
+from app.models.records import AvailabilityRecord, SkuAvailability, TraceStage
 from app.replay import is_dlq_replay
 from tables.definitions import positions, sale_costs
 from tables.master import master_data
+
+log = logging.getLogger(__name__)
+
+MASTER_WAIT = 5.0   # seconds a location change waits for this worker's copy of the location master
 
 
 def _sale_cost_key(reference: str, sku: str) -> bytes:
@@ -50,6 +58,9 @@ async def apply_movements(stream):
 
 
 async def apply_movement(event) -> None:
+    if _is_location_change(event.message.headers):
+        await apply_location_change_here(event)
+        return
     movement = Movement.model_validate_json(event.value)
     key = position_key(movement.sku, movement.location_id)
     position = positions.get(key) or new_position(movement.sku, movement.location_id)
@@ -78,10 +89,7 @@ async def apply_movement(event) -> None:
     now = utcnow()
     record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
                                  applied.unmatched_quantity)
-    await publish(availability_topic, key, record)
-    await publish(sku_availability_topic, movement.sku, SkuAvailability(
-        sku=movement.sku, location_id=movement.location_id, available=record.available,
-        version=record.version))
+    await _emit_availability(key, record)
     await publish(ledger_topic, movement.location_id, LedgerEntry(applied=applied))
     for follow_up in outcome.follow_ups:
         await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
@@ -90,7 +98,6 @@ async def apply_movement(event) -> None:
         metrics.REPLAYS.inc()
     else:
         metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
-    metrics.AVAILABILITY_OUT.inc()
     if record.negative:
         metrics.NEGATIVE_POSITIONS.inc()
     if applied.unmatched_quantity and not outcome.replay:
@@ -99,6 +106,67 @@ async def apply_movement(event) -> None:
     await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
                 version=record.version, available=record.available, on_hand=record.on_hand,
                 previous_available=record.previous_available, replay=outcome.replay)
+
+
+async def _emit_availability(key: str, record: AvailabilityRecord) -> None:
+    """The one emit path of a changed position: the public record, and its re-keyed copy for channels."""
+    await publish(availability_topic, key, record)
+    await publish(sku_availability_topic, record.sku, SkuAvailability(
+        sku=record.sku, location_id=record.location_id, available=record.available, version=record.version))
+    metrics.AVAILABILITY_OUT.inc()
+
+
+def _is_location_change(headers) -> bool:
+    if not headers:
+        return False
+    pairs = headers.items() if isinstance(headers, Mapping) else headers   # Faust hands either
+    return any(name == t.CONTROL_HEADER and value == t.LOCATION_CHANGE for name, value in pairs)
+
+
+async def apply_location_change_here(event) -> None:
+    """A location's safety stock or channels changed: re-emit every position at it in this partition.
+
+    The control record sits in partition p of inventory.movements, among the movements of p, so the
+    positions of p are exactly the ones this worker owns for it (the positions table is partitioned
+    like its input) and every movement after it in p sees the change. Scanning the partition is
+    O(positions in it), about 0.2 s per 100,000 (measured; the event loop waits meanwhile): fine for
+    a rare event. Nothing is posted, nothing else moves.
+    """
+    change = LocationChange.model_validate_json(event.value)
+    partition = event.message.partition
+    await _until_master_shows(change)
+    suffix = position_key("", change.location_id).encode()
+    ctx = PositionContext(now_epoch=int(time.time()), dedupe_retention=settings.dedupe_retention,
+                          source_record=f"{partition}@{event.message.offset}", replay_window=settings.replay_window)
+    now = utcnow()
+    found = [Position.model_validate_json(raw) for key, raw in positions.raw_items_in_partition(partition)
+             if key.endswith(suffix) and split_position_key(key.decode())[1] == change.location_id]
+    for position in found:
+        key = position_key(position.sku, position.location_id)
+        outcome = apply_location_change(position, change, ctx)
+        if outcome.duplicate and not outcome.replay:
+            metrics.DUPLICATES.inc()
+            continue
+        positions.set(key, outcome.position)   # inside this event: written to partition p and its changelog
+        record = master_change_record(outcome.as_emitted, outcome.previous_available, change, now)
+        await _emit_availability(key, record)
+        await trace(MASTER_SOURCE, change.source_event_id, TraceStage.APPLIED, movement_id=change.change_id, key=key,
+                    version=record.version, available=record.available, previous_available=record.previous_available,
+                    safety_stock=record.safety_stock, replay=outcome.replay)
+
+
+async def _until_master_shows(change: LocationChange) -> None:
+    """Wait, a little, for this worker's copy of the location master to hold the change: the master
+    stage writes it just after sending the control records, and a movement read after this record
+    must not apply the old safety stock again. A later change of the same location can overtake it:
+    after MASTER_WAIT this goes on (the re-emission carries the change's own values either way)."""
+    deadline = time.monotonic() + MASTER_WAIT
+    while not shows_change(master_data.location(change.location_id), change):
+        if time.monotonic() >= deadline or app.should_stop:
+            log.info("location %s: the master here does not show change %s after %.0f s; re-emitting anyway",
+                     change.location_id, change.source_event_id, MASTER_WAIT)
+            return
+        await asyncio.sleep(0.05)
 
 
 SALE_COST_SWEEP = min(3600.0, max(1.0, settings.sale_cost_retention / 10))

@@ -36,6 +36,12 @@ RECON_CHECKS = "internal.reconciliation-checks"     # one check per partition of
 RECON_RESULTS = "internal.reconciliation-results"   # key LOCATION: comparison results to summarise
 AUDIT = "ops.audit"                                 # key actor: admin actions
 
+# Header of the internal control records the master stage sends to every partition of MOVEMENTS (a
+# location's safety stock or channels changed: app.models.canonical.LocationChange). Records without
+# it are canonical movements; a consumer of the audit trail skips records that carry it.
+CONTROL_HEADER = "stock-sync-control"
+LOCATION_CHANGE = b"location-change"
+
 # Input topics whose offsets are contiguous (never compacted, written without transactions): agents
 # take their records strictly in offset order (agents/streams.py). Not the compacted master topics.
 IN_ORDER_TOPICS = frozenset({*RAW_TOPICS, MOVEMENTS, SKU_AVAILABILITY, LEDGER, LINEAGE, RECON_CHECKS, RECON_RESULTS})

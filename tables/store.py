@@ -1,6 +1,7 @@
 """One way to keep pydantic records in a Faust table: UTF-8 keys, JSON values, sized RocksDB options."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 import faust
@@ -66,6 +67,11 @@ class RecordTable(Generic[M]):
     def items(self):
         for key, raw in self.table.items():
             yield (key.decode() if isinstance(key, bytes) else key), self.model.model_validate_json(raw)
+
+    def raw_items_in_partition(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        """Every record this worker holds in one partition of the table: a scan of that partition's
+        own RocksDB, O(records in it), for rare whole-partition work (a location's master change)."""
+        return self.table.data.items_in_partition(partition)
 
 
 class CachedRecordTable(RecordTable[M]):

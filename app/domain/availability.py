@@ -3,8 +3,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.models.canonical import Movement, Position
+from app.models.canonical import LocationChange, Movement, Position
 from app.models.records import AvailabilityRecord, Cause
+
+# The cause of a re-emission after a location's safety stock or channels changed (SPEC §3): not a
+# movement type (nothing moved, nothing is posted), only the availability record's `cause`.
+MASTER_CHANGE = "MASTER_CHANGE"
+MASTER_SOURCE = "master"
 
 
 def cause_of(movement: Movement) -> Cause:
@@ -15,14 +20,31 @@ def cause_of(movement: Movement) -> Cause:
     )
 
 
+def location_change_cause(change: LocationChange) -> Cause:
+    return Cause(movement_id=change.change_id, movement_type=MASTER_CHANGE, source_system=MASTER_SOURCE,
+                 source_event_id=change.source_event_id, correlation_id=change.location_id)
+
+
 def availability_record(position: Position, previous_available: int, movement: Movement,
                         emitted_at: datetime, unmatched_quantity: int = 0) -> AvailabilityRecord:
+    return position_record(position, previous_available, cause_of(movement), movement.occurred_at, emitted_at,
+                           unmatched_quantity)
+
+
+def master_change_record(position: Position, previous_available: int, change: LocationChange,
+                         emitted_at: datetime) -> AvailabilityRecord:
+    return position_record(position, previous_available, location_change_cause(change), change.occurred_at,
+                           emitted_at)
+
+
+def position_record(position: Position, previous_available: int, cause: Cause, occurred_at: datetime,
+                    emitted_at: datetime, unmatched_quantity: int = 0) -> AvailabilityRecord:
     return AvailabilityRecord(
         sku=position.sku, location_id=position.location_id, on_hand=position.on_hand,
         reserved=position.reserved, quality_control=position.quality_control, damaged=position.damaged,
         in_transit=position.in_transit, safety_stock=position.safety_stock, available=position.available,
         previous_available=previous_available, version=position.version, negative=position.negative,
-        unmatched_quantity=unmatched_quantity, cause=cause_of(movement), occurred_at=movement.occurred_at,
+        unmatched_quantity=unmatched_quantity, cause=cause, occurred_at=occurred_at,
         emitted_at=emitted_at,
     )
 

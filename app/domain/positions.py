@@ -9,7 +9,8 @@ from app.domain.costing import average_after_inflow, current_cost
 from app.domain.marks import forget_oldest, mark_of
 from app.domain.sources.common import build_movement
 from app.models.canonical import (
-    Applied, Emitted, InTransitTransfer, Movement, MovementType, OpenReservation, Position, Role, SourceSystem,
+    Applied, Emitted, InTransitTransfer, LocationChange, Movement, MovementType, OpenReservation, Position, Role,
+    SourceSystem,
 )
 from app.models.records import ErrorCode, Rejection
 
@@ -381,7 +382,7 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
     change = _Change(p, movement, ctx)
     _RULES[movement.movement_type](change)
     p.version += 1
-    _remember(p, mark, movement, change.on_hand_delta, ctx)
+    _remember(p, mark, movement.occurred_at, change.on_hand_delta, ctx)
 
     applied = Applied(
         movement=movement, legal_entity=ctx.legal_entity, version=p.version,
@@ -392,9 +393,34 @@ def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outco
         revalued_quantity=change.revalued_quantity,
         cost_adjustment=change.cost_adjustment,
     )
-    _keep_emitted(p, mark, applied, previous_available, ctx)
+    _keep_emitted(p, mark, previous_available, ctx, {name: getattr(applied, name) for name in _KEPT_FOR_REPLAY})
     return Outcome(p, applied=applied, follow_ups=change.follow_ups, previous_available=previous_available,
                    as_emitted=p)
+
+
+def apply_location_change(position: Position, change: LocationChange, ctx: PositionContext) -> Outcome:
+    """The position's location changed its safety stock or channels (SPEC §3 "Master data changes
+    reach the channels"): show the position again, with a new version and the new safety stock, so
+    the channel sums follow without waiting for the SKU's next movement.
+
+    Nothing moved: no bucket but safety_stock changes, no Applied (nothing to post). The change id is
+    remembered like a movement id, so a redelivered control record bumps no version twice; a replay
+    of the very record that applied it emits the same record again (see Emitted).
+    """
+    mark = mark_of(change.change_id)
+    if mark in position.applied:
+        kept = _kept_for_replay(position, mark, ctx)
+        if kept is None:
+            return Outcome(position, duplicate=True, previous_available=position.available)
+        return Outcome(position, duplicate=True, replay=True, as_emitted=_as_emitted(position, kept),
+                       previous_available=kept.previous_available)
+    previous_available = position.available
+    p = _working_copy(position)
+    p.safety_stock = change.safety_stock
+    p.version += 1
+    _remember(p, mark, change.occurred_at, 0, ctx)
+    _keep_emitted(p, mark, previous_available, ctx, {"version": p.version, "on_hand_delta": 0})
+    return Outcome(p, previous_available=previous_available, as_emitted=p)
 
 
 # The fields of Applied that an Emitted keeps, to rebuild the same Applied for a replay.
@@ -403,15 +429,15 @@ _KEPT_FOR_REPLAY = ("version", "on_hand_delta", "late_quantity", "count_differen
                     "cost_adjustment")
 
 
-def _keep_emitted(p: Position, mark: str, applied: Applied, previous_available: int, ctx: PositionContext) -> None:
-    """Keep what this movement emits, for a replay of its record (see Emitted); forget old ones."""
+def _keep_emitted(p: Position, mark: str, previous_available: int, ctx: PositionContext, kept: dict) -> None:
+    """Keep what this movement (or location change) emits, for a replay of its record (see Emitted);
+    forget old ones. `kept` holds the Emitted fields of _KEPT_FOR_REPLAY the record needs."""
     if ctx.source_record is None:
         return
     forget_oldest(p.emitted, lambda kept: kept.at, ctx.now_epoch - ctx.replay_window, room_for=ctx.replay_keep)
     p.emitted[mark] = Emitted(
         record=ctx.source_record, at=ctx.now_epoch, previous_available=previous_available,
-        buckets=(p.on_hand, p.reserved, p.quality_control, p.damaged, p.in_transit, p.safety_stock),
-        **{name: getattr(applied, name) for name in _KEPT_FOR_REPLAY})
+        buckets=(p.on_hand, p.reserved, p.quality_control, p.damaged, p.in_transit, p.safety_stock), **kept)
 
 
 def _unknown_reservation(position: Position, movement: Movement, previous_available: int, *,
@@ -428,24 +454,36 @@ def _duplicate_or_replay(position: Position, movement: Movement, mark: str, ctx:
     """An applied movement again. From another Kafka record: a producer's re-send, nothing to do.
     From the very record that applied it: the worker stopped after saving the position but maybe
     before Kafka had its outputs, so everything it emitted is rebuilt, exactly, to be emitted again."""
-    kept = position.emitted.get(mark)
-    if kept is None or ctx.source_record is None or kept.record != ctx.source_record:
+    kept = _kept_for_replay(position, mark, ctx)
+    if kept is None:
         return Outcome(position, duplicate=True, previous_available=position.available)
-    on_hand, reserved, quality_control, damaged, in_transit, safety_stock = kept.buckets
-    as_emitted = position.model_copy(update={
-        "on_hand": on_hand, "reserved": reserved, "quality_control": quality_control, "damaged": damaged,
-        "in_transit": in_transit, "safety_stock": safety_stock, "version": kept.version})
-    applied = Applied(movement=movement, legal_entity=ctx.legal_entity, on_hand_after=on_hand,
+    as_emitted = _as_emitted(position, kept)
+    applied = Applied(movement=movement, legal_entity=ctx.legal_entity, on_hand_after=as_emitted.on_hand,
                       **{name: getattr(kept, name) for name in _KEPT_FOR_REPLAY})
     return Outcome(position, applied=applied, duplicate=True, replay=True, as_emitted=as_emitted,
                    follow_ups=_derived_movements(movement, kept.unit_cost), previous_available=kept.previous_available)
 
 
-def _remember(p: Position, mark: str, m: Movement, on_hand_delta: int, ctx: PositionContext) -> None:
+def _kept_for_replay(position: Position, mark: str, ctx: PositionContext) -> Emitted | None:
+    """What an applied record emitted, when the record now delivered is the very one that applied it."""
+    kept = position.emitted.get(mark)
+    if kept is None or ctx.source_record is None or kept.record != ctx.source_record:
+        return None
+    return kept
+
+
+def _as_emitted(position: Position, kept: Emitted) -> Position:
+    on_hand, reserved, quality_control, damaged, in_transit, safety_stock = kept.buckets
+    return position.model_copy(update={
+        "on_hand": on_hand, "reserved": reserved, "quality_control": quality_control, "damaged": damaged,
+        "in_transit": in_transit, "safety_stock": safety_stock, "version": kept.version})
+
+
+def _remember(p: Position, mark: str, occurred_at: datetime, on_hand_delta: int, ctx: PositionContext) -> None:
     """Mark the movement applied (with its on_hand effect, for reconciliation) and forget old marks:
     a re-send is recognised for DEDUPE_RETENTION or the key's last `applied_keep` movements."""
     forget_oldest(p.applied, lambda kept: kept[0], ctx.now_epoch - ctx.dedupe_retention, room_for=ctx.applied_keep)
-    p.applied[mark] = [ctx.now_epoch, int(m.occurred_at.timestamp()), on_hand_delta]
+    p.applied[mark] = [ctx.now_epoch, int(occurred_at.timestamp()), on_hand_delta]
 
 
 def _reservation_bytes(key: str, reservation: OpenReservation) -> int:

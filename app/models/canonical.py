@@ -220,6 +220,34 @@ class SkuNetwork(BaseModel):
     by_location: dict[str, list[int]] = {}     # location -> [available, position version]
     channel_versions: dict[str, int] = {}
     channel_totals: dict[str, int] = {}
+    # channel -> mark of the locations its total counts: a location leaving the channel (its master
+    # changed) is a change of the channel even when its total stays (app/domain/network.py).
+    channel_members: dict[str, str] = {}
     # channel -> version coalesced and not yet published when this value was saved: kept in the
     # table, not only in memory, so whichever worker owns the SKU next publishes it (SPEC §3).
     pending: dict[str, int] = {}
+
+
+class LocationChange(BaseModel):
+    """Internal control record: a location's safety stock or channels changed (SPEC §3 "Master data
+    changes reach the channels").
+
+    The master stage sends one to every partition of inventory.movements (explicit partition, header
+    topics.CONTROL_HEADER); the position stage re-emits that partition's positions at the location.
+    It is not a movement: nothing is posted and it is not part of the audit trail's movement schema.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source_event_id: str   # "location:<id>:<digest of the new values>:<partition>.<offset> of the master record"
+    location_id: str
+    safety_stock: int
+    channels: list[str]
+    occurred_at: datetime  # when the master record was written
+    partition: int         # the inventory.movements partition this copy is meant for
+    partitions: int
+
+    @property
+    def change_id(self) -> str:
+        """The identity each position remembers (applied marks): one re-emission per change."""
+        return f"master:{self.source_event_id}"

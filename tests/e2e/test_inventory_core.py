@@ -152,6 +152,9 @@ def test_a_changed_master_record_applies_to_the_next_movement(bootstrap, pipelin
                  until=lambda a: a.status == 200 and a.json["case_pack"] == 12)
     wait_for_api(pipeline, f"/v1/master/locations/{quote(store, safe='')}",
                  until=lambda a: a.status == 200 and a.json["safety_stock"] == 2)
+    # The new safety stock re-emits the position at once (SPEC §3 "Master data changes reach the channels").
+    changed = wait_for_versions(bootstrap, {key: 2})[key]
+    assert (changed["cause"]["movement_type"], changed["safety_stock"], changed["available"]) == ("MASTER_CHANGE", 2, 4)
     send(bootstrap, [s.receipt(store, [(sku, 1, "120.00")], uom="CASE", at=10)])
-    second = wait_for_versions(bootstrap, {key: 2})[key]
+    second = wait_for_versions(bootstrap, {key: 3})[key]
     assert (second["on_hand"], second["safety_stock"], second["available"]) == (18, 2, 16)

@@ -65,8 +65,9 @@ class Settings:
     day_close_grace: float = 5.0
     expiry_sweep_interval: float = 30.0
     # How long a return can name its sale and be valued at the sale's cost (the `sale-costs` table
-    # forgets older sales; their returns are valued at the average cost). 90 days: a common return window.
-    sale_cost_retention: int = 90 * 86400
+    # forgets older sales; their returns are valued at the average cost). DEDUPE_RETENTION unless set:
+    # a retailer with a 90-day return window sets 7776000.
+    sale_cost_retention: int = 604800
     chart_overrides: str = ""
     log_json: bool = False
     rocksdb_cache_mb: int = 32
@@ -128,7 +129,8 @@ class Settings:
             api_tokens=parse_tokens(env.get("API_TOKENS", "")),
             day_close_grace=_float(env, "DAY_CLOSE_GRACE", 5.0),
             expiry_sweep_interval=_float(env, "EXPIRY_SWEEP_INTERVAL", 30.0, minimum=0.1),
-            sale_cost_retention=_int(env, "SALE_COST_RETENTION", 90 * 86400, minimum=1),
+            sale_cost_retention=_int(env, "SALE_COST_RETENTION", _int(env, "DEDUPE_RETENTION", 604800, minimum=1),
+                                     minimum=1),
             chart_overrides=env.get("CHART_OVERRIDES", ""),
             log_json=env.get("LOG_FORMAT", "text") == "json",
             rocksdb_cache_mb=_int(env, "ROCKSDB_CACHE_MB", 32, minimum=1),

@@ -28,3 +28,15 @@ def test_tokens_parse_to_roles_and_the_error_never_shows_the_token():
     with pytest.raises(SettingsError) as error:
         parse_tokens("s3cr3t=root")
     assert "s3cr3t" not in str(error.value)
+
+
+def test_sale_costs_are_kept_as_long_as_duplicates_are_recognised_unless_a_return_window_is_set():
+    assert Settings.from_env({}).sale_cost_retention == 604800
+    assert Settings.from_env({"DEDUPE_RETENTION": "86400"}).sale_cost_retention == 86400
+    window = Settings.from_env({"DEDUPE_RETENTION": "86400", "SALE_COST_RETENTION": "7776000"})
+    assert window.sale_cost_retention == 7776000
+
+
+def test_late_postings_wait_a_minute_for_their_batch_by_default():
+    assert Settings.from_env({}).late_batch_after == 60.0
+    assert Settings.from_env({"LATE_BATCH_AFTER": "5"}).late_batch_after == 5.0

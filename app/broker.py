@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from app.local_process import our_live_pid
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = REPO_ROOT / "deploy" / "kafka"
 POM = DEPLOY / "pom.xml"
@@ -235,13 +237,7 @@ class LocalBroker:
 
     def pid(self) -> int | None:
         """The pid of our broker if it is alive; a stale pid file (or a recycled pid) gives None."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if self._proc is not None and self._proc.pid == pid:
-            return pid if self._proc.poll() is None else None  # poll() also reaps our own dead child
-        return pid if _is_our_java(pid, self.config) else None
+        return our_live_pid(self.pid_file, self._proc, b"kafka.Kafka", str(self.config).encode())
 
     def is_running(self) -> bool:
         return self.pid() is not None and metadata_ok(self.port)
@@ -395,21 +391,6 @@ class LocalBroker:
                 return True
             time.sleep(0.1)
         return False
-
-
-def _is_our_java(pid: int, config: Path) -> bool:
-    """Alive, not a zombie, and running kafka.Kafka with our config: pids get recycled."""
-    if not Path("/proc/self").exists():  # no procfs (macOS): trust the pid file
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")  # empty for a zombie
-    except OSError:
-        return False
-    return b"kafka.Kafka" in args and str(config).encode() in args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,8 @@ import urllib.request
 from importlib import metadata
 from pathlib import Path
 
+from app.local_process import our_live_pid
+
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_HOME = REPO_ROOT / ".run" / "erp"
 CACHE = REPO_ROOT / ".cache" / "erp"
@@ -150,17 +152,7 @@ class LocalErp:
     # --- the server -----------------------------------------------------------------------------
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if self._proc is not None and self._proc.pid == pid:
-            return pid if self._proc.poll() is None else None
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return None
-        return pid if str(self.config).encode() in args else None
+        return our_live_pid(self.pid_file, self._proc, str(self.config).encode())
 
     def answers(self) -> bool:
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from app.local_process import our_live_pid
+from app.local_process import NotRunning, our_live_pid, run_action, timed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = REPO_ROOT / "deploy" / "kafka"
@@ -403,30 +403,28 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     broker = LocalBroker(home=args.home, port=args.port, heap=args.heap,
                          controller_port=args.controller_port or args.port + 1)
-    try:
-        if args.action == "jars":
-            print(f"broker jars ready in {ensure_jars(broker.libs)}")
-        elif args.action in ("start", "restart"):
-            began = time.monotonic()
-            bootstrap = broker.restart() if args.action == "restart" else broker.start()
-            print(f"Kafka broker ready on {bootstrap} (pid {broker.pid()}, {time.monotonic() - began:.1f}s); "
-                  f"log: {broker.log_file}")
-            print(f"export KAFKA_BOOTSTRAP={bootstrap}")
-        elif args.action == "stop":
-            broker.stop()
-            print("Kafka broker stopped")
-        elif args.action == "wipe":
-            broker.wipe()
-            print(f"Kafka broker stopped and {broker.data_dir} deleted")
-        elif broker.is_running():
-            print(f"running on {broker.bootstrap} (pid {broker.pid()}); log: {broker.log_file}")
-        else:
-            print(f"not running (home {broker.home})")
-            sys.exit(3)
-    except BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
 
+    def start() -> str:
+        bootstrap, took = timed(broker.restart if args.action == "restart" else broker.start)
+        return (f"Kafka broker ready on {bootstrap} (pid {broker.pid()}, {took:.1f}s); log: {broker.log_file}\n"
+                f"export KAFKA_BOOTSTRAP={bootstrap}")
+
+    def stop() -> str:
+        broker.stop()
+        return "Kafka broker stopped"
+
+    def wipe() -> str:
+        broker.wipe()
+        return f"Kafka broker stopped and {broker.data_dir} deleted"
+
+    def status() -> str:
+        if not broker.is_running():
+            raise NotRunning(f"home {broker.home}")
+        return f"running on {broker.bootstrap} (pid {broker.pid()}); log: {broker.log_file}"
+
+    actions = {"jars": lambda: f"broker jars ready in {ensure_jars(broker.libs)}", "start": start,
+               "restart": start, "stop": stop, "wipe": wipe, "status": status}
+    run_action(actions[args.action], BrokerError)
 
 if __name__ == "__main__":
     main()

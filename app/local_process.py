@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -31,3 +34,26 @@ def runs_with(pid: int, markers: tuple[bytes, ...]) -> bool:
     except OSError:
         return False
     return all(marker in args for marker in markers)
+
+
+class NotRunning(Exception):
+    """A status action that finds the server down (its message: where it would run)."""
+
+
+def run_action(action: Callable[[], str], error: type[Exception]) -> None:
+    """One action of a local server's command line (`python -m app.broker|app.erp ACTION`): print
+    what it reports; exit 1 with the server's own error, 3 for a status that finds it not running."""
+    try:
+        print(action())
+    except NotRunning as down:
+        print(f"not running ({down})")
+        sys.exit(3)
+    except error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def timed(start: Callable[[], str]) -> tuple[str, float]:
+    """What `start` returns and the seconds it took."""
+    began = time.monotonic()
+    return start(), time.monotonic() - began

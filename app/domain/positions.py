@@ -133,11 +133,9 @@ class _Change:
             self.revalued_quantity = covered
             self.cost_adjustment = covered * difference
 
-    def take_from(self, bucket: str, quantity: int) -> int:
-        """Take up to `quantity` units out of a floored bucket; flag what it did not hold."""
-        held = max(getattr(self.p, bucket), 0)
-        taken = min(held, quantity)
-        setattr(self.p, bucket, getattr(self.p, bucket) - taken)
+    def taken(self, held: int, quantity: int) -> int:
+        """How many of `quantity` units a floored bucket holding `held` gives; flag what it did not hold."""
+        taken = min(max(held, 0), quantity)
         self.unmatched += quantity - taken
         return taken
 
@@ -281,18 +279,18 @@ def _adjust(c: _Change) -> None:
     if c.m.reason == "WRITE_OFF":
         # Damaged units leave the books. The units physically left even when fewer were known as
         # damaged (never reject a physical event): on_hand moves by all of them, the excess is flagged.
-        c.take_from("damaged", c.m.quantity)
+        c.p.damaged -= c.taken(c.p.damaged, c.m.quantity)
         c.move_on_hand(-c.m.quantity)
         return
     if c.m.reason == "REPAIRED":
-        c.take_from("damaged", c.m.quantity)  # sellable again; on_hand already counted them
+        c.p.damaged -= c.taken(c.p.damaged, c.m.quantity)  # sellable again; on_hand already counted them
         return
     c.move_on_hand(_ADJUST_SIGN.get(c.m.reason or "", 0) * c.m.quantity)
 
 
 def _disposition(c: _Change) -> None:
     c.unit_cost = c.outflow_cost()
-    c.take_from("quality_control", c.m.quantity)
+    c.p.quality_control -= c.taken(c.p.quality_control, c.m.quantity)
     if c.m.reason == "DAMAGED":
         c.p.damaged += c.m.quantity
     elif c.m.reason == "SCRAP":

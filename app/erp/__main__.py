@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
 from app.erp.launcher import DEFAULT_HOME, ErpError, LocalErp
+from app.local_process import NotRunning, run_action, timed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,30 +14,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
     erp = LocalErp(home=args.home, port=args.port)
-    try:
-        if args.action == "start":
-            began = time.monotonic()
-            url = erp.start()
-            print(f"Tryton ready on {url} (pid {erp.pid()}, {time.monotonic() - began:.1f}s); log: {erp.log_file}")
-            print(f"export ERP_URL={url} ERP_DATABASE={erp.database}")
-        elif args.action == "build":
-            erp.ensure_database()
-            print(f"Tryton database ready in {erp.db_dir}")
-        elif args.action == "stop":
-            erp.stop()
-            print("Tryton stopped")
-        elif args.action == "wipe":
-            erp.wipe()
-            print(f"Tryton stopped and {erp.db_dir} deleted")
-        elif erp.pid() is not None and erp.answers():
-            print(f"running on {erp.url}, database {erp.database} (pid {erp.pid()})")
-        else:
-            print(f"not running (home {erp.home})")
-            sys.exit(3)
-    except ErpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
 
+    def start() -> str:
+        url, took = timed(erp.start)
+        return (f"Tryton ready on {url} (pid {erp.pid()}, {took:.1f}s); log: {erp.log_file}\n"
+                f"export ERP_URL={url} ERP_DATABASE={erp.database}")
+
+    def build() -> str:
+        erp.ensure_database()
+        return f"Tryton database ready in {erp.db_dir}"
+
+    def stop() -> str:
+        erp.stop()
+        return "Tryton stopped"
+
+    def wipe() -> str:
+        erp.wipe()
+        return f"Tryton stopped and {erp.db_dir} deleted"
+
+    def status() -> str:
+        if erp.pid() is None or not erp.answers():
+            raise NotRunning(f"home {erp.home}")
+        return f"running on {erp.url}, database {erp.database} (pid {erp.pid()})"
+
+    actions = {"start": start, "build": build, "stop": stop, "wipe": wipe, "status": status}
+    run_action(actions[args.action], ErpError)
 
 if __name__ == "__main__":
     main()

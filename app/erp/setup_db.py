@@ -44,7 +44,7 @@ def main(config_file: str, database: str, legal_entities: str, year: int) -> Non
         admin.companies.append(Company(company.id))
         admin.company = Company(company.id)
         admin.save()
-        proteus_config.get_config()._context = User.get_preferences(True, {})
+        proteus_config.get_config().set_context(User.get_preferences(True, {}))  # now in this company
         for fiscal_year in (year - 1, year, year + 1):
             fy = create_fiscalyear(company, (datetime.date(fiscal_year, 1, 1), datetime.date(fiscal_year, 12, 31)))
             fy.save()

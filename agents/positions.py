@@ -6,8 +6,8 @@ import logging
 import time
 from collections.abc import Mapping
 
-from agents.outputs import dead_letter, publish, trace, utcnow
-from agents.streams import each_event
+from agents.outputs import dead_letter, publish, started_producer, stop_if_lost, trace, utcnow
+from agents.streams import each_batch
 from app import metrics
 from app import topics as t
 from app.domain.availability import MASTER_SOURCE, availability_record, master_change_record
@@ -22,6 +22,7 @@ from app.models.records import AvailabilityRecord, SkuAvailability, TraceStage
 from app.replay import is_dlq_replay
 from tables.definitions import positions, sale_costs
 from tables.master import master_data
+from tables.store import BatchWrites
 
 log = logging.getLogger(__name__)
 
@@ -32,80 +33,145 @@ def _sale_cost_key(reference: str, sku: str) -> bytes:
     return sale_cost_key(reference, sku).encode()
 
 
-def context_for(movement: Movement, source_record: str | None = None, dlq_replay: bool = False) -> PositionContext:
-    item = master_data.item(movement.sku)
-    location = master_data.location(movement.location_id)
-    original_cost = None
-    if movement.movement_type is MovementType.RETURN and movement.original_transaction_id:
-        raw = sale_costs.get(_sale_cost_key(movement.original_transaction_id, movement.sku))
-        original_cost = None if raw is None else parse_sale_cost(raw)[0]
-    return PositionContext(
-        now_epoch=int(time.time()),
-        dedupe_retention=settings.dedupe_retention,
-        safety_stock=location.safety_stock if location else 0,
-        standard_cost=item.standard_cost if item else None,
-        original_sale_cost=original_cost,
-        legal_entity=location.legal_entity if location else None,
-        source_record=source_record,
-        replay_window=settings.replay_window,
-        dlq_replay=dlq_replay,
-    )
+def _position_json(position: Position) -> bytes:
+    return position.model_dump_json().encode()
 
 
 @app.agent(movements_topic)
 async def apply_movements(stream):
-    await each_event(stream, "positions", apply_movement)
+    await each_batch(stream, "positions", PositionBatch)
 
 
-async def apply_movement(event) -> None:
-    if _is_location_change(event.message.headers):
-        await apply_location_change_here(event)
-        return
-    movement = Movement.model_validate_json(event.value)
-    key = position_key(movement.sku, movement.location_id)
-    position = positions.get(key) or new_position(movement.sku, movement.location_id)
-    record_id = f"{event.message.partition}@{event.message.offset}"
-    outcome = apply(position, movement, context_for(movement, record_id, is_dlq_replay(event.message.headers)))
-    system, source_id = movement.source_system.value, movement.source_event_id
+class PositionBatch:
+    """A batch of inventory.movements: each applied in memory in offset order, the positions and
+    sale costs it changed written once at the end (agents/streams.py, each_batch)."""
 
-    if outcome.duplicate and not outcome.replay:
-        metrics.DUPLICATES.inc()
-        await trace(system, source_id, TraceStage.DUPLICATE, movement_id=movement.movement_id, key=key)
-        return
-    if outcome.rejection:
-        if outcome.position is not position:   # the rejection is remembered in the position
-            positions.set(key, outcome.position)
-        await dead_letter(event.message, t.MOVEMENTS, event.value, outcome.rejection,
-                          source_system=system, source_event_id=source_id, stage="positions")
-        return
+    def __init__(self) -> None:
+        self.positions = BatchWrites(positions.table, Position.model_validate_json, _position_json)
+        self.sale_costs = BatchWrites(sale_costs)
 
-    # A replay writes the position again too: the changelog record may be what the crash lost.
-    positions.set(key, outcome.position)
-    applied = outcome.applied
-    sale_reference = sale_reference_of(movement)
-    if sale_reference is not None and applied.unit_cost is not None:
-        sale_costs[_sale_cost_key(sale_reference, movement.sku)] = sale_cost_value(applied.unit_cost, int(time.time()))
+    async def finish(self) -> list:
+        producer = await started_producer()
+        return [*await self.positions.write(producer, stop_if_lost),
+                *await self.sale_costs.write(producer, stop_if_lost)]
 
-    now = utcnow()
-    record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
-                                 applied.unmatched_quantity)
-    await _emit_availability(key, record)
-    await publish(ledger_topic, movement.location_id, LedgerEntry(applied=applied))
-    for follow_up in outcome.follow_ups:
-        await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
+    def context_for(self, movement: Movement, source_record: str, dlq_replay: bool) -> PositionContext:
+        item = master_data.item(movement.sku)
+        location = master_data.location(movement.location_id)
+        original_cost = None
+        if movement.movement_type is MovementType.RETURN and movement.original_transaction_id:
+            raw = self.sale_costs.get(_sale_cost_key(movement.original_transaction_id, movement.sku))
+            original_cost = None if raw is None else parse_sale_cost(raw)[0]
+        return PositionContext(
+            now_epoch=int(time.time()),
+            dedupe_retention=settings.dedupe_retention,
+            safety_stock=location.safety_stock if location else 0,
+            standard_cost=item.standard_cost if item else None,
+            original_sale_cost=original_cost,
+            legal_entity=location.legal_entity if location else None,
+            source_record=source_record,
+            replay_window=settings.replay_window,
+            dlq_replay=dlq_replay,
+        )
 
-    if outcome.replay:
-        metrics.REPLAYS.inc()
-    else:
-        metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
-    if record.negative:
-        metrics.NEGATIVE_POSITIONS.inc()
-    if applied.unmatched_quantity and not outcome.replay:
-        metrics.UNMATCHED_UNITS.labels(type=movement.movement_type.value).inc(applied.unmatched_quantity)
-    metrics.LATENCY.observe((now - (movement.received_at or movement.occurred_at)).total_seconds())
-    await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
-                version=record.version, available=record.available, on_hand=record.on_hand,
-                previous_available=record.previous_available, replay=outcome.replay)
+    async def take(self, event) -> None:
+        if _is_location_change(event.message.headers):
+            await self.apply_location_change(event)
+            return
+        movement = Movement.model_validate_json(event.value)
+        partition = event.message.partition
+        key = position_key(movement.sku, movement.location_id)
+        raw_key = key.encode()
+        position = self.positions.get(raw_key, partition) or new_position(movement.sku, movement.location_id)
+        context = self.context_for(movement, f"{partition}@{event.message.offset}",
+                                   is_dlq_replay(event.message.headers))
+        outcome = apply(position, movement, context)
+        system, source_id = movement.source_system.value, movement.source_event_id
+
+        if outcome.duplicate and not outcome.replay:
+            metrics.DUPLICATES.inc()
+            await trace(system, source_id, TraceStage.DUPLICATE, movement_id=movement.movement_id, key=key)
+            return
+        if outcome.rejection:
+            if outcome.position is not position:   # the rejection is remembered in the position
+                self.positions.set(raw_key, outcome.position, partition)
+            await dead_letter(event.message, t.MOVEMENTS, event.value, outcome.rejection,
+                              source_system=system, source_event_id=source_id, stage="positions")
+            return
+
+        # Everything the movement produces is built before any of it is kept or sent: a record that
+        # fails here is rejected with nothing of it in the batch.
+        applied = outcome.applied
+        sale_reference = sale_reference_of(movement)
+        sale_cost = None
+        if sale_reference is not None and applied.unit_cost is not None:
+            sale_cost = sale_cost_value(applied.unit_cost, int(time.time()))
+        now = utcnow()
+        record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
+                                     applied.unmatched_quantity)
+        entry = LedgerEntry(applied=applied)
+
+        # A replay writes the position again too: the changelog record may be what the crash lost.
+        self.positions.set(raw_key, outcome.position, partition)
+        if sale_cost is not None:
+            self.sale_costs.set(_sale_cost_key(sale_reference, movement.sku), sale_cost, partition)
+        await _emit_availability(key, record)
+        await publish(ledger_topic, movement.location_id, entry)
+        for follow_up in outcome.follow_ups:
+            await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
+
+        if outcome.replay:
+            metrics.REPLAYS.inc()
+        else:
+            metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
+        if record.negative:
+            metrics.NEGATIVE_POSITIONS.inc()
+        if applied.unmatched_quantity and not outcome.replay:
+            metrics.UNMATCHED_UNITS.labels(type=movement.movement_type.value).inc(applied.unmatched_quantity)
+        metrics.LATENCY.observe((now - (movement.received_at or movement.occurred_at)).total_seconds())
+        await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
+                    version=record.version, available=record.available, on_hand=record.on_hand,
+                    previous_available=record.previous_available, replay=outcome.replay)
+
+    async def apply_location_change(self, event) -> None:
+        """A location's safety stock or channels changed: re-emit every position at it in this partition.
+
+        The control record sits in partition p of inventory.movements, among the movements of p, so the
+        positions of p are exactly the ones this worker owns for it (the positions table is partitioned
+        like its input) and every movement after it in p sees the change. Scanning the partition is
+        O(positions in it), about 0.2 s per 100,000 (measured; the event loop waits meanwhile): fine for
+        a rare event. Nothing is posted, nothing else moves.
+        """
+        change = LocationChange.model_validate_json(event.value)
+        partition = event.message.partition
+        await _until_master_shows(change)
+        suffix = position_key("", change.location_id).encode()
+
+        def at_location(key: bytes) -> bool:
+            return key.endswith(suffix) and split_position_key(key.decode())[1] == change.location_id
+
+        found = {key: Position.model_validate_json(raw)
+                 for key, raw in positions.raw_items_in_partition(partition) if at_location(key)}
+        # This batch's own changes are newer than the store's.
+        found.update({key: p for key, p in self.positions.changed_in(partition).items()
+                      if p is not None and at_location(key)})
+        ctx = PositionContext(now_epoch=int(time.time()), dedupe_retention=settings.dedupe_retention,
+                              source_record=f"{partition}@{event.message.offset}",
+                              replay_window=settings.replay_window)
+        now = utcnow()
+        for raw_key, position in found.items():
+            key = raw_key.decode()
+            outcome = apply_location_change(position, change, ctx)
+            if outcome.duplicate and not outcome.replay:
+                metrics.DUPLICATES.inc()
+                continue
+            record = master_change_record(outcome.as_emitted, outcome.previous_available, change, now)
+            self.positions.set(raw_key, outcome.position, partition)
+            await _emit_availability(key, record)
+            await trace(MASTER_SOURCE, change.source_event_id, TraceStage.APPLIED, movement_id=change.change_id,
+                        key=key, version=record.version, available=record.available,
+                        previous_available=record.previous_available, safety_stock=record.safety_stock,
+                        replay=outcome.replay)
 
 
 async def _emit_availability(key: str, record: AvailabilityRecord) -> None:
@@ -121,38 +187,6 @@ def _is_location_change(headers) -> bool:
         return False
     pairs = headers.items() if isinstance(headers, Mapping) else headers   # Faust hands either
     return any(name == t.CONTROL_HEADER and value == t.LOCATION_CHANGE for name, value in pairs)
-
-
-async def apply_location_change_here(event) -> None:
-    """A location's safety stock or channels changed: re-emit every position at it in this partition.
-
-    The control record sits in partition p of inventory.movements, among the movements of p, so the
-    positions of p are exactly the ones this worker owns for it (the positions table is partitioned
-    like its input) and every movement after it in p sees the change. Scanning the partition is
-    O(positions in it), about 0.2 s per 100,000 (measured; the event loop waits meanwhile): fine for
-    a rare event. Nothing is posted, nothing else moves.
-    """
-    change = LocationChange.model_validate_json(event.value)
-    partition = event.message.partition
-    await _until_master_shows(change)
-    suffix = position_key("", change.location_id).encode()
-    ctx = PositionContext(now_epoch=int(time.time()), dedupe_retention=settings.dedupe_retention,
-                          source_record=f"{partition}@{event.message.offset}", replay_window=settings.replay_window)
-    now = utcnow()
-    found = [Position.model_validate_json(raw) for key, raw in positions.raw_items_in_partition(partition)
-             if key.endswith(suffix) and split_position_key(key.decode())[1] == change.location_id]
-    for position in found:
-        key = position_key(position.sku, position.location_id)
-        outcome = apply_location_change(position, change, ctx)
-        if outcome.duplicate and not outcome.replay:
-            metrics.DUPLICATES.inc()
-            continue
-        positions.set(key, outcome.position)   # inside this event: written to partition p and its changelog
-        record = master_change_record(outcome.as_emitted, outcome.previous_available, change, now)
-        await _emit_availability(key, record)
-        await trace(MASTER_SOURCE, change.source_event_id, TraceStage.APPLIED, movement_id=change.change_id, key=key,
-                    version=record.version, available=record.available, previous_available=record.previous_available,
-                    safety_stock=record.safety_stock, replay=outcome.replay)
 
 
 async def _until_master_shows(change: LocationChange) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 import faust
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
@@ -198,9 +200,16 @@ async def handled(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
     through a further rebalance was fetched in a generation that is gone: it is let go of, and no
     commit passes it until it is read again.
     """
-    app = stream.app
-    consumer = app.consumer
     acking = stream.noack()
+    async for event in _in_order(acking):
+        yield event
+        await acking.ack(event)
+
+
+async def _in_order(acking: faust.StreamT) -> AsyncIterator[faust.EventT]:
+    """`handled` without the acks: the events to handle, in offset order, none of them acked."""
+    app = acking.app
+    consumer = app.consumer
     async for event in acking.events():
         message = event.message
         if not global_tables.is_current(app):
@@ -224,7 +233,6 @@ async def handled(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
                     await consumer.seek_wait({tp: rewind})
                 continue
         yield event
-        await acking.ack(event)
 
 
 # --- The error boundary around every record of every stage (SPEC §4) -------------------------------
@@ -267,13 +275,16 @@ async def each_event(stream: faust.StreamT, stage: str, handle: Callable[[faust.
     app = stream.app
     async for event in handled(stream):
         error = await _handle_with_retries(event, handle)
-        if error is None:
-            continue
-        log.warning("%s: %s@%s dead-lettered as PROCESSING_ERROR: %s: %s", stage, event.message.tp,
-                    event.message.offset, type(error).__name__, str(error)[:300])
-        metrics.STAGE_ERRORS.labels(stage=stage, error=type(error).__name__).inc()
-        if not await _dead_letter_until_written(app, event, stage, error):
+        if error is not None and not await _reject(app, event, stage, error):
             return   # stopping: the record stays unacked, so uncommitted, and is read again after the restart
+
+
+async def _reject(app: faust.App, event: faust.EventT, stage: str, error: BaseException) -> bool:
+    """The record that raised ends as one dead letter; False: the worker is stopping first."""
+    log.warning("%s: %s@%s dead-lettered as PROCESSING_ERROR: %s: %s", stage, event.message.tp,
+                event.message.offset, type(error).__name__, str(error)[:300])
+    metrics.STAGE_ERRORS.labels(stage=stage, error=type(error).__name__).inc()
+    return await _dead_letter_until_written(app, event, stage, error)
 
 
 async def _handle_with_retries(event: faust.EventT, handle) -> BaseException | None:
@@ -318,3 +329,138 @@ async def _dead_letter_until_written(app: faust.App, event: faust.EventT, stage:
     if stuck_records.waiting.pop(name, None) is not None:
         metrics.RECORDS_STUCK.dec()
     return True
+
+
+# --- Micro-batches: the record loop of the high-volume stages --------------------------------------
+
+BATCH_MAX = 1000        # records per batch at most; a batch is whatever has arrived, so no wait is added
+BATCHES_IN_FLIGHT = 8   # batches whose changelog is not acknowledged yet, before the loop waits
+
+
+class StageBatch(Protocol):
+    """One attempt at one batch of a stage: each record applied in memory, then the whole at once."""
+
+    async def take(self, event: faust.EventT) -> None:
+        """Apply one record to the batch's state and hand its outputs to the producer. Whatever it
+        raises leaves the batch's state as it was before the record (the record is rejected alone)."""
+
+    async def finish(self) -> list[asyncio.Future]:
+        """Write the batch's state (one changelog record per changed key, one RocksDB WriteBatch per
+        partition): the deliveries the input offsets must wait for."""
+
+
+async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], StageBatch],
+                     max_records: int = BATCH_MAX) -> None:
+    """`each_event` for a stage that works in micro-batches, with the same guarantees per record.
+
+    Records come in offset order per partition (`_in_order`), and a batch is what has arrived
+    while the last one was worked on, up to `max_records`: an idle stage handles one record at a
+    time, a loaded one amortises its state writes over many. A record that raises is rejected
+    alone (one dead letter); an infrastructure error retries the whole batch from the stored state
+    (its outputs may be sent twice, with the same identity: RELIABILITY.md §2); a batch that cannot
+    be written for another reason is split into batches of one, so the record at fault is found.
+    The batch's records are acked, so may be committed, only once its changelog records are
+    acknowledged; outputs are flushed by Faust before every commit. Meanwhile the next batch runs.
+    """
+    app = stream.app
+    acking = stream.noack()
+    in_flight: deque[asyncio.Future] = deque()
+    async for events in _batches(acking, max_records):
+        rejected, deliveries = await apply_batch(events, new_batch)
+        for event, error in rejected:
+            if not await _reject(app, event, stage, error):
+                return   # stopping: nothing of this batch is acked, so it is read again after the restart
+        in_flight.append(asyncio.ensure_future(_ack_when_delivered(acking, events, deliveries)))
+        while in_flight and (len(in_flight) > BATCHES_IN_FLIGHT or in_flight[0].done()):
+            await in_flight.popleft()
+
+
+class BatchFailed(Exception):
+    """A batch could not be written (after the retries of a transient error)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+async def apply_batch(events: list, new_batch: Callable[[], StageBatch]) -> tuple[list, list]:
+    """(records rejected, each with its error; deliveries to wait for). A batch that cannot be
+    written as a whole is taken apart: one record at a time, so only the record at fault is rejected."""
+    try:
+        return await _batch_with_retries(events, new_batch)
+    except BatchFailed as failed:
+        if len(events) == 1:
+            return [(events[0], failed.error)], []
+        log.info("a batch of %d records could not be written (%r): one record at a time", len(events), failed.error)
+    rejected, deliveries = [], []
+    for event in events:
+        single_rejected, single_deliveries = await apply_batch([event], new_batch)
+        rejected += single_rejected
+        deliveries += single_deliveries
+    return rejected, deliveries
+
+
+async def _batch_with_retries(events: list, new_batch: Callable[[], StageBatch]) -> tuple[list, list]:
+    for backoff in (*TRANSIENT_ATTEMPTS, None):
+        batch, rejected = new_batch(), []
+        try:
+            for event in events:
+                try:
+                    await batch.take(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    rejected.append((event, exc))
+            return rejected, await batch.finish()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the boundary: a batch that fails is tried again, then taken apart
+            if backoff is None or not is_transient(exc):
+                raise BatchFailed(exc) from exc
+            log.info("a batch of %d records met a transient %r: trying again in %.1f s", len(events), exc, backoff)
+            await asyncio.sleep(backoff)
+    raise AssertionError("unreachable")
+
+
+async def _ack_when_delivered(acking: faust.StreamT, events: list, deliveries: list[asyncio.Future]) -> None:
+    if deliveries:
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        if any(isinstance(r, BaseException) for r in results):
+            return   # not acked: outputs.stop_if_lost stops the worker; the batch is read again after the restart
+    for event in events:
+        await acking.ack(event)
+
+
+async def _batches(acking: faust.StreamT, max_records: int) -> AsyncIterator[list]:
+    """Lists of events in offset order per partition: whatever arrived while the last list was handled.
+
+    A pump task reads the stream (through `_in_order`) into a queue; the loop takes what is there.
+    The pump, not the loop, waits on Faust: a batch never holds its records unacked while waiting
+    for more (a rebalance waits for every delivered record to be acked).
+    """
+    queue: asyncio.Queue = asyncio.Queue(maxsize=max_records)
+
+    async def pump() -> None:
+        async for event in _in_order(acking):
+            await queue.put(event)
+
+    reader = asyncio.ensure_future(pump())
+    try:
+        while True:
+            if queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    reader.result()   # the stream ended: re-raise what ended it, if anything
+                    return
+                events = [getter.result()]
+            else:
+                events = [queue.get_nowait()]
+            while len(events) < max_records and not queue.empty():
+                events.append(queue.get_nowait())
+            yield events
+    finally:
+        reader.cancel()

@@ -70,6 +70,11 @@ def create_app(s: Settings) -> faust.App:
         # partition): at 5 ms a batch held about one record and the producer's per-request work
         # was a large part of the worker's CPU (BENCHMARKS.md, "What was optimised").
         producer_linger=s.producer_linger_ms / 1000,
+        # aiokafka keeps one batch per partition and, once it is full, makes every further send to
+        # that partition wait until the batch has gone out: at the 16 KiB default (~30 availability
+        # records) a stage that hands the producer a thousand records at once waited on the broker
+        # round trip every few dozen of them. Batches up to 512 KiB (a request stays under 1 MB).
+        producer_max_batch_size=512 * 1024,
         stream_buffer_maxsize=4096,
         broker_max_poll_records=500,
         # aiokafka refreshes metadata every 300 s by default; a producer that missed a partition's

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import os
 import sys
@@ -63,6 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     app = load_stages()
     declare_topics(app, settings)
     logging_setup.configure(app, settings)
+    # Most of a worker's heap lives as long as it does (modules, Faust's services, cached master data):
+    # keep what exists now out of every collection, and collect the young generation every 50,000
+    # allocations instead of 700. Measured on the position stage (`bench.run --only throughput
+    # --systems positions --runs 1`): 1,087 movements/s before, 1,704 after.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     loglevel = "info"
     sys.argv = ["stock-sync", "worker", "-l", loglevel, *(argv or [])]
     app.main()

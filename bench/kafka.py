@@ -6,7 +6,6 @@ possible while a system is measured. Keys are partitioned with murmur2, as the J
 """
 from __future__ import annotations
 
-import string
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,16 +24,10 @@ PORT, CONTROLLER_PORT = 39192, 39193
 
 
 class BenchBroker(broker_mod.LocalBroker):
-    """LocalBroker on the benchmark's ports and home; renders either template syntax ({x} or ${x})."""
+    """LocalBroker on the benchmark's ports and home (its own config rendering: one template for both)."""
 
     def __init__(self, home: Path = BENCH_HOME / "kafka", heap: str = "1g") -> None:
         super().__init__(home=home, port=PORT, controller_port=CONTROLLER_PORT, heap=heap)
-
-    def _render_config(self) -> None:
-        template = (broker_mod.DEPLOY / "server.properties.template").read_text()
-        values = {"port": self.port, "controller_port": self.controller_port, "data_dir": self.data_dir}
-        text = string.Template(template).safe_substitute(values) if "${" in template else template.format(**values)
-        self.config.write_text(text)
 
 
 def _producer_conf(bootstrap: str, **extra) -> dict:

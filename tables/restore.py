@@ -159,6 +159,10 @@ class BulkRestoringStore(RocksDBStore):
     turned out to be the test's own (BENCHMARKS.md, "Recovery with bulk restore").
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._written: dict = {}   # changelog partition -> last offset of this worker's writes persisted
+
     async def on_rebalance(self, assigned, revoked, newly_assigned, generation_id: int = 0) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         topics = self.table.changelog_topic.topics
@@ -210,6 +214,30 @@ class BulkRestoringStore(RocksDBStore):
         if last_offset is not None:
             self.set_persisted_offset(tp, last_offset)
         return count
+
+    # --- The write path of a batch (tables/store.py, BatchWrites) -----------------------------------
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        """One key from one partition's DB: the one look-up a partitioned table needs."""
+        db = self._dbs.get(partition)
+        return None if db is None else db.get(key)
+
+    def write_changes(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
+        """A batch's changes of one partition in one WriteBatch (None: the key is deleted)."""
+        batch = self.new_write_batch()
+        for key, value in changes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self._db_for_partition(partition).write(batch)
+
+    def persist_written(self, tp, offset: int) -> None:
+        """The changelog offset of this worker's own write, once the broker has it: what recovery
+        reads from after a restart. Only forward, and only into a partition still held here."""
+        if tp.partition in self._dbs and offset > self._written.get(tp, -1):
+            self._written[tp] = offset
+            self.set_persisted_offset(tp, offset)
 
     async def stop(self) -> None:
         await changelog_reader.stop()

@@ -1,10 +1,12 @@
 """One way to keep pydantic records in a Faust table: UTF-8 keys, JSON values, sized RocksDB options."""
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Generic, TypeVar
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 import faust
+from faust.types import TP
 from pydantic import BaseModel
 
 from app.faust_app import app, settings
@@ -114,3 +116,68 @@ class CachedRecordTable(RecordTable[M]):
     def delete(self, key: str) -> None:
         self._parsed.pop(key.encode(), None)
         super().delete(key)
+
+
+class BatchWrites:
+    """One batch's changes to one table: read back within the batch, then written in one go.
+
+    Faust writes a table change by change: each `table[key] = value` sends a changelog record
+    through Topic.send's layers and puts the value into RocksDB, in the partition of the event being
+    processed. A batch keeps its changes here instead, so a key changed ten times costs one
+    changelog record and one put, and `write` does what Kafka Streams does at a task's commit: every
+    changelog record handed to the producer at once, one RocksDB WriteBatch per partition, and the
+    changelog offset persisted (what recovery reads from) once the broker has acknowledged it. The
+    caller commits its input only after those deliveries (agents/streams.py, each_batch).
+
+    Values are kept decoded (`decode`/`encode`: bytes <-> what the stage works with), so a key
+    read five times in a batch is parsed once. A partitioned table is read in the partition the
+    change belongs to; a global one anywhere (its changes are written into the partition of the
+    record that caused them, as Faust does, and are not persisted as offsets: the other partitions'
+    writers are other workers).
+    """
+
+    def __init__(self, table: faust.Table, decode: Callable[[bytes], Any] = bytes,
+                 encode: Callable[[Any], bytes] = bytes) -> None:
+        self.table, self.store = table, table.data
+        self.decode, self.encode = decode, encode
+        self.changes: dict[int, dict[bytes, Any]] = {}   # partition -> key -> value (None: deleted)
+        self._read: dict[bytes, Any] = {}
+
+    def get(self, key: bytes, partition: int | None = None) -> Any:
+        for changes in ((self.changes.get(partition, {}),) if partition is not None else self.changes.values()):
+            if key in changes:
+                return changes[key]
+        if key in self._read:
+            return self._read[key]
+        raw = self.store.read(partition, key) if partition is not None and not self.table.is_global \
+            else self.store.get(key)
+        value = self._read[key] = None if raw is None else self.decode(raw)
+        return value
+
+    def set(self, key: bytes, value: Any, partition: int) -> None:
+        self.changes.setdefault(partition, {})[key] = value
+
+    def changed_in(self, partition: int) -> dict[bytes, Any]:
+        return self.changes.get(partition, {})
+
+    async def write(self, producer, on_failure: Callable[[asyncio.Future, str], None]) -> list[asyncio.Future]:
+        """Send and store every change; returns the changelog deliveries (each persisted on arrival)."""
+        topic = self.table.changelog_topic.get_topic_name()
+        deliveries = []
+        for partition, changes in self.changes.items():
+            encoded = {key: None if value is None else self.encode(value) for key, value in changes.items()}
+            last = None
+            for key, value in encoded.items():
+                last = await producer.send(topic, key, value, partition, None, None)
+                last.add_done_callback(lambda done: on_failure(done, topic))
+                deliveries.append(last)
+            self.store.write_changes(partition, encoded)
+            if last is not None and not self.table.is_global:
+                last.add_done_callback(self._persist_on_arrival(TP(topic, partition)))
+        return deliveries
+
+    def _persist_on_arrival(self, tp: TP) -> Callable[[asyncio.Future], None]:
+        def persist(done: asyncio.Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self.store.persist_written(tp, done.result().offset)
+        return persist

@@ -218,9 +218,9 @@ class BulkRestoringStore(RocksDBStore):
     # --- The write path of a batch (tables/store.py, BatchWrites) -----------------------------------
 
     def read(self, partition: int, key: bytes) -> bytes | None:
-        """One key from one partition's DB: the one look-up a partitioned table needs."""
-        db = self._dbs.get(partition)
-        return None if db is None else db.get(key)
+        """One key from one partition's DB: the one look-up a partitioned table needs. The DB is
+        opened if it is not yet (a partition of the event being handled is this worker's)."""
+        return self._db_for_partition(partition).get(key)
 
     def write_changes(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
         """A batch's changes of one partition in one WriteBatch (None: the key is deleted)."""

@@ -41,9 +41,11 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, pa
 
 
 async def started_producer():
-    """The app's producer. `app.maybe_start_producer()` costs a trip through the event loop on every
-    call (measured: ~320 µs a record at 1,000 records a batch, as every other ready task runs in
-    between); once the producer runs, it is simply the app's."""
+    """The app's producer. Awaiting `app.maybe_start_producer()` for every record took ~320 µs of
+    wall time per call inside the loaded position stage (other tasks ran in between; why Faust's
+    coroutine gives the loop away there was not pinned down), against well under 1 µs for this
+    check. Taking the running producer directly: position stage ~500 → 1,087 movements/s (one run
+    each, `bench.run --only throughput --systems positions --runs 1`)."""
     producer = app.producer
     if app.in_transaction or not producer.started:
         producer = await app.maybe_start_producer()

@@ -33,11 +33,18 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, pa
     `maybe_start_producer` returns the transaction manager, as it does for `Topic.send`.
     An explicit `partition` overrides the key's (control records meant for every partition).
     """
+    await send_record(topic.get_topic_name(), key.encode() if key is not None else None,
+                      record.model_dump_json().encode(), partition, headers)
+
+
+async def send_record(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+                      headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future:
+    """One encoded record to the producer (a table's changelog record too); a delivery that fails
+    stops the worker before any commit passes it (`stop_if_lost`)."""
     producer = await started_producer()
-    name = topic.get_topic_name()
-    delivery = await producer.send(name, key.encode() if key is not None else None,
-                                   record.model_dump_json().encode(), partition, None, headers)
-    delivery.add_done_callback(lambda done: stop_if_lost(done, name))
+    delivery = await producer.send(topic, key, value, partition, None, headers)
+    delivery.add_done_callback(lambda done: stop_if_lost(done, topic))
+    return delivery
 
 
 async def started_producer():

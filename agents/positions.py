@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from agents.outputs import dead_letter, publish, started_producer, stop_if_lost, trace, utcnow
+from agents.outputs import dead_letter, publish, send_record, trace, utcnow
 from agents.streams import each_batch
 from app import metrics
 from app import topics as t
@@ -51,9 +51,7 @@ class PositionBatch:
         self.sale_costs = BatchWrites(sale_costs)
 
     async def finish(self) -> list:
-        producer = await started_producer()
-        return [*await self.positions.write(producer, stop_if_lost),
-                *await self.sale_costs.write(producer, stop_if_lost)]
+        return [*await self.positions.write(send_record), *await self.sale_costs.write(send_record)]
 
     def context_for(self, movement: Movement, source_record: str, dlq_replay: bool) -> PositionContext:
         item = master_data.item(movement.sku)

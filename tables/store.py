@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -160,16 +160,16 @@ class BatchWrites:
     def changed_in(self, partition: int) -> dict[bytes, Any]:
         return self.changes.get(partition, {})
 
-    async def write(self, producer, on_failure: Callable[[asyncio.Future, str], None]) -> list[asyncio.Future]:
-        """Send and store every change; returns the changelog deliveries (each persisted on arrival)."""
+    async def write(self, send: Callable[..., Awaitable[asyncio.Future]]) -> list[asyncio.Future]:
+        """Send (`send(topic, key, value, partition)`: agents/outputs.py, send_record) and store every
+        change; returns the changelog deliveries (the last of each partition persisted on arrival)."""
         topic = self.table.changelog_topic.get_topic_name()
         deliveries = []
         for partition, changes in self.changes.items():
             encoded = {key: None if value is None else self.encode(value) for key, value in changes.items()}
             last = None
             for key, value in encoded.items():
-                last = await producer.send(topic, key, value, partition, None, None)
-                last.add_done_callback(lambda done: on_failure(done, topic))
+                last = await send(topic, key, value, partition)
                 deliveries.append(last)
             self.store.write_changes(partition, encoded)
             if last is not None and not self.table.is_global:

@@ -108,11 +108,17 @@ def test_a_store_day_is_posted_as_one_entry_per_batch_and_a_replay_is_a_duplicat
 
 
 def batches_of(bootstrap: str, location: str, expect: int = 1, timeout: float = 60.0) -> list[dict]:
-    """The batches of a location, one per batch id: the session's shared pipeline reads the same raw
-    events and publishes the same batches (same ids) on the same topic."""
-    records = read(bootstrap, t.JOURNAL_BATCHES, where=lambda r: r.value.get("location_id") == location,
-                   expect=expect, timeout=timeout)
-    return list({r.value["batch_id"]: r.value for r in records}.values())
+    """The batches of a location, one per batch id, once `expect` distinct ones are there: the
+    session's shared pipeline reads the same raw events and publishes the same batches (same ids) on
+    the same topic, so two records can be one batch and its twin (a late batch was missed that way)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read(bootstrap, t.JOURNAL_BATCHES, where=lambda r: r.value.get("location_id") == location,
+                       expect=expect, timeout=max(1.0, deadline - time.monotonic()))
+        distinct = list({r.value["batch_id"]: r.value for r in records}.values())
+        if len(distinct) >= expect or time.monotonic() >= deadline:
+            return distinct
+        time.sleep(1.0)
 
 
 def posted_once(batch_acks: list[dict]) -> dict:

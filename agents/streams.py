@@ -17,7 +17,7 @@ from agents.outputs import dead_letter
 from app import metrics
 from app import topics as t
 from app.domain.dead_letters import error_detail
-from app.faust_fixes import forget_unhandled, next_to_process
+from app.faust_fixes import forget_unhandled, let_go_stale, next_to_process, set_current_event
 from app.models.records import ErrorCode, Rejection
 from tables.catch_up import global_tables
 
@@ -180,63 +180,99 @@ async def fetch_stalled_partitions_again(app: faust.App) -> None:
         await consumer.seek_wait({tp: needed[tp]})
 
 
-async def handled(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
-    """The stream's events in offset order per partition, each acked after the agent has handled it.
+# --- Delivery: an agent's records, taken from Faust's channel queue in lists ------------------------
 
-    Faust acks an event in a `finally` around its `yield`: when a worker stops (SIGTERM, a crash of
-    the agent, a rebalance that times out) while the body awaits a send, the half-handled event is
-    acked anyway, its offset can be committed and its remaining outputs are never produced. Here
-    the ack comes only when the body asks for the next event (`continue` included), so an
-    interrupted body leaves its offset uncommitted and the record is processed again after the
-    restart; the position table makes that harmless (movement ids are remembered per position).
+async def delivered(stream: faust.StreamT, max_records: int) -> AsyncIterator[list]:
+    """Lists of the stream's events to handle, in offset order per partition, none of them acked.
 
-    On topics with contiguous offsets (topics.IN_ORDER_TOPICS) records are also handed over strictly
-    in offset order: one that arrives ahead of a missing one is let go of (not acked, so not
-    committed) and the partition is read again from the missing offset; one already handled in this
-    generation, or below the committed offset, is let go of too.
+    This is the seam that replaces Faust's per-record stream iteration (`Stream.__aiter__`), which
+    cost more CPU per record than a position update (a `sleep(0)`, sensors, a context variable and
+    two generator layers for every record). Faust still fetches each record, decodes it and puts
+    it into the agent's channel queue; this takes whatever that queue holds, up to `max_records`,
+    and waits only when it is empty, so an idle stage gets one record at a time and a loaded one
+    a list. Per record it does what Faust's iterator did, with our rules instead of Faust's:
 
-    After every rebalance nothing is handed over before the global tables (master data, sale
-    costs) have caught up with their changelogs (tables/catch_up.py). An event that waited there
-    through a further rebalance was fetched in a generation that is gone: it is let go of, and no
-    commit passes it until it is read again.
+    * a record fetched before the current rebalance (or during one) is let go of, not acked:
+      Faust acks it (faust#221), so a commit could pass it; here it leaves a hole that no commit
+      passes until it is read again (app/faust_fixes.py);
+    * a record is tracked as in flight (a rebalance and a stop wait for it) and acked only when
+      the stage has handled it (`ack_handled`): Faust acks in a `finally` around its `yield`,
+      so a body interrupted by a stop had its record acked with its outputs never produced;
+    * on topics with contiguous offsets (topics.IN_ORDER_TOPICS) records are handed over strictly
+      in offset order: one that arrives ahead of a missing one is let go of and the partition is
+      read again from the missing offset; one already handled in this generation, or below the
+      committed offset, is let go of too (`PartitionOrder`);
+    * after every rebalance nothing is handed over before the global tables (master data, sale
+      costs) have caught up with their changelogs (tables/catch_up.py).
     """
-    acking = stream.noack()
-    async for event in _in_order(acking):
-        yield event
-        await acking.ack(event)
+    app = stream.app
+    queue = stream.channel.queue
+    while True:
+        try:
+            events = [await queue.get() if queue.empty() else queue.get_nowait()]
+            while len(events) < max_records and not queue.empty():
+                events.append(queue.get_nowait())
+        except StopAsyncIteration:
+            return   # Faust ends an agent's channel this way when the agent stops
+        to_handle = await _hand_over(app, events)
+        if to_handle:
+            yield to_handle
 
 
-async def _in_order(acking: faust.StreamT) -> AsyncIterator[faust.EventT]:
-    """`handled` without the acks: the events to handle, in offset order, none of them acked."""
-    app = acking.app
+async def _hand_over(app: faust.App, events: list) -> list:
+    """The events of `events` the stage may handle now, each tracked as in flight (see `delivered`)."""
     consumer = app.consumer
-    async for event in acking.events():
+    if not global_tables.is_current(app):
+        await global_tables.wait(app)
+        if app.should_stop:
+            for event in events:
+                forget_unhandled(consumer, event.message)   # not handled, so not committed: read again later
+            return []
+    to_handle, rewinds = [], {}
+    acking_topics = app.topics.acking_topics
+    for event in events:
         message = event.message
-        if not global_tables.is_current(app):
-            await global_tables.wait(app)
-            if app.should_stop:
-                forget_unhandled(consumer, message)   # not handled, so not committed: read again later
-                continue
-            if message.generation_id != app.consumer_generation_id:
-                consumer.ack(message)   # patched (app/faust_fixes.py): a stale record is only let go of
-                continue
+        if fetched_before_rebalance(app, message):
+            let_go_stale(consumer, message)
+            continue
+        if message.topic in acking_topics and not message.tracked:
+            message.tracked = True
+            consumer.track_message(message)
         if message.topic in t.IN_ORDER_TOPICS:
             tp = message.tp
             turn = _order.turn(tp, message.offset, app.consumer_generation_id, next_to_process(consumer, tp))
             if turn is not Turn.HANDLE:
                 forget_unhandled(consumer, message)
                 rewind = _order.needs_rewind(tp, time.monotonic()) if turn is Turn.AHEAD else None
-                if rewind is not None and tp in consumer.assignment():
-                    log.warning("%s: offset %s reached the agent before %s: reading the partition again from %s",
-                                tp, message.offset, rewind, rewind)
-                    # In the consumer's own thread (Consumer.seek calls aiokafka from this one).
-                    await consumer.seek_wait({tp: rewind})
+                if rewind is not None:
+                    rewinds[tp] = (message.offset, rewind)
                 continue
-        yield event
+        to_handle.append(event)
+    for tp, (offset, rewind) in rewinds.items():
+        if tp in consumer.assignment():
+            log.warning("%s: offset %s reached the agent before %s: reading the partition again from %s",
+                        tp, offset, rewind, rewind)
+            # In the consumer's own thread (Consumer.seek calls aiokafka from this one).
+            await consumer.seek_wait({tp: rewind})
+    return to_handle
+
+
+def fetched_before_rebalance(app: faust.App, message) -> bool:
+    """A record of an older consumer generation, or one met while a rebalance has the flow suspended."""
+    return message.generation_id != app.consumer_generation_id or not app.flow_control.is_active()
+
+
+def ack_handled(app: faust.App, event: faust.EventT) -> None:
+    """The record is handled: its offset may be committed (Faust's `Stream.ack`, minus its sensor
+    for stream events, which this loop never reported in)."""
+    message = event.message
+    if event.ack():
+        app.sensors.on_message_out(message.tp, message.offset, message)
 
 
 # --- The error boundary around every record of every stage (SPEC §4) -------------------------------
 
+EVENTS_AT_ONCE = 100   # records taken from the channel queue at a time by an event-at-a-time stage
 TRANSIENT_ATTEMPTS = (0.5, 2.0, 5.0)   # back-off before each new try of a record that met a transient error
 STUCK_BACKOFF_MAX = 30.0
 
@@ -266,17 +302,27 @@ stuck_records = StuckRecords()
 
 
 async def each_event(stream: faust.StreamT, stage: str, handle: Callable[[faust.EventT], Awaitable[None]]) -> None:
-    """Hand every event of the stream to `handle`, in order (see `handled`), inside an error boundary:
+    """Hand every event of the stream to `handle`, in order (see `delivered`), inside an error boundary:
     whatever `handle` raises, the record ends as one dead letter (PROCESSING_ERROR, with the stage,
     the exception's type and message) and the partition moves on. An error of the infrastructure
     (Kafka away, a time-out) is retried first (TRANSIENT_ATTEMPTS). A letter that cannot be written
     is retried with back-off until it is (the record is never acked before), and reported meanwhile.
     """
     app = stream.app
-    async for event in handled(stream):
-        error = await _handle_with_retries(event, handle)
-        if error is not None and not await _reject(app, event, stage, error):
-            return   # stopping: the record stays unacked, so uncommitted, and is read again after the restart
+    consumer = app.consumer
+    async for events in delivered(stream, EVENTS_AT_ONCE):
+        for index, event in enumerate(events):
+            if fetched_before_rebalance(app, event.message):
+                let_go_stale(consumer, event.message)   # a rebalance began while the list was in hand
+                continue
+            set_current_event(event)   # Faust's `table[key] = value` writes into this event's partition
+            error = await _handle_with_retries(event, handle)
+            if error is not None and not await _reject(app, event, stage, error):
+                # Stopping: this record and the rest are not acked, so not committed, and are read again after the restart.
+                for unhandled in events[index:]:
+                    forget_unhandled(consumer, unhandled.message)
+                return
+            ack_handled(app, event)
 
 
 async def _reject(app: faust.App, event: faust.EventT, stage: str, error: BaseException) -> bool:
@@ -353,7 +399,7 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
                      max_records: int = BATCH_MAX) -> None:
     """`each_event` for a stage that works in micro-batches, with the same guarantees per record.
 
-    Records come in offset order per partition (`_in_order`), and a batch is what has arrived
+    Records come in offset order per partition (`delivered`), and a batch is what has arrived
     while the last one was worked on, up to `max_records`: an idle stage handles one record at a
     time, a loaded one amortises its state writes over many. A record that raises is rejected
     alone (one dead letter); an infrastructure error retries the whole batch from the stored state
@@ -363,14 +409,15 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
     acknowledged; outputs are flushed by Faust before every commit. Meanwhile the next batch runs.
     """
     app = stream.app
-    acking = stream.noack()
     in_flight: deque[asyncio.Future] = deque()
-    async for events in _batches(acking, max_records):
+    async for events in delivered(stream, max_records):
         rejected, deliveries = await apply_batch(events, new_batch)
         for event, error in rejected:
             if not await _reject(app, event, stage, error):
-                return   # stopping: nothing of this batch is acked, so it is read again after the restart
-        in_flight.append(asyncio.ensure_future(_ack_when_delivered(acking, events, deliveries)))
+                for unhandled in events:   # stopping: nothing of this batch is acked, so it is read again after the restart
+                    forget_unhandled(app.consumer, unhandled.message)
+                return
+        in_flight.append(asyncio.ensure_future(_ack_when_delivered(app, events, deliveries)))
         while in_flight and (len(in_flight) > BATCHES_IN_FLIGHT or in_flight[0].done()):
             await in_flight.popleft()
 
@@ -424,43 +471,10 @@ async def _batch_with_retries(events: list, new_batch: Callable[[], StageBatch])
     raise AssertionError("unreachable")
 
 
-async def _ack_when_delivered(acking: faust.StreamT, events: list, deliveries: list[asyncio.Future]) -> None:
+async def _ack_when_delivered(app: faust.App, events: list, deliveries: list[asyncio.Future]) -> None:
     if deliveries:
         results = await asyncio.gather(*deliveries, return_exceptions=True)
         if any(isinstance(r, BaseException) for r in results):
             return   # not acked: outputs.stop_if_lost stops the worker; the batch is read again after the restart
     for event in events:
-        await acking.ack(event)
-
-
-async def _batches(acking: faust.StreamT, max_records: int) -> AsyncIterator[list]:
-    """Lists of events in offset order per partition: whatever arrived while the last list was handled.
-
-    A pump task reads the stream (through `_in_order`) into a queue; the loop takes what is there.
-    The pump, not the loop, waits on Faust: a batch never holds its records unacked while waiting
-    for more (a rebalance waits for every delivered record to be acked).
-    """
-    queue: asyncio.Queue = asyncio.Queue(maxsize=max_records)
-
-    async def pump() -> None:
-        async for event in _in_order(acking):
-            await queue.put(event)
-
-    reader = asyncio.ensure_future(pump())
-    try:
-        while True:
-            if queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    reader.result()   # the stream ended: re-raise what ended it, if anything
-                    return
-                events = [getter.result()]
-            else:
-                events = [queue.get_nowait()]
-            while len(events) < max_records and not queue.empty():
-                events.append(queue.get_nowait())
-            yield events
-    finally:
-        reader.cancel()
+        ack_handled(app, event)

@@ -32,8 +32,10 @@ first 8 items of a master partition that way, committed over by the head-gap rul
 """
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 
+from faust import streams as faust_streams
 from faust.transport.consumer import Consumer
 from mode.utils.queues import FlowControlEvent
 
@@ -53,17 +55,32 @@ def forget_unhandled(consumer: Consumer, message) -> None:
     message.acked = True
 
 
+def let_go_stale(consumer: Consumer, message) -> None:
+    """A record fetched before the rebalance, not handled: let go of, and no offset of its
+    partition is committed until it is read again (the hole, above)."""
+    forget_unhandled(consumer, message)
+    holes = consumer._stale_holes
+    tp, offset = message.tp, message.offset
+    if tp not in holes:
+        consumer.log.info("skipped %s@%s fetched before the rebalance: no commit of it until it is read again",
+                          tp, offset)
+    holes[tp] = min(holes.get(tp, offset), offset)
+
+
+def set_current_event(event) -> None:
+    """Make `event` the one Faust's tables see as current (`faust.current_event()`): a table write
+    goes to its partition. Faust's stream iterator sets this for every record it yields; our own
+    record loop (agents/streams.py, `delivered`) does not iterate the stream, so it sets it here."""
+    faust_streams._current_event.set(weakref.ref(event))
+
+
 def _ack_unless_stale(self: Consumer, message) -> bool:
     generation = getattr(message, "generation_id", None)
     current = getattr(self.app, "consumer_generation_id", None)
     holes = self._stale_holes
     tp, offset = message.tp, message.offset
     if generation is not None and current is not None and generation != current:
-        forget_unhandled(self, message)
-        if tp not in holes:
-            self.log.info("skipped %s@%s fetched before the rebalance: no commit of it until it is read again",
-                          tp, offset)
-        holes[tp] = min(holes.get(tp, offset), offset)
+        let_go_stale(self, message)
         return False
     if tp in holes and offset <= holes[tp]:
         del holes[tp]  # read again from below the hole: the skipped records are being handled

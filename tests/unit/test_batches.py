@@ -76,47 +76,166 @@ def test_a_lasting_transient_error_is_a_rejection_of_the_single_record(monkeypat
     assert stored == {}
 
 
-def test_a_batch_is_what_arrived_meanwhile_in_order_and_bounded(monkeypatch):
-    async def arriving(_acking):
-        for event in range(7):
-            yield event
-        await asyncio.sleep(0.05)   # a pause: what came before it is one batch
-        for event in range(7, 10):
-            yield event
+# --- delivered: records taken from the agent's channel queue ---------------------------------------
 
-    monkeypatch.setattr(streams, "_in_order", arriving)
+class FakeConsumer:
+    """What `delivered` and `ack_handled` use of Faust's consumer (app/faust_fixes.py adds the holes)."""
 
-    async def collect():
-        seen = []
-        async for batch in streams._batches(None, max_records=4):
-            seen.append(batch)
-            await asyncio.sleep(0.01)   # the stage at work: more records arrive meanwhile
-            if sum(len(b) for b in seen) == 10:
-                break
-        return seen
+    def __init__(self, committed: dict | None = None) -> None:
+        self._unacked_messages: set = set()
+        self._stale_holes: dict = {}
+        self._committed_offset = dict(committed or {})
+        self._start_offsets: dict = {}
+        self.acked: list = []
+        self.sought: list = []
+        self.log = SimpleNamespace(info=lambda *args: None)
 
-    batches = run(collect())
-    assert [e for batch in batches for e in batch] == list(range(10))
-    assert all(1 <= len(batch) <= 4 for batch in batches)
-    assert len(batches) < 10   # records that arrived during a batch went together
+    def track_message(self, message) -> None:
+        self._unacked_messages.add(message)
+
+    def ack(self, message) -> bool:
+        self._unacked_messages.discard(message)
+        self.acked.append(message.offset)
+        return True
+
+    def assignment(self) -> set:
+        return {("inventory.movements", 0)}
+
+    async def seek_wait(self, offsets: dict) -> None:
+        self.sought.append(offsets)
 
 
-def test_a_record_reaching_an_idle_stage_is_handed_over_without_waiting_for_more(monkeypatch):
-    async def one_then_quiet(_acking):
-        yield "sale"
-        await asyncio.sleep(30)
-        yield "never in time"
+class FakeMessage:
+    def __init__(self, offset: int, generation: int = 1, topic: str = "inventory.movements") -> None:
+        self.topic, self.offset, self.generation_id = topic, offset, generation
+        self.tp = (topic, 0)
+        self.tracked, self.acked, self.refcount = False, False, 1
 
-    monkeypatch.setattr(streams, "_in_order", one_then_quiet)
+    def __hash__(self) -> int:
+        return id(self)
 
-    async def first_batch():
-        batches = streams._batches(None, max_records=1000)
-        try:
-            return await asyncio.wait_for(batches.__anext__(), 1.0)
-        finally:
-            await batches.aclose()
 
-    assert run(first_batch()) == ["sale"]
+class FakeEvent:
+    def __init__(self, message: FakeMessage, consumer: FakeConsumer) -> None:
+        self.message, self.consumer = message, consumer
+
+    def ack(self) -> bool:
+        if self.message.acked:
+            return False
+        self.message.acked = True
+        return self.consumer.ack(self.message)
+
+
+def fake_stream(committed: dict | None = None, generation: int = 1):
+    consumer = FakeConsumer(committed)
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=generation, should_stop=False,
+                          flow_control=SimpleNamespace(is_active=lambda: True),
+                          topics=SimpleNamespace(acking_topics={"inventory.movements", "raw.pos.sales"}),
+                          sensors=SimpleNamespace(on_message_out=lambda *args: None))
+    return SimpleNamespace(app=app, channel=SimpleNamespace(queue=asyncio.Queue()))
+
+
+@pytest.fixture
+def fresh_order(monkeypatch):
+    monkeypatch.setattr(streams, "_order", streams.PartitionOrder())
+    monkeypatch.setattr(streams.global_tables, "is_current", lambda app: True)
+
+
+def put(stream, *offsets: int, generation: int = 1) -> list:
+    events = [FakeEvent(FakeMessage(offset, generation), stream.app.consumer) for offset in offsets]
+    for event in events:
+        stream.channel.queue.put_nowait(event)
+    return events
+
+
+async def first_list(stream, max_records: int = 1000, wait: float = 1.0) -> list:
+    lists = streams.delivered(stream, max_records)
+    try:
+        return await asyncio.wait_for(lists.__anext__(), wait)
+    finally:
+        await lists.aclose()
+
+
+def offsets_of(events) -> list:
+    return [event.message.offset for event in events]
+
+
+def test_a_list_is_what_the_channel_holds_bounded_and_each_record_is_in_flight_until_handled(fresh_order):
+    async def scenario():
+        stream = fake_stream(committed={("inventory.movements", 0): 0})
+        put(stream, *range(7))
+        lists = streams.delivered(stream, 4)
+        first, second = await lists.__anext__(), await lists.__anext__()
+        await lists.aclose()
+        consumer = stream.app.consumer
+        assert offsets_of(first) == [0, 1, 2, 3] and offsets_of(second) == [4, 5, 6]
+        assert len(consumer._unacked_messages) == 7 and consumer.acked == []   # tracked, not acked
+        for event in first:
+            streams.ack_handled(stream.app, event)
+        assert consumer.acked == [0, 1, 2, 3] and len(consumer._unacked_messages) == 3
+
+    run(scenario())
+
+
+def test_an_idle_stage_gets_the_first_record_without_waiting_for_more(fresh_order):
+    async def scenario():
+        stream = fake_stream(committed={("inventory.movements", 0): 0})
+        asyncio.get_running_loop().call_later(0.05, put, stream, 0)
+        return offsets_of(await first_list(stream))
+
+    assert run(scenario()) == [0]
+
+
+def test_a_record_fetched_before_the_rebalance_is_let_go_of_with_a_hole_not_acked(fresh_order):
+    async def scenario():
+        stream = fake_stream(committed={("inventory.movements", 0): 3}, generation=2)
+        put(stream, 3, generation=1)
+        put(stream, 3, 4, generation=2)
+        handed = await first_list(stream)
+        consumer = stream.app.consumer
+        assert offsets_of(handed) == [3, 4]
+        assert consumer.acked == [] and consumer._stale_holes == {("inventory.movements", 0): 3}
+
+    run(scenario())
+
+
+def test_a_record_ahead_of_a_missing_one_is_let_go_of_and_the_partition_read_again(fresh_order):
+    async def scenario():
+        stream = fake_stream(committed={("inventory.movements", 0): 10})
+        put(stream, 12, 13)   # 10 and 11 have not come
+        put(stream, 10, 11)   # the rewind brings them
+        handed = await first_list(stream)
+        consumer = stream.app.consumer
+        assert offsets_of(handed) == [10, 11]
+        assert consumer.sought == [{("inventory.movements", 0): 10}]   # once for the missing offset
+        assert consumer._unacked_messages == {event.message for event in handed}   # 12, 13 not in flight
+
+    run(scenario())
+
+
+def test_a_rebalance_beginning_while_a_list_is_in_hand_lets_the_unhandled_rest_go(fresh_order):
+    handled = []
+
+    async def scenario():
+        stream = fake_stream(committed={("inventory.movements", 0): 0})
+        put(stream, 0, 1, 2)
+        app = stream.app
+
+        async def handle(event):
+            handled.append(event.message.offset)
+            app.consumer_generation_id = 2   # the group rebalances while record 0 is handled
+            if len(handled) > 1:
+                raise AssertionError("a record of the old generation was handled")
+
+        task = asyncio.ensure_future(streams.each_event(stream, "test", handle))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        return app.consumer
+
+    consumer = run(scenario())
+    assert handled == [0]
+    assert consumer.acked == [0]   # the handled record is acked (the real consumer lets it go: app/faust_fixes.py)
+    assert consumer._stale_holes == {("inventory.movements", 0): 1}   # the lowest one let go of is the hole
 
 
 # --- BatchWrites -----------------------------------------------------------------------------------
@@ -228,3 +347,18 @@ def test_the_changelog_offset_is_persisted_only_once_the_broker_has_the_record(f
     assert (results[0] is failure) if failure else results[0].offset == 100
     assert store.persisted == ({} if failure else {1: 100})
     assert store.rows == {1: {b"K": b"v"}}   # RocksDB is written at once either way (RELIABILITY.md §1)
+
+
+def test_the_record_handed_to_a_stage_is_the_one_faust_tables_write_for():
+    # Faust's `table[key] = value` takes the partition from faust.current_event(); our loop sets it
+    # (app/faust_fixes.py). A Faust upgrade that moves it breaks this test, not the master stage.
+    import faust
+
+    from app.faust_fixes import set_current_event
+    event = FakeEvent(FakeMessage(0), FakeConsumer())
+
+    async def in_a_stage():
+        set_current_event(event)
+        return faust.current_event()
+
+    assert run(in_a_stage()) is event

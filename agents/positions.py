@@ -103,7 +103,7 @@ class PositionBatch:
         sale_reference = sale_reference_of(movement)
         sale_cost = None
         if sale_reference is not None and applied.unit_cost is not None:
-            sale_cost = sale_cost_value(applied.unit_cost, int(time.time()))
+            sale_cost = sale_cost_value(applied.unit_cost, context.now_epoch)
         now = utcnow()
         record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
                                      applied.unmatched_quantity)
@@ -221,7 +221,7 @@ async def forget_old_sale_costs():
     for partition in owned:
         expired = [key for key, raw in sale_costs.data.items_in_partition(partition)
                    if sale_cost_expired(raw, now, settings.sale_cost_retention)]
+        changelog = sale_costs.changelog_topic.get_topic_name()
         for key in expired[:SALE_COSTS_FORGOTTEN_PER_SWEEP]:
-            await sale_costs.changelog_topic.send(key=key, value=None, partition=partition,
-                                                  key_serializer="raw", value_serializer="raw")
+            await send_record(changelog, key, None, partition)
         metrics.SALE_COSTS_FORGOTTEN.inc(min(len(expired), SALE_COSTS_FORGOTTEN_PER_SWEEP))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from agents.outputs import publish, trace, utcnow
-from agents.streams import each_event
+from agents.outputs import publish, send_record, trace, utcnow
+from agents.streams import each_batch
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
 from app.domain.day_batches import (
@@ -22,79 +22,106 @@ from app.faust_app import (
     app, finance_exceptions_topic, journal_batches_topic, ledger_topic, postings_topic, settings,
 )
 from app.models.finance_ledger import CloseDue, LedgerEntry
-from app.models.records import FinanceException, JournalBatch, Posting, TraceStage
+from app.models.records import FinanceException, JournalBatch, TraceStage
 from tables.master import master_data
-from tables.store import RecordTable, make_table
+from tables.store import BatchWrites, RecordTable, make_table
 
 charts = parse_chart_overrides(settings.chart_overrides)
 day_ledgers = RecordTable(make_table("day-ledgers"), DayLedger)
 
 
-def _ledger_for(location_id: str, business_date) -> tuple[str, DayLedger]:
-    location = master_data.location(location_id)
-    legal_entity = location.legal_entity if location else "UNKNOWN"
-    key = day_batch_key(legal_entity, location_id, business_date)
-    return key, day_ledgers.get(key) or _reopen(legal_entity, location_id, business_date,
-                                                location.currency if location else "USD")
-
-
-def _reopen(legal_entity: str, location_id: str, business_date, currency: str) -> DayLedger:
-    return reopen_day(legal_entity, location_id, business_date, currency, utcnow(), settings.dedupe_retention)
+def _ledger_json(ledger: DayLedger) -> bytes:
+    return ledger.model_dump_json().encode()
 
 
 @app.agent(ledger_topic)
 async def book(stream):
-    await each_event(stream, "finance", book_entry)
+    await each_batch(stream, "finance", FinanceBatch)
 
 
-async def book_entry(event) -> None:
-    entry = LedgerEntry.model_validate_json(event.value)
-    if entry.applied is not None:
-        await _post(entry)
-    elif entry.pos_totals is not None:
-        facts = entry.pos_totals
-        key, ledger = _ledger_for(facts.location_id, facts.business_date)
-        day_ledgers.set(key, add_pos_totals(ledger, facts.units_sold, facts.gross, facts.transaction_id))
-    elif entry.day_close is not None:
-        close = entry.day_close
-        key, ledger = _ledger_for(close.location_id, close.business_date)
-        if not ledger.closed and ledger.close_requested_at is None:
-            # Movements of the day may still be on their way through other partitions: close
-            # after a grace period rather than at once (DAY_CLOSE_GRACE), late ones still land.
-            day_ledgers.set(key, ledger.model_copy(update={"close_requested_at": utcnow()}))
-    elif entry.close_due is not None:
-        key, ledger = _ledger_for(entry.close_due.location_id, entry.close_due.business_date)
-        closed, batch = (close_late if ledger.closed else close_day)(ledger, utcnow())
-        if batch is not None:
-            day_ledgers.set(key, closed)
-            await _emit_batch(batch)
-    elif entry.forget_day is not None:
-        key, ledger = _ledger_for(entry.forget_day.location_id, entry.forget_day.business_date)
-        if due_to_forget(ledger, utcnow(), settings.dedupe_retention):
-            day_ledgers.delete(key)
+class FinanceBatch:
+    """A batch of finance.ledger entries: each day ledger read and parsed once, every entry counted
+    into it in memory in offset order, and written once at the end (agents/streams.py, each_batch).
+
+    A store's day ledger remembers the marks of its last 4,000 postings, ~140 KB of JSON: parsed and
+    rewritten for every posting it was most of the pipeline's CPU (BENCHMARKS.md). The ledger topic
+    is keyed by location, so a day's ledger lives in the partition of the entries that change it.
+    """
+
+    def __init__(self) -> None:
+        self.ledgers = BatchWrites(day_ledgers.table, DayLedger.model_validate_json, _ledger_json)
+        self.partition = 0
+
+    async def finish(self) -> list:
+        return await self.ledgers.write(send_record)
+
+    def _get(self, key: str) -> DayLedger | None:
+        return self.ledgers.get(key.encode(), self.partition)
+
+    def _set(self, key: str, ledger: DayLedger | None) -> None:
+        self.ledgers.set(key.encode(), ledger, self.partition)
+
+    def _ledger_for(self, location_id: str, business_date) -> tuple[str, DayLedger]:
+        location = master_data.location(location_id)
+        legal_entity = location.legal_entity if location else "UNKNOWN"
+        key = day_batch_key(legal_entity, location_id, business_date)
+        return key, self._get(key) or _reopen(legal_entity, location_id, business_date,
+                                              location.currency if location else "USD")
+
+    async def take(self, event) -> None:
+        self.partition = event.message.partition
+        entry = LedgerEntry.model_validate_json(event.value)
+        if entry.applied is not None:
+            await self._post(entry)
+        elif entry.pos_totals is not None:
+            facts = entry.pos_totals
+            key, ledger = self._ledger_for(facts.location_id, facts.business_date)
+            self._set(key, add_pos_totals(ledger, facts.units_sold, facts.gross, facts.transaction_id))
+        elif entry.day_close is not None:
+            close = entry.day_close
+            key, ledger = self._ledger_for(close.location_id, close.business_date)
+            if not ledger.closed and ledger.close_requested_at is None:
+                # Movements of the day may still be on their way through other partitions: close
+                # after a grace period rather than at once (DAY_CLOSE_GRACE), late ones still land.
+                self._set(key, ledger.model_copy(update={"close_requested_at": utcnow()}))
+        elif entry.close_due is not None:
+            key, ledger = self._ledger_for(entry.close_due.location_id, entry.close_due.business_date)
+            closed, batch = (close_late if ledger.closed else close_day)(ledger, utcnow())
+            if batch is not None:
+                self._set(key, closed)
+                await _emit_batch(batch)
+        elif entry.forget_day is not None:
+            key, ledger = self._ledger_for(entry.forget_day.location_id, entry.forget_day.business_date)
+            if due_to_forget(ledger, utcnow(), settings.dedupe_retention):
+                self._set(key, None)
+
+    async def _post(self, entry: LedgerEntry) -> None:
+        applied = entry.applied
+        movement = applied.movement
+        result = postings_for(applied, master_data.location(movement.location_id), charts, utcnow())
+        # The day ledgers are counted into before anything is sent: a record that fails here is
+        # rejected with nothing of it in the batch.
+        counted: dict[str, DayLedger] = {}
+        for posting in result.postings:
+            key = day_batch_key(posting.legal_entity, posting.location_id, posting.business_date)
+            ledger = counted.get(key) or self._get(key) or _reopen(
+                posting.legal_entity, posting.location_id, posting.business_date, posting.currency)
+            updated = add_posting(ledger, posting)
+            if updated is not ledger:   # not counted before (a re-delivered movement's postings are)
+                counted[key] = updated
+        for key, ledger in counted.items():
+            self._set(key, ledger)
+        for posting in result.postings:
+            await publish(postings_topic, posting.posting_id, posting)
+            metrics.POSTINGS_OUT.labels(kind=posting.kind.value).inc()
+            await trace(posting.source_system, posting.source_event_id, TraceStage.POSTING,
+                        posting_id=posting.posting_id, kind=posting.kind.value, movement_id=posting.movement_id)
+        for problem in result.exceptions:
+            await _raise_exception(problem)
 
 
-async def _post(entry: LedgerEntry) -> None:
-    applied = entry.applied
-    movement = applied.movement
-    result = postings_for(applied, master_data.location(movement.location_id), charts, utcnow())
-    for posting in result.postings:
-        await publish(postings_topic, posting.posting_id, posting)
-        metrics.POSTINGS_OUT.labels(kind=posting.kind.value).inc()
-        await trace(posting.source_system, posting.source_event_id, TraceStage.POSTING,
-                    posting_id=posting.posting_id, kind=posting.kind.value, movement_id=posting.movement_id)
-        await _count_into_day(posting)
-    for problem in result.exceptions:
-        await _raise_exception(problem)
-
-
-async def _count_into_day(posting: Posting) -> None:
-    key = day_batch_key(posting.legal_entity, posting.location_id, posting.business_date)
-    ledger = day_ledgers.get(key) or _reopen(posting.legal_entity, posting.location_id, posting.business_date,
-                                             posting.currency)
-    updated = add_posting(ledger, posting)
-    if updated is not ledger:
-        day_ledgers.set(key, updated)
+def _reopen(legal_entity: str, location_id: str, business_date, currency: str) -> DayLedger:
+    return reopen_day(legal_entity, location_id, business_date, currency, utcnow(), settings.dedupe_retention)
 
 
 async def _emit_batch(batch: JournalBatch) -> None:

@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from agents.streams import each_event
+from agents.outputs import send_record
+from agents.streams import each_batch
 from app.faust_app import app, lineage_topic, settings
 from app.web.trace_store import TABLE, append_fact, last_fact_at
-from tables.store import make_table
+from tables.store import BatchWrites, make_table
 
 SWEEP_INTERVAL = max(60.0, min(3600.0, settings.dedupe_retention / 10))
 FORGET = b'{"forget_before":'   # the sweep's control record (never a TraceFact)
@@ -28,20 +29,32 @@ lineage = make_table(TABLE)
 
 @app.agent(lineage_topic)
 async def record_lineage(stream):
-    await each_event(stream, "lineage", record_fact)
+    await each_batch(stream, "lineage", LineageBatch)
 
 
-async def record_fact(event) -> None:
-    key, value = event.key, event.value
-    if not key or not value:
-        return
-    if value.startswith(FORGET):
-        current = lineage.get(key)
-        cutoff = datetime.fromisoformat(orjson.loads(value)["forget_before"])
-        if current is not None and last_fact_at(current) < cutoff:
-            lineage.pop(key, None)
-        return
-    lineage[key] = append_fact(lineage.get(key), value)
+class LineageBatch:
+    """A batch of trace facts: each key's entry read once, its facts appended in offset order, and
+    written once (agents/streams.py, each_batch). A source event's facts come in runs (received,
+    then one per movement; applied; the postings), so a batch writes far fewer entries than facts."""
+
+    def __init__(self) -> None:
+        self.entries = BatchWrites(lineage)
+
+    async def finish(self) -> list:
+        return await self.entries.write(send_record)
+
+    async def take(self, event) -> None:
+        key, value = event.key, event.value
+        if not key or not value:
+            return
+        partition = event.message.partition
+        current = self.entries.get(key, partition)
+        if value.startswith(FORGET):
+            cutoff = datetime.fromisoformat(orjson.loads(value)["forget_before"])
+            if current is not None and last_fact_at(current) < cutoff:
+                self.entries.set(key, None, partition)
+            return
+        self.entries.set(key, append_fact(current, value), partition)
 
 
 @app.timer(interval=SWEEP_INTERVAL)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from agents.outputs import publish, send_record, trace, utcnow
+from agents.outputs import Trace, publish, send_record, trace, utcnow
 from agents.streams import each_batch
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
@@ -111,11 +111,13 @@ class FinanceBatch:
                 counted[key] = updated
         for key, ledger in counted.items():
             self._set(key, ledger)
+        facts = Trace(movement.source_system.value, movement.source_event_id)
         for posting in result.postings:
             await publish(postings_topic, posting.posting_id, posting)
             metrics.POSTINGS_OUT.labels(kind=posting.kind.value).inc()
-            await trace(posting.source_system, posting.source_event_id, TraceStage.POSTING,
-                        posting_id=posting.posting_id, kind=posting.kind.value, movement_id=posting.movement_id)
+            facts.add(TraceStage.POSTING, posting_id=posting.posting_id, kind=posting.kind.value,
+                      movement_id=posting.movement_id)
+        await facts.send()
         for problem in result.exceptions:
             await _raise_exception(problem)
 

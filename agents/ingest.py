@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agents.outputs import dead_letter, publish, trace, utcnow
+from agents.outputs import Trace, dead_letter, publish, utcnow
 from agents.streams import each_event
 from app import metrics
 from app import topics as t
@@ -40,13 +40,19 @@ async def forward(mapped: Mapped, now) -> None:
     system = mapped.source_system.value
     kind = mapped.movements[0].movement_type.value if mapped.movements else ("DAY_CLOSE" if mapped.day_close else "none")
     metrics.EVENTS_IN.labels(source=system, type=kind).inc()
-    await trace(system, mapped.source_event_id, TraceStage.RECEIVED, movements=len(mapped.movements))
+    # The event's trace goes out first, as one record: its facts reach the lineage partition before
+    # anything the position stage records about the same event.
+    facts = Trace(system, mapped.source_event_id)
+    facts.add(TraceStage.RECEIVED, movements=len(mapped.movements))
+    for movement in mapped.movements:
+        facts.add(TraceStage.MOVEMENT, movement_id=movement.movement_id, movement_type=movement.movement_type.value,
+                  key=position_key(movement.sku, movement.location_id), quantity=movement.quantity)
+    for problem in mapped.finance_exceptions:
+        facts.add(TraceStage.FINANCE_EXCEPTION, reason_code=problem.reason_code.value, detail=problem.detail)
+    await facts.send()
     for movement in mapped.movements:
         stamped = movement.model_copy(update={"received_at": now})
         await publish(movements_topic, position_key(movement.sku, movement.location_id), stamped)
-        await trace(system, mapped.source_event_id, TraceStage.MOVEMENT, movement_id=movement.movement_id,
-                    movement_type=movement.movement_type.value, key=position_key(movement.sku, movement.location_id),
-                    quantity=movement.quantity)
     if mapped.pos_totals:
         await publish(ledger_topic, mapped.pos_totals.location_id, LedgerEntry(pos_totals=mapped.pos_totals))
     if mapped.day_close:
@@ -54,6 +60,4 @@ async def forward(mapped: Mapped, now) -> None:
     for problem in mapped.finance_exceptions:
         metrics.FINANCE_EXCEPTIONS.labels(reason=problem.reason_code.value).inc()
         await publish(finance_exceptions_topic, problem.source_event_id, problem)
-        await trace(system, mapped.source_event_id, TraceStage.FINANCE_EXCEPTION,
-                    reason_code=problem.reason_code.value, detail=problem.detail)
 

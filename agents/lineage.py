@@ -54,7 +54,9 @@ class LineageBatch:
             if current is not None and last_fact_at(current) < cutoff:
                 self.entries.set(key, None, partition)
             return
-        self.entries.set(key, append_fact(current, value), partition)
+        for fact in value.split(b"\n"):   # a record may carry several facts, one JSON line each (outputs.Trace)
+            current = append_fact(current, fact)
+        self.entries.set(key, current, partition)
 
 
 @app.timer(interval=SWEEP_INTERVAL)

@@ -82,11 +82,31 @@ def stop_if_lost(delivery: asyncio.Future, topic: str, exit_=os._exit) -> None:
 
 
 async def trace(source_system: str, source_event_id: str | None, stage: TraceStage, **detail: object) -> None:
-    if not source_event_id:
-        return
-    fact = TraceFact(source_system=source_system, source_event_id=source_event_id, stage=stage,
-                     at=utcnow(), detail=detail)
-    await publish(lineage_topic, f"{source_system}:{source_event_id}", fact)
+    """One trace fact of a source event, in its own record (see `Trace` for several at once)."""
+    facts = Trace(source_system, source_event_id)
+    facts.add(stage, **detail)
+    await facts.send()
+
+
+class Trace:
+    """The trace facts one stage records for one source event while it handles one record, sent as
+    one record of JSON lines: ingest's "received" and one fact per movement, finance's one per
+    posting, each used to be a record of its own (the lineage stage appends the lines one by one)."""
+
+    def __init__(self, source_system: str, source_event_id: str | None) -> None:
+        self.source_system, self.source_event_id = source_system, source_event_id
+        self.lines: list[bytes] = []
+
+    def add(self, stage: TraceStage, **detail: object) -> None:
+        if self.source_event_id:
+            self.lines.append(TraceFact(source_system=self.source_system, source_event_id=self.source_event_id,
+                                        stage=stage, at=utcnow(), detail=detail).model_dump_json().encode())
+
+    async def send(self) -> None:
+        if self.lines:
+            await send_record(lineage_topic.get_topic_name(), f"{self.source_system}:{self.source_event_id}".encode(),
+                              b"\n".join(self.lines))
+            self.lines = []
 
 
 async def dead_letter(message: faust.types.Message | None, source_topic: str, raw_value: bytes | str | None,

@@ -254,6 +254,11 @@ async def _hand_over(app: faust.App, events: list) -> list:
                         tp, offset, rewind, rewind)
             # In the consumer's own thread (Consumer.seek calls aiokafka from this one).
             await consumer.seek_wait({tp: rewind})
+    # Faust's own stall check ("Stream has not started processing ...") reads when each partition's
+    # stream last took a record; its iterator noted that per record, so our loop does too.
+    inbound, now = app.monitor.stream_inbound_time, time.monotonic()
+    for event in to_handle:
+        inbound[event.message.tp] = now
     return to_handle
 
 

@@ -131,7 +131,8 @@ def fake_stream(committed: dict | None = None, generation: int = 1):
     app = SimpleNamespace(consumer=consumer, consumer_generation_id=generation, should_stop=False,
                           flow_control=SimpleNamespace(is_active=lambda: True),
                           topics=SimpleNamespace(acking_topics={"inventory.movements", "raw.pos.sales"}),
-                          sensors=SimpleNamespace(on_message_out=lambda *args: None))
+                          sensors=SimpleNamespace(on_message_out=lambda *args: None),
+                          monitor=SimpleNamespace(stream_inbound_time={}))
     return SimpleNamespace(app=app, channel=SimpleNamespace(queue=asyncio.Queue()))
 
 
@@ -170,6 +171,7 @@ def test_a_list_is_what_the_channel_holds_bounded_and_each_record_is_in_flight_u
         consumer = stream.app.consumer
         assert offsets_of(first) == [0, 1, 2, 3] and offsets_of(second) == [4, 5, 6]
         assert len(consumer._unacked_messages) == 7 and consumer.acked == []   # tracked, not acked
+        assert ("inventory.movements", 0) in stream.app.monitor.stream_inbound_time   # Faust's stall check sees it
         for event in first:
             streams.ack_handled(stream.app, event)
         assert consumer.acked == [0, 1, 2, 3] and len(consumer._unacked_messages) == 3

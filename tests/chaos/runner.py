@@ -370,6 +370,11 @@ class ChaosRun:
             self.verdict.figures["mismatches"]["partitions_not_consumed"] = sum(len(p) for p in stalled.values())
             self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
         self.forensics = self._forensics(bootstrap_keys(self.verdict)) if self.verdict.mismatch_total else {}
+        if self.verdict.mismatches.get("postings_missing"):
+            try:
+                self.forensics["postings"] = self._postings_forensics(self.verdict.mismatches["postings_missing"])
+            except Exception as exc:
+                self.forensics["postings"] = repr(exc)
         if self.verdict.mismatches.get("movements_lost"):
             self.verdict.figures["movements_lost_by_cause"] = self._classify_lost()
         self.loop.close()
@@ -491,6 +496,25 @@ class ChaosRun:
                     f"p{r.partition}@{r.offset} v{r.value.get('version')} on_hand={r.value.get('on_hand')} "
                     f"reserved={r.value.get('reserved')} applied={len(applied)} last={list(applied)[-1:]}")
         return out
+
+    def _postings_forensics(self, missing: list) -> dict:
+        wanted = {m["movement"] for m in missing}
+        bootstrap = self.broker.bootstrap
+        ledger = self.loop.run(read_to_end(bootstrap, ["internal.finance-ledger"], namespace=self.namespace), 300)
+        found: dict = {w: [] for w in wanted}
+        by_partition: dict = {}
+        for r in ledger:
+            by_partition.setdefault(r.partition, []).append(r.offset)
+            applied = (r.value or {}).get("applied") if isinstance(r.value, dict) else None
+            if not applied:
+                continue
+            m = applied.get("movement") or {}
+            name = f"{m.get('movement_type')} {m.get('source_system')}:{m.get('source_event_id')} @ {m.get('sku')}@{m.get('location_id')}"
+            if name in found:
+                found[name].append(f"p{r.partition}@{r.offset}")
+        lag = self.loop.run(group_lag(bootstrap, self.app_id, ["internal.finance-ledger"]), 60)
+        return {"ledger_records_of_missing": found, "group_committed_end": lag,
+                "ledger_offsets_per_partition": {p: (min(o), max(o), len(o)) for p, o in by_partition.items()}}
 
     def _save(self) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ The hole matters most on a partition the group never committed: Faust's own guar
 committing over a gap at the head of the acked offsets (faust-streaming/faust#312) only works when
 a committed offset is known (`if committed_offset:`), so the first records of a fresh partition
 could be skipped and committed over (the chaos suite lost offset 0 of two partitions that way).
+Where it works it is off by one and lets a commit pass a single unacked record at the head: on
+topics with contiguous offsets the head must be acked before anything is committed (`_head_acked`).
 
 A hole is only filled if the partition is read again from below it. After a rebalance Faust seeks
 every partition to its committed offset, but aiokafka's `seek_to_committed` does nothing for a
@@ -94,7 +96,23 @@ def _new_offset_not_over_holes(self: Consumer, tp):
         if committed is None or committed <= holes[tp]:
             return None  # a skipped record is not handled yet: commit nothing past the last commit
         del holes[tp]  # committed past it meanwhile (handled by this worker or another owner)
+    if tp.topic in IN_ORDER_TOPICS and not _head_acked(self, tp):
+        return None  # the next record to commit is still in flight: commit nothing past it
     return _faust_new_offset(self, tp)
+
+
+def _head_acked(consumer: Consumer, tp) -> bool:
+    """Whether a commit may move on: the partition's next record to commit is acked, or nothing is.
+
+    Faust's own head guard (`min(acked) - committed_offset > 1`) is off by one: its committed
+    offset is the next one to read, so with that record unacked and the one after it acked, Faust
+    commits past it. Micro-batches are acked when their outputs are delivered, so a later batch
+    can be acked first; had the earlier one then failed, its record was committed over and lost.
+    On topics with contiguous offsets the head is known (`next_to_process`), compacted gaps aside.
+    """
+    acked = consumer._acked[tp]
+    head = next_to_process(consumer, tp)
+    return not acked or head is None or min(acked) <= head
 
 
 def next_to_process(consumer: Consumer, tp) -> int | None:

@@ -364,3 +364,39 @@ def test_the_record_handed_to_a_stage_is_the_one_faust_tables_write_for():
         return faust.current_event()
 
     assert run(in_a_stage()) is event
+
+
+def faust_offsets(committed: int | None, acked: list, topic: str = "internal.finance-ledger", start: int | None = None):
+    """What Faust's `Consumer._new_offset` reads, for the real function under our wrapper."""
+    from collections import defaultdict
+
+    from faust.types import TP
+    from intervaltree import IntervalTree
+    tp = TP(topic, 4)
+    consumer = SimpleNamespace(_acked=defaultdict(list, {tp: list(acked)}), _gap=defaultdict(IntervalTree),
+                               _acked_index=defaultdict(set, {tp: set(acked)}), _stale_holes={},
+                               _committed_offset=defaultdict(lambda: None, {tp: committed} if committed is not None else {}),
+                               _start_offsets={tp: start} if start is not None else {})
+    return consumer, tp
+
+
+@pytest.mark.parametrize("committed, start", [(101, None), (None, 101)])
+def test_a_commit_never_passes_the_next_record_while_it_is_in_flight(committed, start):
+    # Batch N holds offset 101 alone and waits for its deliveries; batch N+1 (102, 103) is acked
+    # first. Faust's head guard lets one unacked record through (or none is checked at all on a
+    # partition never committed); ours commits nothing until 101 is acked, then all three.
+    from app.faust_fixes import _new_offset_not_over_holes
+    from app.topics import LEDGER
+    consumer, tp = faust_offsets(committed, [102, 103], topic=LEDGER, start=start)
+    assert _new_offset_not_over_holes(consumer, tp) is None
+    consumer._acked[tp].append(101)
+    consumer._acked_index[tp].add(101)
+    assert _new_offset_not_over_holes(consumer, tp) == 104
+
+
+def test_faust_alone_commits_over_one_unacked_record_at_the_head():
+    # The Faust behaviour the guard above is for: a faust-streaming upgrade that fixes it fails this
+    # test, and then `_head_acked` can go (app/faust_fixes.py).
+    from app.faust_fixes import _faust_new_offset
+    consumer, tp = faust_offsets(101, [102, 103])
+    assert _faust_new_offset(consumer, tp) == 104

@@ -50,52 +50,51 @@ class FinanceBatch:
 
     def __init__(self) -> None:
         self.ledgers = BatchWrites(day_ledgers.table, DayLedger.model_validate_json, _ledger_json)
-        self.partition = 0
 
     async def finish(self) -> list:
         return await self.ledgers.write(send_record)
 
-    def _get(self, key: str) -> DayLedger | None:
-        return self.ledgers.get(key.encode(), self.partition)
+    def _get(self, key: str, partition: int) -> DayLedger | None:
+        return self.ledgers.get(key.encode(), partition)
 
-    def _set(self, key: str, ledger: DayLedger | None) -> None:
-        self.ledgers.set(key.encode(), ledger, self.partition)
+    def _set(self, key: str, ledger: DayLedger | None, partition: int) -> None:
+        self.ledgers.set(key.encode(), ledger, partition)
 
-    def _ledger_for(self, location_id: str, business_date) -> tuple[str, DayLedger]:
+    def _ledger_for(self, location_id: str, business_date, partition: int) -> tuple[str, DayLedger]:
         location = master_data.location(location_id)
         legal_entity = location.legal_entity if location else "UNKNOWN"
         key = day_batch_key(legal_entity, location_id, business_date)
-        return key, self._get(key) or _reopen(legal_entity, location_id, business_date,
+        return key, self._get(key, partition) or _reopen(legal_entity, location_id, business_date,
                                               location.currency if location else "USD")
 
     async def take(self, event) -> None:
-        self.partition = event.message.partition
+        partition = event.message.partition
         entry = LedgerEntry.model_validate_json(event.value)
         if entry.applied is not None:
-            await self._post(entry)
+            await self._post(entry, partition)
         elif entry.pos_totals is not None:
             facts = entry.pos_totals
-            key, ledger = self._ledger_for(facts.location_id, facts.business_date)
-            self._set(key, add_pos_totals(ledger, facts.units_sold, facts.gross, facts.transaction_id))
+            key, ledger = self._ledger_for(facts.location_id, facts.business_date, partition)
+            self._set(key, add_pos_totals(ledger, facts.units_sold, facts.gross, facts.transaction_id), partition)
         elif entry.day_close is not None:
             close = entry.day_close
-            key, ledger = self._ledger_for(close.location_id, close.business_date)
+            key, ledger = self._ledger_for(close.location_id, close.business_date, partition)
             if not ledger.closed and ledger.close_requested_at is None:
                 # Movements of the day may still be on their way through other partitions: close
                 # after a grace period rather than at once (DAY_CLOSE_GRACE), late ones still land.
-                self._set(key, ledger.model_copy(update={"close_requested_at": utcnow()}))
+                self._set(key, ledger.model_copy(update={"close_requested_at": utcnow()}), partition)
         elif entry.close_due is not None:
-            key, ledger = self._ledger_for(entry.close_due.location_id, entry.close_due.business_date)
+            key, ledger = self._ledger_for(entry.close_due.location_id, entry.close_due.business_date, partition)
             closed, batch = (close_late if ledger.closed else close_day)(ledger, utcnow())
             if batch is not None:
-                self._set(key, closed)
+                self._set(key, closed, partition)
                 await _emit_batch(batch)
         elif entry.forget_day is not None:
-            key, ledger = self._ledger_for(entry.forget_day.location_id, entry.forget_day.business_date)
+            key, ledger = self._ledger_for(entry.forget_day.location_id, entry.forget_day.business_date, partition)
             if due_to_forget(ledger, utcnow(), settings.dedupe_retention):
-                self._set(key, None)
+                self._set(key, None, partition)
 
-    async def _post(self, entry: LedgerEntry) -> None:
+    async def _post(self, entry: LedgerEntry, partition: int) -> None:
         applied = entry.applied
         movement = applied.movement
         result = postings_for(applied, master_data.location(movement.location_id), charts, utcnow())
@@ -104,13 +103,13 @@ class FinanceBatch:
         counted: dict[str, DayLedger] = {}
         for posting in result.postings:
             key = day_batch_key(posting.legal_entity, posting.location_id, posting.business_date)
-            ledger = counted.get(key) or self._get(key) or _reopen(
+            ledger = counted.get(key) or self._get(key, partition) or _reopen(
                 posting.legal_entity, posting.location_id, posting.business_date, posting.currency)
             updated = add_posting(ledger, posting)
             if updated is not ledger:   # not counted before (a re-delivered movement's postings are)
                 counted[key] = updated
         for key, ledger in counted.items():
-            self._set(key, ledger)
+            self._set(key, ledger, partition)
         facts = Trace(movement.source_system.value, movement.source_event_id)
         for posting in result.postings:
             await publish(postings_topic, posting.posting_id, posting)

@@ -225,8 +225,7 @@ async def _hand_over(app: faust.App, events: list) -> list:
     if not global_tables.is_current(app):
         await global_tables.wait(app)
         if app.should_stop:
-            for event in events:
-                forget_unhandled(consumer, event.message)   # not handled, so not committed: read again later
+            _let_go_unhandled(consumer, events)   # not handled, so not committed: read again later
             return []
     to_handle, rewinds = [], {}
     acking_topics = app.topics.acking_topics
@@ -260,6 +259,11 @@ async def _hand_over(app: faust.App, events: list) -> list:
     for event in to_handle:
         inbound[event.message.tp] = now
     return to_handle
+
+
+def _let_go_unhandled(consumer, events: list) -> None:
+    for event in events:
+        forget_unhandled(consumer, event.message)
 
 
 def fetched_before_rebalance(app: faust.App, message) -> bool:
@@ -324,8 +328,7 @@ async def each_event(stream: faust.StreamT, stage: str, handle: Callable[[faust.
             error = await _handle_with_retries(event, handle)
             if error is not None and not await _reject(app, event, stage, error):
                 # Stopping: this record and the rest are not acked, so not committed, and are read again after the restart.
-                for unhandled in events[index:]:
-                    forget_unhandled(consumer, unhandled.message)
+                _let_go_unhandled(consumer, events[index:])
                 return
             ack_handled(app, event)
 
@@ -419,8 +422,7 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
         rejected, deliveries = await apply_batch(events, new_batch)
         for event, error in rejected:
             if not await _reject(app, event, stage, error):
-                for unhandled in events:   # stopping: nothing of this batch is acked, so it is read again after the restart
-                    forget_unhandled(app.consumer, unhandled.message)
+                _let_go_unhandled(app.consumer, events)   # stopping: nothing of this batch is acked, so it is read again after the restart
                 return
         in_flight.append(asyncio.ensure_future(_ack_when_delivered(app, events, deliveries)))
         while in_flight and (len(in_flight) > BATCHES_IN_FLIGHT or in_flight[0].done()):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from agents.outputs import publish, utcnow
-from agents.streams import each_event
+from agents.outputs import publish, send_record, utcnow
+from agents.streams import each_batch
 from app import metrics
 from app.domain.availability import PublishThrottle
 from app.domain.keys import channel_key
@@ -13,7 +13,7 @@ from app.faust_app import app, channel_availability_topic, settings, sku_availab
 from app.models.canonical import SkuNetwork
 from app.models.records import ChannelAvailability, SkuAvailability
 from tables.master import channels_of
-from tables.store import RecordTable, make_table
+from tables.store import BatchWrites, RecordTable, make_table
 
 networks = RecordTable(make_table("sku-network"), SkuNetwork)
 throttle = PublishThrottle(settings.channel_publish_interval)
@@ -23,15 +23,44 @@ _resumed_for: set = set()                  # the assignment whose pending values
 
 @app.agent(sku_availability_topic)
 async def network_availability(stream):
-    await each_event(stream, "channels", fold_availability)
+    await each_batch(stream, "channels", ChannelBatch)
 
 
-async def fold_availability(event) -> None:
-    update = SkuAvailability.model_validate_json(event.value)
-    network = networks.get(update.sku) or SkuNetwork(sku=update.sku)
+class ChannelBatch:
+    """A batch of SKU availability updates: each folded into its SKU's network in offset order, the
+    networks it changed written once at the end (agents/streams.py, each_batch).
+
+    The batch keeps each network as its JSON and parses it per record: `fold_location` changes a
+    network in place, and a record that fails half-way must leave nothing of it in the batch.
+    """
+
+    def __init__(self) -> None:
+        self.networks = BatchWrites(networks.table)
+
+    async def finish(self) -> list:
+        return await self.networks.write(send_record)
+
+    async def take(self, event) -> None:
+        update = SkuAvailability.model_validate_json(event.value)
+        partition, key = event.message.partition, update.sku.encode()
+        raw = self.networks.get(key, partition)
+        network = SkuNetwork(sku=update.sku) if raw is None else SkuNetwork.model_validate_json(raw)
+        ready = fold_availability(network, update)
+        if ready is None:
+            return
+        # Kept with its pending channels before anything is published: once this record's offset is
+        # committed, a value still waiting lives on in the table, not only in this worker's memory.
+        self.networks.set(key, network.model_dump_json().encode(), partition)
+        for record in ready:
+            await _publish(record)
+
+
+def fold_availability(network: SkuNetwork, update: SkuAvailability) -> list[ChannelAvailability] | None:
+    """Fold one location's availability into the network; the channel records to publish now (the
+    throttle holds back the others as pending), or None when no channel changed."""
     changed = fold_location(network, update.location_id, update.available, update.version, channels_of)
     if not changed:
-        return
+        return None
     settle_pending(network, lambda channel: published_versions.get(channel_key(channel, update.sku)))
     now = time.monotonic()
     ready = []
@@ -42,11 +71,7 @@ async def fold_availability(event) -> None:
         else:
             network.pending.pop(channel, None)
             ready.append(record)
-    # Saved with its pending channels before anything is published: once this record's offset is
-    # committed, a value still waiting lives on in the table, not only in this worker's memory.
-    networks.set(update.sku, network)
-    for record in ready:
-        await _publish(record)
+    return ready
 
 
 def _channel_record(network: SkuNetwork, channel: str) -> ChannelAvailability:

@@ -97,20 +97,20 @@ class FinanceBatch:
     async def _post(self, entry: LedgerEntry, partition: int) -> None:
         applied = entry.applied
         movement = applied.movement
-        result = postings_for(applied, master_data.location(movement.location_id), charts, utcnow())
-        # The day ledgers are counted into before anything is sent: a record that fails here is
-        # rejected with nothing of it in the batch.
-        counted: dict[str, DayLedger] = {}
-        for posting in result.postings:
-            key = day_batch_key(posting.legal_entity, posting.location_id, posting.business_date)
-            ledger = counted.get(key) or self._get(key, partition) or _reopen(
-                posting.legal_entity, posting.location_id, posting.business_date, posting.currency)
-            updated = add_posting(ledger, posting)
-            if updated is not ledger:   # not counted before (a re-delivered movement's postings are)
-                counted[key] = updated
+        facts = Trace(movement.source_system.value, movement.source_event_id)
+        if entry.applied_trace is not None:
+            done = entry.applied_trace
+            facts.add(TraceStage.APPLIED, at=done.at, movement_id=movement.movement_id, key=done.key,
+                      version=done.version, available=done.available, on_hand=done.on_hand,
+                      previous_available=done.previous_available, replay=done.replay)
+        try:
+            result = postings_for(applied, master_data.location(movement.location_id), charts, utcnow())
+            counted = self._counted(result.postings, partition)
+        except Exception:
+            await facts.send()   # the movement was applied, whatever finance makes of it
+            raise
         for key, ledger in counted.items():
             self._set(key, ledger, partition)
-        facts = Trace(movement.source_system.value, movement.source_event_id)
         for posting in result.postings:
             await publish(postings_topic, posting.posting_id, posting)
             metrics.POSTINGS_OUT.labels(kind=posting.kind.value).inc()
@@ -119,6 +119,19 @@ class FinanceBatch:
         await facts.send()
         for problem in result.exceptions:
             await _raise_exception(problem)
+
+    def _counted(self, postings: list, partition: int) -> dict[str, DayLedger]:
+        """The day ledgers with the postings counted in, built before anything is kept or sent: a
+        record that fails here is rejected with nothing of it in the batch."""
+        counted: dict[str, DayLedger] = {}
+        for posting in postings:
+            key = day_batch_key(posting.legal_entity, posting.location_id, posting.business_date)
+            ledger = counted.get(key) or self._get(key, partition) or _reopen(
+                posting.legal_entity, posting.location_id, posting.business_date, posting.currency)
+            updated = add_posting(ledger, posting)
+            if updated is not ledger:   # not counted before (a re-delivered movement's postings are)
+                counted[key] = updated
+        return counted
 
 
 def _reopen(legal_entity: str, location_id: str, business_date, currency: str) -> DayLedger:

@@ -90,17 +90,19 @@ async def trace(source_system: str, source_event_id: str | None, stage: TraceSta
 
 class Trace:
     """The trace facts one stage records for one source event while it handles one record, sent as
-    one record of JSON lines: ingest's "received" and one fact per movement, finance's one per
-    posting, each used to be a record of its own (the lineage stage appends the lines one by one)."""
+    one record of JSON lines: ingest's "received" and one fact per movement, finance's "applied"
+    (carried from the position stage by the ledger entry) and one per posting, each used to be a
+    record of its own (the lineage stage appends the lines one by one)."""
 
     def __init__(self, source_system: str, source_event_id: str | None) -> None:
         self.source_system, self.source_event_id = source_system, source_event_id
         self.lines: list[bytes] = []
 
-    def add(self, stage: TraceStage, **detail: object) -> None:
+    def add(self, stage: TraceStage, at: datetime | None = None, **detail: object) -> None:
+        """One fact; `at` is when it happened, if that was before now (another stage saw it)."""
         if self.source_event_id:
             self.lines.append(TraceFact(source_system=self.source_system, source_event_id=self.source_event_id,
-                                        stage=stage, at=utcnow(), detail=detail).model_dump_json().encode())
+                                        stage=stage, at=at or utcnow(), detail=detail).model_dump_json().encode())
 
     async def send(self) -> None:
         if self.lines:

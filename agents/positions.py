@@ -1,4 +1,5 @@
-"""Position stage: apply each movement to its SKU@LOCATION position; emit availability and the ledger fact."""
+"""Position stage: apply each movement to its SKU@LOCATION position; emit availability and the ledger fact
+(which carries the movement's "applied" trace fact to the finance stage)."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,7 @@ from app.domain.positions import PositionContext, apply, apply_location_change, 
 from app.domain.sale_costs import parse_sale_cost, sale_cost_expired, sale_cost_value
 from app.faust_app import app, availability_topic, ledger_topic, movements_topic, settings, sku_availability_topic
 from app.models.canonical import LocationChange, Movement, MovementType, Position
-from app.models.finance_ledger import LedgerEntry
+from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.records import AvailabilityRecord, SkuAvailability, TraceStage
 from app.replay import is_dlq_replay
 from tables.definitions import positions, sale_costs
@@ -107,7 +108,10 @@ class PositionBatch:
         now = utcnow()
         record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
                                      applied.unmatched_quantity)
-        entry = LedgerEntry(applied=applied)
+        # The "applied" trace fact rides on the ledger entry: finance writes the movement's trace record.
+        entry = LedgerEntry(applied=applied, applied_trace=AppliedTrace(
+            key=key, version=record.version, available=record.available, on_hand=record.on_hand,
+            previous_available=record.previous_available, replay=outcome.replay, at=now))
 
         # A replay writes the position again too: the changelog record may be what the crash lost.
         self.positions.set(raw_key, outcome.position, partition)
@@ -127,9 +131,6 @@ class PositionBatch:
         if applied.unmatched_quantity and not outcome.replay:
             metrics.UNMATCHED_UNITS.labels(type=movement.movement_type.value).inc(applied.unmatched_quantity)
         metrics.LATENCY.observe((now - (movement.received_at or movement.occurred_at)).total_seconds())
-        await trace(system, source_id, TraceStage.APPLIED, movement_id=movement.movement_id, key=key,
-                    version=record.version, available=record.available, on_hand=record.on_hand,
-                    previous_available=record.previous_available, replay=outcome.replay)
 
     async def apply_location_change(self, event) -> None:
         """A location's safety stock or channels changed: re-emit every position at it in this partition.

@@ -1,7 +1,7 @@
 """The envelope on the internal finance ledger topic (key LOCATION): one of five facts per record."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from pydantic import BaseModel
 
@@ -15,8 +15,23 @@ class CloseDue(BaseModel):
     business_date: date
 
 
+class AppliedTrace(BaseModel):
+    """The position stage's "applied" trace fact of a movement, carried by its ledger entry: the
+    finance stage sends it in the trace record it writes for the movement anyway, so the position
+    stage writes one record fewer per movement (lineage reads one fewer)."""
+
+    key: str
+    version: int
+    available: int
+    on_hand: int
+    previous_available: int | None = None
+    replay: bool = False
+    at: datetime
+
+
 class LedgerEntry(BaseModel):
     applied: Applied | None = None
+    applied_trace: AppliedTrace | None = None
     pos_totals: PosTotals | None = None
     day_close: DayClose | None = None
     close_due: CloseDue | None = None

@@ -400,3 +400,41 @@ def test_faust_alone_commits_over_one_unacked_record_at_the_head():
     from app.faust_fixes import _faust_new_offset
     consumer, tp = faust_offsets(101, [102, 103])
     assert _faust_new_offset(consumer, tp) == 104
+
+
+# --- the channel stage's batch ---------------------------------------------------------------------
+
+def test_a_channel_batch_folds_a_skus_updates_in_order_writes_once_and_a_failed_record_leaves_nothing(monkeypatch):
+    import agents.channels as channels
+    from app.domain.availability import PublishThrottle
+    from app.models.canonical import SkuNetwork
+    from app.models.records import SkuAvailability
+
+    store, published = FakeStore({}), []
+
+    def channels_of(location: str) -> list[str]:
+        if location == "BROKEN":
+            raise KeyError("no master for BROKEN")   # after fold_location has changed the network
+        return ["web"]
+
+    async def publish(record) -> None:
+        published.append((record.channel, record.available, record.version))
+
+    monkeypatch.setattr(channels, "networks", SimpleNamespace(table=fake_table(store)))
+    monkeypatch.setattr(channels, "channels_of", channels_of)
+    monkeypatch.setattr(channels, "throttle", PublishThrottle(0.0))
+    monkeypatch.setattr(channels, "published_versions", {})
+    monkeypatch.setattr(channels, "_publish", publish)
+    monkeypatch.setattr(channels, "send_record", FakeProducer().send)
+
+    def update(location: str, available: int, version: int):
+        value = SkuAvailability(sku="SKU1", location_id=location, available=available, version=version)
+        return SimpleNamespace(value=value.model_dump_json().encode(), message=SimpleNamespace(partition=2))
+
+    events = [update("S1", 5, 1), update("BROKEN", 9, 1), update("DC1", 4, 1), update("S1", 3, 2)]
+    rejected, deliveries = run(apply_batch(events, channels.ChannelBatch))
+    assert [(event, type(error)) for event, error in rejected] == [(events[1], KeyError)]
+    assert published == [("web", 5, 1), ("web", 9, 2), ("web", 7, 3)]   # 5; 5+4; 3+4
+    assert len(store.batches) == 1 and len(deliveries) == 1   # one changelog record, one WriteBatch
+    network = SkuNetwork.model_validate_json(store.rows[2][b"SKU1"])
+    assert network.by_location == {"S1": [3, 2], "DC1": [4, 1]}   # nothing of the rejected record

@@ -30,7 +30,7 @@ from tests.chaos.kafka_tools import (
     AVAILABILITY, DLQ, POSTINGS, LoopThread, Producer, Tracker, count_keys, group_by_partition_order, group_lag,
     lagging, read_to_end,
 )
-from tests.chaos.oracle import Oracle, RawInput, master_from
+from tests.chaos.oracle import MovementRef, Oracle, RawInput, master_from
 from tests.chaos.verify import BUCKETS, Verdict, compare
 from tests.chaos.workload import RAW_TOPICS, ChaosWorkload, RawRecord
 from tests.e2e.harness import VIEWER
@@ -509,7 +509,8 @@ class ChaosRun:
             if not applied:
                 continue
             m = applied.get("movement") or {}
-            name = f"{m.get('movement_type')} {m.get('source_system')}:{m.get('source_event_id')} @ {m.get('sku')}@{m.get('location_id')}"
+            name = str(MovementRef(f"{m.get('sku')}@{m.get('location_id')}", m.get("source_system"),
+                                   m.get("source_event_id"), m.get("movement_type")))
             if name in found:
                 found[name].append(f"p{r.partition}@{r.offset}")
         lag = self.loop.run(group_lag(bootstrap, self.app_id, ["internal.finance-ledger"]), 60)

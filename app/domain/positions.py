@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import get_origin
 
 from app.domain.costing import average_after_inflow, current_cost
 from app.domain.marks import forget_oldest, mark_of
@@ -309,9 +310,11 @@ def _transfer_close(c: _Change) -> None:
         c.unmatched = c.m.quantity
         return
     c.unit_cost = transit.unit_cost if transit.unit_cost is not None else c.outflow_cost()
+    # Forgotten with its whole share of in_transit: a negative remainder (a receipt that overtook
+    # the leg) left in_transit below the sum of the open transfers for good.
+    c.p.in_transit -= transit.quantity
     if transit.quantity > 0:
         c.lost_in_transit = transit.quantity
-        c.p.in_transit -= transit.quantity
     forget_oldest(c.p.closed_transfers, lambda _: 0, 0, room_for=CLOSED_TRANSFERS_KEPT)
     c.p.closed_transfers[mark_of(key)] = c.unit_cost
 
@@ -339,13 +342,19 @@ def new_position(sku: str, location_id: str) -> Position:
 def _working_copy(position: Position) -> Position:
     """A copy the rules may change without touching `position`.
 
-    The rules assign scalar fields and add, replace or delete entries of the three dicts, but never
-    change an entry in place (reservations and transfers are replaced by new models, applied marks
-    by new lists), so copying the dicts is enough. A deep copy cost more than the rule itself.
+    The rules assign scalar fields and add, replace or delete entries of its dicts, but never change
+    an entry in place (reservations and transfers are replaced by new models, applied marks by new
+    lists), so copying the dicts is enough. A deep copy cost more than the rule itself.
+
+    `dict.copy()`, not `dict(d)`: once the oldest marks have been forgotten a dict has holes, and
+    `dict(d)` then re-inserts every entry (~140 µs for 4,000 marks) where `d.copy()` clones the
+    table (~19 µs). Hot keys forget a mark on every movement.
     """
-    return position.model_copy(update={"reservations": dict(position.reservations),
-                                       "transfers": dict(position.transfers), "applied": dict(position.applied),
-                                       "emitted": dict(position.emitted), "rejected": dict(position.rejected)})
+    return position.model_copy(update={name: getattr(position, name).copy() for name in _RULE_DICTS})
+
+
+# Every dict field of Position, so a new one is copied too (tests/property: `apply` never changes its input).
+_RULE_DICTS = tuple(name for name, spec in Position.model_fields.items() if get_origin(spec.annotation) is dict)
 
 
 def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:

@@ -20,7 +20,7 @@ LINES = ["1", "2"]
 TRANSFERS = ["T1", "T2"]
 
 KINDS = ["receipt", "sale", "return", "reserve", "release", "expiry", "fulfil", "pickup", "adjust", "count",
-         "disposition", "transfer_out", "transit_leg", "transfer_in"]
+         "disposition", "transfer_out", "transit_leg", "transfer_in", "transfer_close"]
 
 
 def movement(index: int, kind: str, quantity: int, minute: int, pick: int, cents: int | None) -> Movement:
@@ -67,6 +67,8 @@ def movement(index: int, kind: str, quantity: int, minute: int, pick: int, cents
     elif kind == "transit_leg":
         fields.update(movement_type=MovementType.TRANSFER_OUT, role=Role.DESTINATION, unit_cost=cost,
                       **transfer)
+    elif kind == "transfer_close":
+        fields.update(movement_type=MovementType.TRANSFER_CLOSE, role=Role.DESTINATION, **transfer)
     else:
         fields.update(movement_type=MovementType.TRANSFER_IN, unit_cost=cost, **transfer)
     return make_movement(**fields)
@@ -146,6 +148,21 @@ def test_reapplying_already_applied_movements_in_any_order_changes_nothing(histo
         p = outcome.position
 
     assert p == final
+
+
+@SETTINGS
+@given(histories, safety_stocks)
+def test_applying_a_movement_never_changes_the_position_it_was_given(history, safety_stock):
+    """A batch keeps the position it read and applies to it; a record rejected after `apply` must
+    leave that position as it was (agents/positions.py), so `apply` works on a copy, whatever it does."""
+    ctx = PositionContext(now_epoch=START_EPOCH, dedupe_retention=10**9, safety_stock=safety_stock,
+                          standard_cost=Decimal("7.00"))
+    position = new_position("SKU-1001", "S042")
+    for m in history:
+        before = position.model_copy(deep=True)
+        outcome = apply(position, m, ctx)
+        assert position == before
+        position = outcome.position
 
 
 @SETTINGS

@@ -113,7 +113,7 @@ def posting_digest_of(posting_ids: list[str], digest: str = "") -> str:
 
 
 def _with_mark(marks: dict[str, int], mark: str) -> dict[str, int]:
-    kept = dict(marks)
+    kept = marks.copy()   # not dict(marks): see positions._working_copy (174 → ~40 µs a posting at 4,000 marks)
     forget_oldest(kept, lambda _: 0, 0, room_for=COUNTED_KEEP)
     kept[mark] = 0
     return kept

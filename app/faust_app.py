@@ -66,6 +66,10 @@ def create_app(s: Settings) -> faust.App:
         # group coordinator gives up on it: Faust's 60 s default stalled those keys a full minute.
         broker_session_timeout=s.session_timeout,
         broker_heartbeat_interval=min(3.0, s.session_timeout / 5),
+        # Static membership (KAFKA_GROUP_INSTANCE_ID): a worker restarted under the same identity
+        # takes its place in the group at once instead of waiting out its predecessor's session,
+        # and a graceful stop does not leave the group (no rebalance for a restart).
+        consumer_group_instance_id=s.group_instance_id,
         # Records wait up to this long to share a produce request (one per broker, a batch per
         # partition): at 5 ms a batch held about one record and the producer's per-request work
         # was a large part of the worker's CPU (BENCHMARKS.md, "What was optimised").

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class Settings:
     log_json: bool = False
     rocksdb_cache_mb: int = 32
     session_timeout: float = 15.0
+    group_instance_id: str | None = None
     replay_window: int = 600
     producer_linger_ms: int = 25
     audit_log: Path | None = None
@@ -136,6 +138,7 @@ class Settings:
             rocksdb_cache_mb=_int(env, "ROCKSDB_CACHE_MB", 32, minimum=1),
             # The broker refuses sessions under group.min.session.timeout.ms (6 s by default).
             session_timeout=_float(env, "KAFKA_SESSION_TIMEOUT", 15.0, minimum=6.0),
+            group_instance_id=_group_instance_id(env.get("KAFKA_GROUP_INSTANCE_ID", "")),
             replay_window=_int(env, "REPLAY_WINDOW", 600, minimum=1),
             producer_linger_ms=_int(env, "PRODUCER_LINGER_MS", 25, minimum=0),
             audit_log=Path(env["AUDIT_LOG"]) if env.get("AUDIT_LOG") else data_dir / "audit.log",
@@ -162,6 +165,17 @@ class Settings:
             web_tls_cert=Path(tls_cert) if tls_cert else None,
             web_tls_key=Path(tls_key) if tls_key else None,
         )
+
+
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _group_instance_id(raw: str) -> str | None:
+    """A worker's static identity in the consumer group (Kafka's group.instance.id), or None."""
+    raw = raw.strip()
+    if raw and not _INSTANCE_ID.fullmatch(raw):
+        raise SettingsError(f"KAFKA_GROUP_INSTANCE_ID must be 1-249 of A-Z a-z 0-9 . _ -, got {raw!r}")
+    return raw or None
 
 
 def _erp_url(raw: str) -> str:

@@ -66,6 +66,7 @@ class Cluster:
     rss: dict[str, dict[str, int]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     intended_down: set[str] = field(default_factory=set)  # workers we stopped or killed on purpose
+    static_membership: bool = False   # KAFKA_GROUP_INSTANCE_ID per worker name, kept across restarts
 
     @property
     def bootstrap(self) -> str:
@@ -93,7 +94,8 @@ class Cluster:
         data = self.run_dir / name
         if fresh:
             shutil.rmtree(data, ignore_errors=True)
-        worker = WorkerProcess(self.bootstrap, data, free_port(), self.app_id, **self.env)
+        env = {**self.env, **({"KAFKA_GROUP_INSTANCE_ID": f"{self.app_id}-{name}"} if self.static_membership else {})}
+        worker = WorkerProcess(self.bootstrap, data, free_port(), self.app_id, **env)
         self.workers[name] = worker
         self.intended_down.discard(name)
         began = time.monotonic()

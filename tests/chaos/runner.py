@@ -57,6 +57,7 @@ class ChaosRun:
     rate: float = 80.0
     barrier_timeout: float = 240.0
     worker_env: dict[str, str] = field(default_factory=dict)
+    static_membership: bool = False   # each worker keeps its group identity across restarts
 
     def __post_init__(self) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -69,7 +70,8 @@ class ChaosRun:
         # Faust logs which step of a partition's event path is stuck (no fetch, stream idle, no
         # commit) after STREAM_PROCESSING_TIMEOUT seconds; 300 by default, too late for a test.
         env = {"STREAM_PROCESSING_TIMEOUT": "30", **self.worker_env}
-        self.cluster = Cluster(self.broker, self.run_dir, self.app_id, env=env)
+        self.cluster = Cluster(self.broker, self.run_dir, self.app_id, env=env,
+                               static_membership=self.static_membership)
         self.workload = ChaosWorkload(self.namespace, seed=self.seed, n_skus=self.n_skus)
         self.producer = Producer(self.broker.bootstrap, self.loop)
         self.tracker: Tracker | None = None

@@ -43,16 +43,20 @@ class SoakPlan:
     observe_for: float = 300.0     # keep measuring this long after the last send, pass or fail
     warmup_events: int = 300
     progress_every: float = 5.0
+    # Each worker keeps one group identity across restarts (KAFKA_GROUP_INSTANCE_ID), as in the
+    # StatefulSet deployment OPERATIONS.md recommends; SOAK_STATIC_MEMBERSHIP=0 measures without.
+    static_membership: bool = True
 
     @classmethod
     def from_env(cls) -> SoakPlan:
-        """SOAK_RATE, SOAK_DURATION, SOAK_CONVERGE_WITHIN, SOAK_OBSERVE (see `make soak`)."""
+        """SOAK_RATE, SOAK_DURATION, SOAK_CONVERGE_WITHIN, SOAK_OBSERVE, SOAK_STATIC_MEMBERSHIP (`make soak`)."""
         def number(name: str, default: float) -> float:
             return float(os.environ.get(name, default))
         base = cls()
         return cls(rate=number("SOAK_RATE", base.rate), duration=number("SOAK_DURATION", base.duration),
                    converge_within=number("SOAK_CONVERGE_WITHIN", base.converge_within),
-                   observe_for=number("SOAK_OBSERVE", base.observe_for))
+                   observe_for=number("SOAK_OBSERVE", base.observe_for),
+                   static_membership=os.environ.get("SOAK_STATIC_MEMBERSHIP", "1") != "0")
 
     @property
     def events(self) -> int:

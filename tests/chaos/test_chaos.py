@@ -92,7 +92,8 @@ def test_soak_converges_after_both_workers_restart_under_sustained_load(chaos_br
     dead letter must equal the oracle within 60 s of the last send, and the verdict must be clean.
     Rate, duration and limits: SOAK_RATE, SOAK_DURATION, SOAK_CONVERGE_WITHIN, SOAK_OBSERVE (`make soak`)."""
     plan = SoakPlan.from_env()
-    run = ChaosRun("soak", chaos_broker, seed=53, n_skus=40, rate=plan.rate, barrier_timeout=300.0)
+    run = ChaosRun("soak", chaos_broker, seed=53, n_skus=40, rate=plan.rate, barrier_timeout=300.0,
+                   static_membership=plan.static_membership)
     try:
         result = run_soak(run, plan)
     except BaseException as exc:

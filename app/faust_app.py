@@ -1,6 +1,7 @@
 """The Faust application and its topic handles, built once from Settings."""
 from __future__ import annotations
 
+import hashlib
 import ssl
 
 import faust
@@ -23,6 +24,24 @@ def web_ssl_context(s: Settings) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(s.web_tls_cert), str(s.web_tls_key))
     return context
+
+
+def canonical_url(s: Settings) -> str:
+    """Where this worker's web views are reached (web views proxy a key's request to its owner)."""
+    return f"{'https' if s.web_tls_cert else 'http'}://{s.web_host}:{s.web_port}"
+
+
+def group_instance_id(s: Settings) -> str | None:
+    """The worker's static identity in the consumer group: KAFKA_GROUP_INSTANCE_ID and its URL.
+
+    A static member that rejoins is handed its previous assignment without a rebalance, and
+    Faust's assignor refuses an assignment made for another URL (an AssertionError inside
+    aiokafka's coordinator: the worker never consumes again). So a worker that comes back at
+    another address must come back as another member: the URL is part of the identity.
+    """
+    if s.group_instance_id is None:
+        return None
+    return f"{s.group_instance_id}-{hashlib.blake2b(canonical_url(s).encode(), digest_size=4).hexdigest()}"
 
 
 def create_app(s: Settings) -> faust.App:
@@ -48,7 +67,7 @@ def create_app(s: Settings) -> faust.App:
         web_enabled=True,
         web_ssl_context=web_tls,
         # The owner of a key is reached at this URL (web views proxy there), so it names the scheme.
-        canonical_url=f"{'https' if web_tls else 'http'}://{s.web_host}:{s.web_port}",
+        canonical_url=canonical_url(s),
         # Faust's own views serve table contents, the cluster map, sensors and the service graph to
         # anyone: off (SPEC §10). Our views route to a key's owner through app.router directly, which
         # does not need the /router view.
@@ -69,7 +88,7 @@ def create_app(s: Settings) -> faust.App:
         # Static membership (KAFKA_GROUP_INSTANCE_ID): a worker restarted under the same identity
         # takes its place in the group at once instead of waiting out its predecessor's session,
         # and a graceful stop does not leave the group (no rebalance for a restart).
-        consumer_group_instance_id=s.group_instance_id,
+        consumer_group_instance_id=group_instance_id(s),
         # Records wait up to this long to share a produce request (one per broker, a batch per
         # partition): at 5 ms a batch held about one record and the producer's per-request work
         # was a large part of the worker's CPU (BENCHMARKS.md, "What was optimised").

@@ -94,8 +94,13 @@ class Cluster:
         data = self.run_dir / name
         if fresh:
             shutil.rmtree(data, ignore_errors=True)
-        env = {**self.env, **({"KAFKA_GROUP_INSTANCE_ID": f"{self.app_id}-{name}"} if self.static_membership else {})}
-        worker = WorkerProcess(self.bootstrap, data, free_port(), self.app_id, **env)
+        env, port, previous = dict(self.env), None, self.workers.get(name)
+        if self.static_membership:
+            # A static member comes back under its name and at its address, as a StatefulSet pod does
+            # (its group identity includes its URL: app/faust_app.py, group_instance_id).
+            env["KAFKA_GROUP_INSTANCE_ID"] = f"{self.app_id}-{name}"
+            port = previous.web_port if previous is not None else None
+        worker = WorkerProcess(self.bootstrap, data, port or free_port(), self.app_id, **env)
         self.workers[name] = worker
         self.intended_down.discard(name)
         began = time.monotonic()

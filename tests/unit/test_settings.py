@@ -17,6 +17,7 @@ def test_defaults_are_the_documented_ones():
     ("TOPIC_PARTITIONS", "eight"), ("TOPIC_PARTITIONS", "0"), ("WEB_PORT", "http"),
     ("RESERVATION_TTL", "-5"), ("CHANNEL_PUBLISH_INTERVAL", "soon"), ("PROCESSING_GUARANTEE", "maybe_once"),
     ("KAFKA_BOOTSTRAP", "localhost"), ("API_TOKENS", "abc=superuser"), ("PRODUCER_LINGER_MS", "-1"),
+    ("KAFKA_GROUP_INSTANCE_ID", "worker 1"), ("KAFKA_GROUP_INSTANCE_ID", "w" * 241),
 ])
 def test_a_wrong_value_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -40,3 +41,23 @@ def test_sale_costs_are_kept_as_long_as_duplicates_are_recognised_unless_a_retur
 def test_late_postings_wait_a_minute_for_their_batch_by_default():
     assert Settings.from_env({}).late_batch_after == 60.0
     assert Settings.from_env({"LATE_BATCH_AFTER": "5"}).late_batch_after == 5.0
+
+
+def test_static_group_membership_is_off_unless_a_worker_is_given_an_identity():
+    assert Settings.from_env({}).group_instance_id is None
+    assert Settings.from_env({"KAFKA_GROUP_INSTANCE_ID": " stock-sync-1 "}).group_instance_id == "stock-sync-1"
+
+
+def test_a_static_member_that_moves_to_another_address_joins_as_another_member():
+    """A rejoining static member gets its old assignment, which Faust refuses for another URL."""
+    from app.faust_app import group_instance_id
+
+    def identity(**env: str) -> str | None:
+        return group_instance_id(Settings.from_env(env))
+
+    assert identity() is None
+    same = identity(KAFKA_GROUP_INSTANCE_ID="w1", WEB_HOST="10.0.0.5", WEB_PORT="6066")
+    assert same == identity(KAFKA_GROUP_INSTANCE_ID="w1", WEB_HOST="10.0.0.5", WEB_PORT="6066")
+    assert same.startswith("w1-")
+    assert same != identity(KAFKA_GROUP_INSTANCE_ID="w1", WEB_HOST="10.0.0.5", WEB_PORT="6067")
+    assert same != identity(KAFKA_GROUP_INSTANCE_ID="w1", WEB_HOST="10.0.0.6", WEB_PORT="6066")

@@ -118,6 +118,45 @@ class CachedRecordTable(RecordTable[M]):
         super().delete(key)
 
 
+class DecodedCache:
+    """Decoded values of a table's records kept from one batch to the next, each with the exact bytes
+    it was decoded from or encoded to: a batch that reads those bytes again gets the value unparsed.
+
+    A store's day ledger is ~180 KB of JSON once its day has 4,000 postings: parsing it again for
+    every batch was an eighth of a worker's CPU under sustained load (BENCHMARKS.md). The check is
+    the bytes themselves, so a value written by a recovery, another owner or a batch that failed
+    half-way is never mistaken for the cached one. The values are shared between batches: only for
+    records the stage never changes in place (the day-ledger rules return new ledgers).
+    Bounded by the bytes of the records it holds; the least recently used go first.
+    """
+
+    def __init__(self, decode: Callable[[bytes], Any], max_bytes: int) -> None:
+        self._decode, self.max_bytes = decode, max_bytes
+        self._entries: dict[bytes, tuple[bytes, Any]] = {}   # key -> (bytes, value), least recent first
+        self.bytes = 0
+
+    def decode(self, key: bytes, raw: bytes) -> Any:
+        held = self._entries.get(key)
+        if held is not None and held[0] == raw:
+            self._entries[key] = self._entries.pop(key)   # most recently used last
+            return held[1]
+        value = self._decode(raw)
+        self.remember(key, raw, value)
+        return value
+
+    def remember(self, key: bytes, raw: bytes | None, value: Any) -> None:
+        held = self._entries.pop(key, None)
+        if held is not None:
+            self.bytes -= len(held[0])
+        if raw is None or len(raw) > self.max_bytes:
+            return
+        self._entries[key] = (raw, value)
+        self.bytes += len(raw)
+        while self.bytes > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self.bytes -= len(self._entries.pop(oldest)[0])
+
+
 class BatchWrites:
     """One batch's changes to one table: read back within the batch, then written in one go.
 
@@ -137,9 +176,9 @@ class BatchWrites:
     """
 
     def __init__(self, table: faust.Table, decode: Callable[[bytes], Any] = bytes,
-                 encode: Callable[[Any], bytes] = bytes) -> None:
+                 encode: Callable[[Any], bytes] = bytes, cache: DecodedCache | None = None) -> None:
         self.table, self.store = table, table.data
-        self.decode, self.encode = decode, encode
+        self.decode, self.encode, self.cache = decode, encode, cache
         self.changes: dict[int, dict[bytes, Any]] = {}   # partition -> key -> value (None: deleted)
         self._read: dict[bytes, Any] = {}
 
@@ -151,7 +190,11 @@ class BatchWrites:
             return self._read[key]
         raw = self.store.read(partition, key) if partition is not None and not self.table.is_global \
             else self.store.get(key)
-        value = self._read[key] = None if raw is None else self.decode(raw)
+        if raw is None:
+            value = None
+        else:
+            value = self.cache.decode(key, raw) if self.cache is not None else self.decode(raw)
+        self._read[key] = value
         return value
 
     def set(self, key: bytes, value: Any, partition: int) -> None:
@@ -167,6 +210,9 @@ class BatchWrites:
         deliveries = []
         for partition, changes in self.changes.items():
             encoded = {key: None if value is None else self.encode(value) for key, value in changes.items()}
+            if self.cache is not None:
+                for key, raw in encoded.items():
+                    self.cache.remember(key, raw, changes[key])
             last = None
             for key, value in encoded.items():
                 last = await send(topic, key, value, partition)

@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaConnectionError
 
 import agents.streams as streams
 from agents.streams import apply_batch
-from tables.store import BatchWrites
+from tables.store import BatchWrites, DecodedCache
 
 
 class CountingBatch:
@@ -323,6 +323,48 @@ def test_a_global_table_is_read_anywhere_and_its_offsets_are_not_persisted():
 
     asyncio.run(write())
     assert store.rows[5] == {b"T2|SKU": b"other"} and store.persisted == {}
+
+
+def test_a_value_a_batch_wrote_is_read_by_the_next_batch_without_parsing_unless_its_bytes_changed():
+    parsed = []
+
+    def decode(raw: bytes) -> dict:
+        parsed.append(raw)
+        return {"n": int(raw)}
+
+    cache = DecodedCache(decode, max_bytes=1 << 20)
+    store = FakeStore({2: {b"US01:S042:2026-11-27": b"1"}})
+
+    def batch() -> BatchWrites:
+        return BatchWrites(fake_table(store), decode, lambda v: str(v["n"]).encode(), cache)
+
+    first = batch()
+    ledger = first.get(b"US01:S042:2026-11-27", 2)
+    first.set(b"US01:S042:2026-11-27", {"n": ledger["n"] + 1}, 2)
+    asyncio.run(first.write(FakeProducer().send))
+    assert parsed == [b"1"]
+
+    second = batch()
+    assert second.get(b"US01:S042:2026-11-27", 2) == {"n": 2} and parsed == [b"1"]   # what the first wrote
+
+    store.rows[2][b"US01:S042:2026-11-27"] = b"40"   # restored from the changelog, another owner's write
+    assert batch().get(b"US01:S042:2026-11-27", 2) == {"n": 40} and parsed == [b"1", b"40"]
+
+    second.set(b"US01:S042:2026-11-27", None, 2)     # deleted: nothing of it is kept
+    asyncio.run(second.write(FakeProducer().send))
+    assert cache.bytes == 0 and batch().get(b"US01:S042:2026-11-27", 2) is None
+
+
+def test_the_decoded_cache_keeps_the_most_recently_used_within_its_bytes():
+    cache = DecodedCache(lambda raw: raw.decode(), max_bytes=10)
+    for key in (b"a", b"b", b"c"):
+        cache.decode(key, b"1234")
+    assert cache.bytes == 8 and list(cache._entries) == [b"b", b"c"]   # a went first
+    cache.decode(b"b", b"1234")   # used again: now the most recent
+    cache.remember(b"d", b"5678", "5678")
+    assert list(cache._entries) == [b"b", b"d"]
+    cache.remember(b"e", b"x" * 11, "too big")
+    assert b"e" not in cache._entries and cache.bytes == 8
 
 
 @pytest.mark.parametrize("failure", [None, RuntimeError("lost")])

@@ -29,3 +29,29 @@ def forget_oldest(entries: dict, applied_at: Callable[[object], int], horizon: i
         if applied_at(entries[oldest]) >= horizon and (room_for is None or len(entries) < room_for):
             return
         del entries[oldest]
+
+
+# --- Marks end to end in one string: a day ledger's postings -------------------------------------
+
+MARK_CHARS = 12   # mark_of: 9 bytes in URL-safe base64, no padding
+
+
+def marks_contain(marks: str, mark: str) -> bool:
+    """Whether `mark` is one of `marks`, marks written end to end (oldest first), MARK_CHARS each.
+
+    A day ledger counts thousands of postings and is written whole at every batch: kept as one
+    string, its marks cost nothing to encode and decode (a dict of 4,000 cost ~0.25 ms each way)
+    and adding one copies 48 KB instead of re-building a dict. A look-up scans the string (~10 µs).
+    """
+    at = marks.find(mark)
+    while at != -1:
+        if at % MARK_CHARS == 0:
+            return True
+        at = marks.find(mark, at + 1)   # matched across two marks: not one of them
+    return False
+
+
+def with_mark(marks: str, mark: str, keep: int) -> str:
+    """`marks` with `mark` added last and the oldest forgotten beyond `keep`."""
+    room = (keep - 1) * MARK_CHARS
+    return (marks if len(marks) <= room else marks[len(marks) - room:]) + mark

@@ -4,12 +4,14 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from app.domain.accounts import Charts
 from app.domain.day_batches import (
     DayLedger, add_pos_totals, add_posting, close_day, close_late, due_to_forget, late_batch_due, open_day,
 )
+from app.domain.marks import MARK_CHARS, marks_contain, with_mark
 from app.domain.postings import postings_for
 from app.models.canonical import Channel, MovementType, SourceSystem
 from app.models.records import JournalBatch, Posting
@@ -165,3 +167,25 @@ def test_a_posting_of_another_store_or_day_is_refused():
 def test_ledger_survives_a_round_trip_through_json_as_a_table_value():
     ledger = add_pos_totals(add_all(store_day(), sale_postings()), 2, Decimal("43.18"), "S042-R3-000123")
     assert DayLedger.model_validate_json(ledger.model_dump_json()) == ledger
+
+
+def test_a_mark_is_found_only_where_a_mark_begins_and_the_oldest_go_beyond_the_bound():
+    first, second = "x" * 11 + "y", "z" * 12
+    marks = with_mark(with_mark("", first, keep=3), second, keep=3)
+    assert marks_contain(marks, first) and marks_contain(marks, second)
+    assert not marks_contain(marks, "y" + "z" * 11)   # the end of one and the start of the next
+    third, fourth = "a" * 12, "b" * 12
+    marks = with_mark(with_mark(marks, third, keep=3), fourth, keep=3)
+    assert marks == second + third + fourth and not marks_contain(marks, first)
+
+
+def test_a_ledger_written_with_marks_as_a_dict_still_knows_what_it_counted():
+    postings = sale_postings("1", 2)
+    counted = add_all(store_day(), postings)
+    older = counted.model_dump()
+    for field in ("counted_postings", "counted_pos_transactions"):
+        marks = older[field]
+        older[field] = {marks[i:i + MARK_CHARS]: 0 for i in range(0, len(marks), MARK_CHARS)}
+    read_back = DayLedger.model_validate_json(orjson.dumps(older, default=str))
+    assert read_back == counted
+    assert add_all(read_back, postings) is read_back   # re-delivered: nothing counted twice

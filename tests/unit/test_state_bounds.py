@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from app.domain.marks import MARK_CHARS
 from app.domain.day_batches import COUNTED_KEEP, LISTED_POSTING_IDS, add_pos_totals, add_posting, close_day
 from app.domain.positions import PositionContext, apply, new_position
 from app.domain.sale_costs import parse_sale_cost, sale_cost_expired, sale_cost_value
@@ -98,7 +99,7 @@ def test_a_store_day_with_20000_postings_stays_under_256_kib_and_its_batch_cover
     print(f"\nday ledger with {len(ids):,} postings: {_size(ledger):,} bytes (largest {largest:,}); "
           f"batch {len(batch.model_dump_json()):,} bytes listing {len(batch.posting_ids)} ids of {batch.posting_count}")
     assert largest < LIMIT and len(batch.model_dump_json()) < LIMIT
-    assert len(ledger.counted_postings) == COUNTED_KEEP
+    assert len(ledger.counted_postings) == COUNTED_KEEP * MARK_CHARS
     assert batch.posting_count == 20_000 and batch.posting_ids == ids[:LISTED_POSTING_IDS]
     from app.domain.day_batches import posting_digest_of
     assert batch.posting_digest == posting_digest_of(list(reversed(ids)))   # order-free

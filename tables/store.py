@@ -122,7 +122,7 @@ class DecodedCache:
     """Decoded values of a table's records kept from one batch to the next, each with the exact bytes
     it was decoded from or encoded to: a batch that reads those bytes again gets the value unparsed.
 
-    A store's day ledger is ~180 KB of JSON once its day has 4,000 postings: parsing it again for
+    A store's day ledger was ~180 KB of JSON once its day had 4,000 postings: parsing it again for
     every batch was an eighth of a worker's CPU under sustained load (BENCHMARKS.md). The check is
     the bytes themselves, so a value written by a recovery, another owner or a batch that failed
     half-way is never mistaken for the cached one. The values are shared between batches: only for
@@ -169,7 +169,8 @@ class BatchWrites:
     caller commits its input only after those deliveries (agents/streams.py, each_batch).
 
     Values are kept decoded (`decode`/`encode`: bytes <-> what the stage works with), so a key
-    read five times in a batch is parsed once. A partitioned table is read in the partition the
+    read five times in a batch is parsed once; with a `DecodedCache` (which then decodes), a value
+    this worker wrote last is not parsed again by the next batch either. A partitioned table is read in the partition the
     change belongs to; a global one anywhere (its changes are written into the partition of the
     record that caused them, as Faust does, and are not persisted as offsets: the other partitions'
     writers are other workers).

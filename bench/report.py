@@ -9,7 +9,7 @@ from app.settings import REPO_ROOT
 DOC = REPO_ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:figures:begin -->", "<!-- bench:figures:end -->"
 LABELS = {"ceiling": "aiokafka ceiling", "quix": "Quix Streams", "positions": "pipeline: position stage",
-          "pipeline": "pipeline: all stages"}
+          "pipeline": "pipeline: all stages", "hops": "same-hops floor (bare aiokafka, the pipeline's records)"}
 
 
 def complete_runs(rows: list[dict]) -> list[dict]:
@@ -66,11 +66,15 @@ def tables(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in sorted(med.items(), key=lambda kv: list(LABELS).index(kv[0].split("/")[0]) * 10 + int(kv[0][-1])):
         system, workers = name.split("/")
-        raw = _fmt(m["inputs_per_s"]) if system == "pipeline" else "–"
+        raw = _fmt(m["inputs_per_s"]) if system in ("pipeline", "hops") else "–"
         lines.append(f"| {LABELS[system]} | {workers[1:]} | {_fmt(m['outputs_per_s'])} | {m['spread'][0]:,}–"
                      f"{m['spread'][1]:,} | {raw} | {_fmt(rat.get(name), 3)} | {_fmt(m['outputs_per_cpu_s'])} | "
                      f"{_fmt(m['cpu_util'], 2)} | {_fmt(m['peak_rss_mb'])} | {m['runs']}"
                      f"{_cut(m)} |")
+    if "hops/w1" in med and "pipeline/w1" in med:
+        lines.append("")
+        lines.append(f"All stages / their same-hops floor (raw events/s): "
+                     f"**{med['pipeline/w1']['inputs_per_s'] / med['hops/w1']['inputs_per_s']:.3f}**.")
     if "quix/w1" in med and "positions/w1" in med:
         lines.append("")
         lines.append(f"Position stage / Quix Streams: **{med['positions/w1']['outputs_per_s'] / med['quix/w1']['outputs_per_s']:.3f}**."

@@ -36,7 +36,7 @@ _ensure_bench_extra()
 from bench import kafka, report, scenarios, workload  # noqa: E402  (needs the bench extra)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SYSTEMS = ("ceiling", "quix", "positions", "pipeline")
+SYSTEMS = ("ceiling", "quix", "positions", "pipeline", "hops")   # hops replays the pipeline run before it
 
 
 def _pin_tree(pid: int, cpus: set[int]) -> None:
@@ -72,6 +72,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recovery-positions", type=int, default=1_000_000)
     p.add_argument("--only", default="throughput,latency,recovery")
     p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--volume-from", type=Path, help="for `hops` without `pipeline`: a results file whose pipeline "
+                                                   "runs give the records per raw event to replay")
     p.add_argument("--two-workers", default="pipeline", help="systems also run with two workers")
     p.add_argument("--no-pin", action="store_true", help="do not pin one-worker systems to CPU 1 (harness and "
                                                          "broker to CPU 0)")
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             if "latency" not in only:
                 results["latency"] = previous.get("latency", [])
                 results["latency_from"] = previous.get("latency_from") or previous.get("started")
+        volume = _last_volume(json.loads(args.volume_from.read_text())) if args.volume_from else None
         if "throughput" in only:
             for run in range(args.runs):
                 for system in chosen:
@@ -151,15 +154,21 @@ def main(argv: list[str] | None = None) -> int:
                         flame = str(RESULTS / f"flame-{system}.{args.profile_format}") \
                             if args.profile and run == 0 and workers == 1 else None
                         r = scenarios.throughput(system, bootstrap, data, tag, workers,
-                                                 worker_cpus if workers == 1 else None, peer_loaded, profile=flame)
+                                                 worker_cpus if workers == 1 else None, peer_loaded, profile=flame,
+                                                 volume=volume)
                         r["run"] = run
                         results["throughput"].append(r)
+                        if system == "pipeline" and workers == 1:
+                            volume = r["volume"]
                         log(f"{tag}: {r['outputs_per_s']:.0f} out/s ({r['inputs_per_s']:.0f} in/s), "
-                            f"cpu {r['cpu_util']:.2f}, rss {r['peak_rss_mb']:.0f} MB")
+                            f"cpu {r['cpu_util']:.2f}, rss {r['peak_rss_mb']:.0f} MB"
+                            + (f"; {r['volume']['written_per_raw_event']:.1f} records written and "
+                               f"{r['volume']['read_back_per_raw_event']:.1f} read back per raw event"
+                               if r.get("volume") else ""))
                         _save(args.output, results)
         if "latency" in only:
             medians = report.throughput_medians(results["throughput"])
-            for system in chosen:
+            for system in (s for s in chosen if s != "hops"):   # the floor is a throughput figure only
                 for workers in ((1, 2) if system in two else (1,)):
                     top = medians.get(f"{system}/w{workers}", {}).get("inputs_per_s")
                     if not top:
@@ -191,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     report.write(results, RESULTS, update_docs=not args.no_docs and not args.quick)
     print(report.summary(results))
     return 0
+
+
+def _last_volume(results: dict) -> dict:
+    runs = [r for r in results.get("throughput", []) if r.get("system") == "pipeline" and r.get("volume")]
+    if not runs:
+        raise SystemExit("--volume-from: no pipeline run with its volume in that file")
+    return runs[-1]["volume"]
 
 
 def _save(path: Path, results: dict) -> None:

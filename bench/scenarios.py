@@ -10,10 +10,14 @@ from dataclasses import dataclass
 
 import orjson
 
+from app import topics as t
 from bench import kafka, systems, workload
 from bench.workload import Dataset
 
 PEERS = ("ceiling", "quix")
+# The pipeline's own topics that it reads back (its internal hops); the raw and master topics are its input.
+READ_BACK = (t.MOVEMENTS, t.SKU_AVAILABILITY, t.LEDGER, t.LINEAGE, t.RECON_CHECKS, t.RECON_RESULTS)
+MASTER_CHANGELOGS = ("-master-items-changelog", "-master-locations-changelog", "-master-item-aliases-changelog")
 
 
 @dataclass
@@ -33,6 +37,8 @@ class Prepared:
 def _input_records(system: str, data: Prepared, movements: list[workload.Record] | None = None):
     if system == "pipeline":
         return data.master + data.dataset.raw
+    if system == "hops":
+        return data.dataset.raw
     rows = movements if movements is not None else data.dataset.movements
     if system == "positions":
         return data.master + rows
@@ -79,18 +85,43 @@ def _profile(pid: int, out: str, duration: float) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def pipeline_volume(bootstrap: str, app_id: str, raw_events: int) -> dict:
+    """What a pipeline run cost in Kafka records per raw event, read from the topics' end offsets
+    after it: records written (every topic but its raw and master input, master changelogs excluded)
+    and, of those, records read back (its internal hops). The master stage's location-change control
+    records (one per location and partition of inventory.movements) are counted in: ~1 % here."""
+    topics = kafka.list_topics(bootstrap)
+    inputs = {*t.RAW_TOPICS, t.MASTER_ITEMS, t.MASTER_LOCATIONS, t.ERP_SNAPSHOTS}
+    contract = {s.name for s in t.TOPIC_SPECS}
+    mine = [n for n in topics if (n in contract and n not in inputs)
+            or (n.startswith(f"{app_id}-") and n.endswith("-changelog") and not n.endswith(MASTER_CHANGELOGS))]
+    counts = {n: sum(kafka.end_offsets(bootstrap, n).values()) for n in mine}
+    written = sum(counts.values())
+    read_back = sum(counts.get(n, 0) for n in READ_BACK)
+    return {"raw_events": raw_events, "written_per_raw_event": written / raw_events,
+            "read_back_per_raw_event": read_back / raw_events,
+            "by_topic": {n.removeprefix(f"{app_id}-"): c for n, c in sorted(counts.items()) if c}}
+
+
 def throughput(system: str, bootstrap: str, data: Prepared, tag: str, workers: int, cpus: set[int] | None,
                peer_loaded: set[str], idle: float | None = None, timeout: float = 900.0,
-               profile: str | None = None) -> dict:
-    """Pre-load, start, and time from the first to the last output record (and from process start)."""
+               profile: str | None = None, volume: dict | None = None) -> dict:
+    """Pre-load, start, and time from the first to the last output record (and from process start).
+    `volume`: the pipeline's (`pipeline_volume`), which the same-hops floor (`hops`) replays."""
     data = data.for_system(system)
     expected = len(data.dataset.movements) if system in PEERS else 1
     # Peers: the exact output count is known. The pipeline's is not (duplicates, dead letters,
     # follow-ups), so it ends when no output came for a while; long enough to ride out a busy box.
-    idle = idle or (8.0 if system in PEERS else 20.0)
+    idle = idle or (8.0 if system in PEERS or system == "hops" else 20.0)
     if system in PEERS:
         prepare_input(system, bootstrap, data, peer_loaded)
         d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus)
+    elif system == "hops":
+        if volume is None:
+            raise ValueError("the same-hops floor replays a pipeline run's volume: run `pipeline` before `hops`")
+        kafka.reset_pipeline_topics(bootstrap, 8)
+        kafka.preload(bootstrap, _input_records(system, data))
+        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus, volume=volume)
     else:  # master data first, then the pre-loaded traffic once the workers hold it
         kafka.reset_pipeline_topics(bootstrap, 8)
         kafka.preload(bootstrap, data.master)
@@ -99,7 +130,7 @@ def throughput(system: str, bootstrap: str, data: Prepared, tag: str, workers: i
     collector.start()
     profiler = None
     try:
-        if system not in PEERS:
+        if system in ("positions", "pipeline"):
             systems.wait_started(d, bootstrap)
             wait_master_loaded(bootstrap, d, data)
             kafka.preload(bootstrap, _input_records(system, data)[len(data.master):])
@@ -121,12 +152,16 @@ def throughput(system: str, bootstrap: str, data: Prepared, tag: str, workers: i
     cpu = sum(p.sampler.cpu_between(first, last) for p in d.processes)
     out = {
         "system": system, "workers": workers, "outputs": result.count,
-        "inputs": len(data.dataset.raw) if system == "pipeline" else len(data.dataset.movements),
+        "inputs": len(data.dataset.raw) if system in ("pipeline", "hops") else len(data.dataset.movements),
         "drain_s": drain, "outputs_per_s": result.count / drain, "wall_from_start_s": last - started,
         "cpu_s": cpu, "cpu_util": cpu / drain, "kernel_share": d.processes[0].sampler.system_share(first, last), "peak_rss_mb": sum(p.sampler.peak_rss() for p in d.processes) / 2**20,
     }
     out["inputs_per_s"] = out["inputs"] / drain
     out["outputs_per_cpu_s"] = result.count / cpu if cpu else None
+    if system == "pipeline":
+        out["volume"] = pipeline_volume(bootstrap, d.app_id, out["inputs"])
+    elif system == "hops":
+        out["volume"] = volume
     return out
 
 

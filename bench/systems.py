@@ -4,6 +4,8 @@
 * `quix`      Quix Streams (bench.peers.quix) on `bench.movements`
 * `positions` our worker with only the position stage (STAGES=positions,master) on `inventory.movements`
 * `pipeline`  our worker with every stage, fed the raw channel topics
+* `hops`      the pipeline's floor (bench.peers.hops): bare aiokafka, fed the raw channel topics, reading and
+              writing as many records per raw event as the pipeline's run did, nothing else
 """
 from __future__ import annotations
 
@@ -82,9 +84,18 @@ def worker_env(bootstrap: str, app_id: str, data_dir: Path, web_port: int, stage
 
 
 def start(system: str, bootstrap: str, tag: str, workers: int = 1, cpus: set[int] | None = None,
-          peer_input: str = PEER_INPUT) -> Deployment:
-    """Start `system` (its input must already be loaded); `tag` makes its group, topics and dirs unique."""
+          peer_input: str = PEER_INPUT, volume: dict | None = None) -> Deployment:
+    """Start `system` (its input must already be loaded); `tag` makes its group, topics and dirs unique.
+    `volume`: for `hops`, the pipeline run's records per raw event (bench.scenarios.pipeline_volume)."""
     base = _fresh(RUN_DIR / tag)
+    if system == "hops":
+        output, internal = f"bench.hops-out.{tag}", f"bench.hops-internal.{tag}"
+        kafka.create_topics(bootstrap, [output, internal], 8)
+        args = ["--bootstrap", bootstrap, "--group", f"g-{tag}", "--output", output, "--internal", internal,
+                "--written", f"{volume['written_per_raw_event']:.4f}",
+                "--read-back", f"{volume['read_back_per_raw_event']:.4f}"]
+        proc = SystemProcess(system, python("bench.peers.hops", *args), {}, base / f"{system}.log", cpus=cpus)
+        return Deployment(system, [proc.start()], output, f"g-{tag}")
     if system in ("ceiling", "quix"):
         output = f"bench.deltas.{tag}"
         kafka.create_topics(bootstrap, [output], 8)
@@ -107,7 +118,7 @@ def start(system: str, bootstrap: str, tag: str, workers: int = 1, cpus: set[int
 
 def wait_started(d: Deployment, bootstrap: str, timeout: float = 180.0) -> float:
     """Pipeline workers: readyz 200 on every worker. Peers: the process is up (they have no probe)."""
-    if d.system in ("ceiling", "quix"):
+    if d.system in ("ceiling", "quix", "hops"):
         time.sleep(0.5)
         if not d.processes[0].alive():
             raise RuntimeError(f"{d.system} exited; see {d.processes[0].log}")

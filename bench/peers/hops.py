@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import time
-
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.topics import RAW_TOPICS
+from bench.peers import bare
 
 
 class Share:
@@ -39,46 +36,20 @@ class Share:
 
 
 async def run(args: argparse.Namespace) -> None:
-    consumer = AIOKafkaConsumer(*RAW_TOPICS, args.internal, bootstrap_servers=args.bootstrap, group_id=args.group,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=16 << 20)
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5, max_batch_size=256 << 10)
-    await consumer.start()
-    await producer.start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     hops = Share(args.read_back)
     rest = Share((args.written - args.read_back) / args.read_back) if args.read_back else None
-    last_commit = time.monotonic()
-    send = producer.send
-    try:
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
-            for tp, messages in batch.items():
-                internal = tp.topic == args.internal
-                for m in messages:
-                    if internal:
-                        for _ in range(rest.take()):
-                            await send(args.output, m.value, key=m.key)
-                    else:
-                        for _ in range(hops.take()):
-                            await send(args.internal, m.value, key=m.key)
-            if time.monotonic() - last_commit >= 5.0:
-                await producer.flush()
-                await consumer.commit()
-                last_commit = time.monotonic()
-    finally:
-        await producer.flush()
-        await consumer.commit()
-        await consumer.stop()
-        await producer.stop()
+
+    async def handle(producer, tp, messages) -> None:
+        topic, share = (args.output, rest) if tp.topic == args.internal else (args.internal, hops)
+        for m in messages:
+            for _ in range(share.take()):
+                await producer.send(topic, m.value, key=m.key)
+
+    await bare.consume(args.bootstrap, args.group, [*RAW_TOPICS, args.internal], handle)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--output", required=True)
+    parser = bare.arguments(__doc__)
     parser.add_argument("--internal", required=True)
     parser.add_argument("--written", type=float, required=True, help="records written per raw event")
     parser.add_argument("--read-back", type=float, required=True, help="of those, records read back per raw event")

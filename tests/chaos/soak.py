@@ -345,7 +345,8 @@ def report(run: ChaosRun, result: SoakResult) -> str:
         f"[soak] report ({run.figures_path})",
         f"  load: {soak['records_sent']} records in {soak['send_seconds']}s = {soak['achieved_rate']}/s "
         f"(offered {plan.rate:.0f}/s); both workers restarted at t={soak['faults_at_s']}s, ready again at "
-        f"t={soak['both_ready_again_at_s']}s; last send at t={soak['last_send_at_s']}s",
+        f"t={soak['both_ready_again_at_s']}s; last send at t={soak['last_send_at_s']}s; static group membership: "
+        f"{'yes' if plan.static_membership else 'no'}",
         f"  records in (raw, all phases): {f['raw_records_produced']}, of them bad {f['bad_records_produced']}, "
         f"producer re-sends {f['producer_resends_in']}",
         f"  applied: {applied} movements (oracle expects {f['movements_expected']}); postings "

@@ -50,6 +50,7 @@ chaos: setup jars
 
 # Sustained load (SOAK_RATE records/s for SOAK_DURATION s, default 400 and 60), both workers restarted
 # half-way, then the time until the outputs equal the oracle (pass: SOAK_CONVERGE_WITHIN, default 60 s).
+# Workers run with static group membership (SOAK_STATIC_MEMBERSHIP=0: without).
 # Progress lines are printed live (-s); figures in .run/chaos/results/soak-*.json.
 soak: setup jars
 	$(PY) -m pytest -q -s tests/chaos/test_chaos.py -m chaos_soak

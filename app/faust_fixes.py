@@ -31,12 +31,6 @@ flow early, then resumes the stream partitions, seeks them and calls `resume()` 
 (`Recovery.on_recovery_completed`): records fetched during the seek, already past Faust's read
 offset, were dropped from the agents' queues and never fetched again (the long chaos run lost the
 first 8 items of a master partition that way, committed over by the head-gap rule above).
-
-A fetch that finds nothing waits at the broker for up to `fetch_max_wait_ms`, which Faust fixes at
-1.5 s, and the broker answers one request of a connection at a time: the offset look-ups Faust's
-recovery makes after every rebalance (high-waters, then earliest offsets, of the changelogs, once
-for actives and once for standbys) queued behind idle fetches, 1.5 s each, about 4.5 s of every
-recovery (seen in the soak's worker logs). Fetches wait FETCH_MAX_WAIT_MS instead (`_short_fetch_wait`).
 """
 from __future__ import annotations
 
@@ -45,7 +39,6 @@ from collections import defaultdict
 
 from faust import streams as faust_streams
 from faust.transport.consumer import Consumer
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.utils.queues import FlowControlEvent
 
 from app.topics import IN_ORDER_TOPICS
@@ -55,9 +48,6 @@ _faust_new_offset = Consumer._new_offset
 _faust_perform_seek = Consumer.perform_seek
 _faust_init = Consumer.__init__
 _mode_resume = FlowControlEvent.resume
-_faust_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
-
-FETCH_MAX_WAIT_MS = 200   # Kafka's Java consumer waits 500 ms; an idle worker fetches 5 times a second
 
 
 def forget_unhandled(consumer: Consumer, message) -> None:
@@ -178,12 +168,6 @@ def _resume_unless_running(self: FlowControlEvent) -> None:
     _mode_resume(self)
 
 
-def _short_fetch_wait(self: AIOKafkaConsumerThread, transport):
-    consumer = _faust_create_worker_consumer(self, transport)
-    consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS   # read when the consumer starts its fetcher
-    return consumer
-
-
 def install() -> None:
     if FlowControlEvent.resume is not _resume_unless_running:
         FlowControlEvent.resume = _resume_unless_running
@@ -192,4 +176,3 @@ def install() -> None:
         Consumer._new_offset = _new_offset_not_over_holes
         Consumer.perform_seek = _perform_seek_forgetting_holes
         Consumer.__init__ = _init_with_own_read_offsets
-        AIOKafkaConsumerThread._create_worker_consumer = _short_fetch_wait

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import get_origin
 
 from app.domain.costing import average_after_inflow, current_cost
 from app.domain.marks import forget_oldest, mark_of
@@ -353,8 +352,9 @@ def _working_copy(position: Position) -> Position:
     return position.model_copy(update={name: getattr(position, name).copy() for name in _RULE_DICTS})
 
 
-# Every dict field of Position, so a new one is copied too (tests/property: `apply` never changes its input).
-_RULE_DICTS = tuple(name for name, spec in Position.model_fields.items() if get_origin(spec.annotation) is dict)
+# Every dict field of Position (each defaults to an empty dict), so a new one is copied too
+# (tests/property: `apply` never changes its input).
+_RULE_DICTS = tuple(name for name, spec in Position.model_fields.items() if isinstance(spec.default, dict))
 
 
 def apply(position: Position, movement: Movement, ctx: PositionContext) -> Outcome:

@@ -408,21 +408,6 @@ def test_the_record_handed_to_a_stage_is_the_one_faust_tables_write_for():
     assert run(in_a_stage()) is event
 
 
-def test_the_consumer_faust_builds_for_the_app_waits_at_most_our_fetch_wait_on_an_idle_fetch():
-    # The broker answers a connection's requests in turn, so Faust's 1.5 s fetch wait held up the
-    # offset look-ups of every recovery (app/faust_fixes.py). A Faust upgrade that builds its
-    # consumer elsewhere breaks this test, not the recovery time.
-    from app.faust_app import app
-    from app.faust_fixes import FETCH_MAX_WAIT_MS
-
-    async def build():
-        thread = app.consumer._thread
-        return thread._create_worker_consumer(thread.transport)
-
-    consumer = asyncio.run(build())
-    assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS < 1500
-
-
 def faust_offsets(committed: int | None, acked: list, topic: str = "internal.finance-ledger", start: int | None = None):
     """What Faust's `Consumer._new_offset` reads, for the real function under our wrapper."""
     from collections import defaultdict

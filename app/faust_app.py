@@ -6,7 +6,7 @@ import ssl
 
 import faust
 
-from app import faust_fixes
+from app import faust_fixes, kafka_transport
 from app import topics as t
 from app.models import limits
 from app.connection import faust_credentials
@@ -48,7 +48,8 @@ def create_app(s: Settings) -> faust.App:
     web_tls = web_ssl_context(s)
     return faust.App(
         s.app_id,
-        broker=[f"kafka://{b}" for b in s.kafka_bootstrap.split(",")],
+        # Faust's aiokafka driver with a short fetch wait (app/kafka_transport.py).
+        broker=[f"{kafka_transport.SCHEME}://{b}" for b in s.kafka_bootstrap.split(",")],
         # Faust's RocksDB store, restoring changelogs in bulk at each rebalance (tables/restore.py).
         store="bulkrocksdb://",
         datadir=str(s.data_dir),

@@ -1,0 +1,44 @@
+"""The app's Kafka transport (app/kafka_transport.py): Faust's consumer, but a short fetch wait."""
+from __future__ import annotations
+
+import asyncio
+
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+import agents.positions  # noqa: F401  (registers the tables: Faust's assignor then maps changelogs)
+from app.faust_app import app
+from app.kafka_transport import FETCH_MAX_WAIT_MS, SCHEME, ConsumerThread
+
+
+def consumers_built_by_us_and_by_faust():
+    async def build():
+        thread = app.consumer._thread
+        built = (thread._create_worker_consumer(thread.transport),
+                 AIOKafkaConsumerThread._create_worker_consumer(thread, thread.transport))
+        for consumer in built:
+            await consumer.stop()
+        return built
+    return asyncio.run(build())
+
+
+def settings_of(obj) -> dict:
+    """An aiokafka object's settings: its plain values (objects it owns by their type)."""
+    plain = (str, int, float, bool, type(None))
+    return {name: value if isinstance(value, plain) or (isinstance(value, (list, tuple)) and all(
+                isinstance(v, (*plain, type)) for v in value)) else type(value)
+            for name, value in vars(obj).items()}
+
+
+def test_the_app_consumes_through_our_transport():
+    assert all(url.scheme == SCHEME for url in app.conf.broker_consumer)
+    assert isinstance(app.consumer._thread, ConsumerThread)
+
+
+def test_our_consumer_is_fausts_but_for_the_fetch_wait():
+    # A Faust upgrade that changes how it builds its consumer breaks this test, not a worker.
+    ours, fausts = consumers_built_by_us_and_by_faust()
+    our_settings, faust_settings = settings_of(ours), settings_of(fausts)
+    assert our_settings.pop("_fetch_max_wait_ms") == FETCH_MAX_WAIT_MS < faust_settings.pop("_fetch_max_wait_ms")
+    assert our_settings == faust_settings
+    assert settings_of(ours._client) == settings_of(fausts._client)
+    assert ours._partition_assignment_strategy == [app.assignor]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from agents.outputs import BatchTraces, publish, send_record, utcnow
+from agents.outputs import Trace, publish, send_record, trace, utcnow
 from agents.streams import each_batch
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
@@ -22,7 +22,7 @@ from app.faust_app import (
     app, finance_exceptions_topic, journal_batches_topic, ledger_topic, postings_topic, settings,
 )
 from app.models.finance_ledger import CloseDue, LedgerEntry
-from app.models.records import JournalBatch, TraceStage
+from app.models.records import FinanceException, JournalBatch, TraceStage
 from tables.master import master_data
 from tables.store import BatchWrites, DecodedCache, RecordTable, make_table
 
@@ -56,10 +56,8 @@ class FinanceBatch:
 
     def __init__(self) -> None:
         self.ledgers = BatchWrites(day_ledgers.table, encode=_ledger_json, cache=parsed_ledgers)
-        self.traces = BatchTraces()
 
     async def finish(self) -> list:
-        await self.traces.send()
         return await self.ledgers.write(send_record)
 
     def _get(self, key: str, partition: int) -> DayLedger | None:
@@ -105,16 +103,18 @@ class FinanceBatch:
     async def _post(self, entry: LedgerEntry, partition: int) -> None:
         applied = entry.applied
         movement = applied.movement
-        facts = self.traces.of(movement.source_system.value, movement.source_event_id)
+        facts = Trace(movement.source_system.value, movement.source_event_id)
         if entry.applied_trace is not None:
             done = entry.applied_trace
             facts.add(TraceStage.APPLIED, at=done.at, movement_id=movement.movement_id, key=done.key,
                       version=done.version, available=done.available, on_hand=done.on_hand,
                       previous_available=done.previous_available, replay=done.replay)
-        # The "applied" fact stays in the batch's traces if what follows raises: the movement was
-        # applied, whatever finance makes of it.
-        result = postings_for(applied, master_data.location(movement.location_id), charts, utcnow())
-        counted = self._counted(result.postings, partition)
+        try:
+            result = postings_for(applied, master_data.location(movement.location_id), charts, utcnow())
+            counted = self._counted(result.postings, partition)
+        except Exception:
+            await facts.send()   # the movement was applied, whatever finance makes of it
+            raise
         for key, ledger in counted.items():
             self._set(key, ledger, partition)
         for posting in result.postings:
@@ -122,11 +122,9 @@ class FinanceBatch:
             metrics.POSTINGS_OUT.labels(kind=posting.kind.value).inc()
             facts.add(TraceStage.POSTING, posting_id=posting.posting_id, kind=posting.kind.value,
                       movement_id=posting.movement_id)
+        await facts.send()
         for problem in result.exceptions:
-            metrics.FINANCE_EXCEPTIONS.labels(reason=problem.reason_code.value).inc()
-            await publish(finance_exceptions_topic, problem.source_event_id, problem)
-            self.traces.of(problem.source_system, problem.source_event_id).add(
-                TraceStage.FINANCE_EXCEPTION, reason_code=problem.reason_code.value, detail=problem.detail)
+            await _raise_exception(problem)
 
     def _counted(self, postings: list, partition: int) -> dict[str, DayLedger]:
         """The day ledgers with the postings counted in, built before anything is kept or sent: a
@@ -149,6 +147,13 @@ def _reopen(legal_entity: str, location_id: str, business_date, currency: str) -
 async def _emit_batch(batch: JournalBatch) -> None:
     await publish(journal_batches_topic, day_batch_key(batch.legal_entity, batch.location_id, batch.business_date),
                   batch)
+
+
+async def _raise_exception(problem: FinanceException) -> None:
+    metrics.FINANCE_EXCEPTIONS.labels(reason=problem.reason_code.value).inc()
+    await publish(finance_exceptions_topic, problem.source_event_id, problem)
+    await trace(problem.source_system, problem.source_event_id, TraceStage.FINANCE_EXCEPTION,
+                reason_code=problem.reason_code.value, detail=problem.detail)
 
 
 _announced: dict[str, float] = {}

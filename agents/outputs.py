@@ -111,26 +111,6 @@ class Trace:
             self.lines = []
 
 
-class BatchTraces:
-    """The trace facts a micro-batch records, one `Trace` per source event, sent when the batch is
-    written: a source event's movements mostly arrive together (the lines of one sale, at one store),
-    so a batch sends one lineage record per event instead of one per movement."""
-
-    def __init__(self) -> None:
-        self.by_event: dict[tuple[str, str | None], Trace] = {}
-
-    def of(self, source_system: str, source_event_id: str | None) -> Trace:
-        facts = self.by_event.get((source_system, source_event_id))
-        if facts is None:
-            facts = self.by_event[source_system, source_event_id] = Trace(source_system, source_event_id)
-        return facts
-
-    async def send(self) -> None:
-        for facts in self.by_event.values():
-            await facts.send()
-        self.by_event.clear()
-
-
 async def dead_letter(message: faust.types.Message | None, source_topic: str, raw_value: bytes | str | None,
                       rejection: Rejection, *, source_system: str | None = None,
                       source_event_id: str | None = None, stage: str | None = None) -> None:

@@ -480,29 +480,3 @@ def test_a_channel_batch_folds_a_skus_updates_in_order_writes_once_and_a_failed_
     assert len(store.batches) == 1 and len(deliveries) == 1   # one changelog record, one WriteBatch
     network = SkuNetwork.model_validate_json(store.rows[2][b"SKU1"])
     assert network.by_location == {"S1": [3, 2], "DC1": [4, 1]}   # nothing of the rejected record
-
-
-def test_a_batch_sends_one_trace_record_per_source_event_with_its_facts_in_order(monkeypatch):
-    import orjson
-
-    import agents.outputs as outputs
-    from app.models.records import TraceStage
-
-    sent = []
-
-    async def send_record(topic, key, value, partition=None, headers=None):
-        sent.append((key, [orjson.loads(line) for line in value.split(b"\n")]))
-
-    monkeypatch.setattr(outputs, "send_record", send_record)
-    traces = outputs.BatchTraces()
-    traces.of("pos", "T1").add(TraceStage.APPLIED, movement_id="m1")
-    traces.of("wms", "R9").add(TraceStage.APPLIED, movement_id="m2")
-    traces.of("pos", "T1").add(TraceStage.POSTING, posting_id="p1")
-    traces.of("pos", None).add(TraceStage.APPLIED, movement_id="m3")   # no event id: nothing to trace
-    run(traces.send())
-    assert [(key, [(fact["stage"], fact["detail"]) for fact in facts]) for key, facts in sent] == [
-        (b"pos:T1", [("applied", {"movement_id": "m1"}), ("posting", {"posting_id": "p1"})]),
-        (b"wms:R9", [("applied", {"movement_id": "m2"})]),
-    ]
-    run(traces.send())
-    assert len(sent) == 2   # sent once

@@ -21,7 +21,7 @@ from app.domain.throttle import TokenBucket
 from app.erp.client import TrytonLedger, TrytonRpc
 from app.erp.posting import post_batch
 from app.faust_app import app, erp_acks_topic, erp_rejections_topic, journal_batches_topic, settings
-from app.faust_fixes import next_to_process
+from app.kafka_transport import next_to_process
 from app.models.records import ErpAck, ErpRejection, ErpStatus, JournalBatch
 
 log = logging.getLogger(__name__)

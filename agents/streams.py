@@ -17,7 +17,8 @@ from agents.outputs import dead_letter
 from app import metrics
 from app import topics as t
 from app.domain.dead_letters import error_detail
-from app.faust_fixes import forget_unhandled, let_go_stale, next_to_process, set_current_event
+from app.faust_fixes import set_current_event
+from app.kafka_transport import forget_unhandled, let_go_stale, next_to_process
 from app.models.records import ErrorCode, Rejection
 from tables.catch_up import global_tables
 
@@ -162,7 +163,7 @@ async def fetch_stalled_partitions_again(app: faust.App) -> None:
     if generation != app.consumer_generation_id or app.rebalancing:
         return
     # Never-committed partitions were sought to their first offset when the recovery completed
-    # (app/faust_fixes.py), so next_to_process knows every partition's offset by now.
+    # (app/kafka_transport.py), so next_to_process knows every partition's offset by now.
     needed = {tp: _order.next_offset(tp, generation, next_to_process(consumer, tp)) for tp in partitions}
     for tp in _stalls.stalled({tp: (needed[tp], ends.get(tp, 0)) for tp in partitions}, time.monotonic()):
         active = consumer._active_partitions
@@ -194,7 +195,7 @@ async def delivered(stream: faust.StreamT, max_records: int) -> AsyncIterator[li
 
     * a record fetched before the current rebalance (or during one) is let go of, not acked:
       Faust acks it (faust#221), so a commit could pass it; here it leaves a hole that no commit
-      passes until it is read again (app/faust_fixes.py);
+      passes until it is read again (app/kafka_transport.py);
     * a record is tracked as in flight (a rebalance and a stop wait for it) and acked only when
       the stage has handled it (`ack_handled`): Faust acks in a `finally` around its `yield`,
       so a body interrupted by a stop had its record acked with its outputs never produced;

@@ -5,6 +5,7 @@ import hashlib
 import ssl
 
 import faust
+from mode.utils.objects import cached_property
 
 from app import faust_fixes, kafka_transport
 from app import topics as t
@@ -12,7 +13,6 @@ from app.models import limits
 from app.connection import faust_credentials
 from app.settings import Settings
 
-faust_fixes.install()
 settings = Settings.from_env()
 limits.configure(settings.limits)
 
@@ -44,9 +44,17 @@ def group_instance_id(s: Settings) -> str | None:
     return f"{s.group_instance_id}-{hashlib.blake2b(canonical_url(s).encode(), digest_size=4).hexdigest()}"
 
 
+class App(faust.App):
+    """Faust's app, with the flow control our record loop needs (app/faust_fixes.py)."""
+
+    @cached_property
+    def flow_control(self) -> faust_fixes.FlowControl:
+        return faust_fixes.FlowControl(loop=self.loop)
+
+
 def create_app(s: Settings) -> faust.App:
     web_tls = web_ssl_context(s)
-    return faust.App(
+    return App(
         s.app_id,
         # Faust's aiokafka driver with a short fetch wait (app/kafka_transport.py).
         broker=[f"{kafka_transport.SCHEME}://{b}" for b in s.kafka_bootstrap.split(",")],

@@ -1,18 +1,45 @@
-"""The app's Kafka transport: Faust's aiokafka driver, with the worker's consumer built here.
+"""The app's Kafka transport: Faust's aiokafka driver, subclassed where Faust's consumer is wrong for us.
+
+The seam is Faust's own plug-in point for transports (the `faust.transports` entry point in
+pyproject.toml; the app's broker URLs use its scheme, SCHEME), as `faust.stores` is for the bulk
+restore. Faust's classes are not changed: `Transport` hands Faust our `Consumer`, which overrides
+four of its methods and builds its aiokafka consumer through our `ConsumerThread`. Each override
+calls Faust's own method and says why it is there (RELIABILITY.md §5). Unit tests run Faust's
+methods beside ours (tests/unit/test_batches.py, tests/unit/test_kafka_transport.py), so a
+faust-streaming upgrade that changes what we rely on breaks a test, not a worker.
+
+A skipped record is not a processed one. Records fetched before a rebalance that reach a stream
+after it are skipped by Faust (faust-streaming/faust#221, #223) and then *acked*
+(`Stream._py_aiter`); an ack is Faust's "processed" mark, so the next commit may pass over a record
+no agent handled, and if the partition stays with the same worker it is never read again (the chaos
+suite lost a dead letter that way). Here a stale record is only let go of (`forget_unhandled`), and
+its offset is kept as a *hole*: no offset of that partition is committed until a record at or
+below the hole has been handled in the current generation, or the committed offset has passed it.
+The hole matters most on a partition the group never committed: Faust's own guard against
+committing over a gap at the head of the acked offsets (faust-streaming/faust#312) only works when
+a committed offset is known (`if committed_offset:`), so the first records of a fresh partition
+could be skipped and committed over (the chaos suite lost offset 0 of two partitions that way).
+Where it works it is off by one and lets a commit pass a single unacked record at the head: on
+topics with contiguous offsets the head must be acked before anything is committed (`_head_acked`).
+
+A hole is only filled if the partition is read again from below it. After a rebalance Faust seeks
+every partition to its committed offset, but aiokafka's `seek_to_committed` does nothing for a
+partition with no committed offset, or offset 0 (`if offset and offset > 0`): its fetch position
+stays after the records fetched in the last generation, and a record skipped as stale there was
+never read again. So after Faust's seek, each stream partition without a committed offset is sought
+to its first offset, as a new consumer with `auto_offset_reset=earliest` would, and that offset is
+what the agents' order check expects first (`next_to_process`).
 
 Faust builds its worker consumer with `fetch_max_wait_ms=1500` fixed in the code, and the broker
 answers the requests of one connection in turn. So every offset look-up Faust's recovery makes
 after a rebalance (high-waters, then earliest offsets of the changelogs, for actives and again for
-standbys) queued behind an idle fetch: about 4.5 s of every recovery, seen in the soak's worker logs
-(RELIABILITY.md §5). Here the consumer waits at most FETCH_MAX_WAIT_MS on a fetch that finds nothing.
-
-The seam is Faust's own plug-in point for transports (the `faust.transports` entry point in
-pyproject.toml; the app's broker URLs use its scheme, SCHEME): a subclass of Faust's driver, not a
-patch of it. The consumer's other settings are Faust's, taken from the app's configuration as
-Faust takes them; tests/unit/test_kafka_transport.py compares the two consumers setting by setting,
-so a Faust upgrade that changes its consumer breaks that test, not a worker.
+standbys) queued behind an idle fetch: about 4.5 s of every recovery in the soak's worker logs. Our
+consumer waits at most FETCH_MAX_WAIT_MS on a fetch that finds nothing; its other settings are
+Faust's, taken from the app's configuration as Faust takes them.
 """
 from __future__ import annotations
+
+from collections import defaultdict
 
 import aiokafka
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -20,8 +47,66 @@ from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
+from app.topics import IN_ORDER_TOPICS
+
 SCHEME = "stock-sync-kafka"
 FETCH_MAX_WAIT_MS = 200   # Kafka's Java consumer waits 500 ms; an idle worker fetches 5 times a second
+
+
+def forget_unhandled(consumer: Consumer, message) -> None:
+    """Let go of a delivered record without marking it processed: it is not committed, and a
+    rebalance or a stop does not wait for it (see agents/streams.py)."""
+    consumer._unacked_messages.discard(message)
+    message.acked = True
+
+
+def let_go_stale(consumer: Consumer, message) -> None:
+    """A record fetched before the rebalance, not handled: let go of, and no offset of its
+    partition is committed until it is read again (the hole, above)."""
+    forget_unhandled(consumer, message)
+    holes = consumer.stale_holes
+    tp, offset = message.tp, message.offset
+    if tp not in holes:
+        consumer.log.info("skipped %s@%s fetched before the rebalance: no commit of it until it is read again",
+                          tp, offset)
+    holes[tp] = min(holes.get(tp, offset), offset)
+
+
+def next_to_process(consumer: Consumer, tp) -> int | None:
+    """The partition's committed offset or, never committed, its first offset (None: not known)."""
+    committed = consumer._committed_offset.get(tp)
+    return committed if committed is not None else consumer.start_offsets.get(tp)
+
+
+def _head_acked(consumer: Consumer, tp) -> bool:
+    """Whether a commit may move on: the partition's next record to commit is acked, or nothing is.
+
+    Faust's own head guard (`min(acked) - committed_offset > 1`) is off by one: its committed
+    offset is the next one to read, so with that record unacked and the one after it acked, Faust
+    commits past it. Micro-batches are acked when their changelog records are delivered, so a later batch
+    can be acked first. (Faust flushes the producer before it commits, and our batches have sent
+    everything before a later one is acked, so no loss through this was shown: defence in depth.)
+    On topics with contiguous offsets the head is known (`next_to_process`), compacted gaps aside.
+    """
+    acked = consumer._acked[tp]
+    head = next_to_process(consumer, tp)
+    return not acked or head is None or min(acked) <= head
+
+
+class _ReadOffsets(defaultdict):
+    """Faust's read offsets, except that its drainer never sees one for a topic of IN_ORDER_TOPICS.
+
+    The drainer (`Consumer._drain_messages`, the only reader through `[]`) drops a record below the
+    partition's read offset and counts the offsets it jumped over as processed ("gaps", meant for
+    compacted topics). When records arrive out of order around a rebalance, the first drops the
+    record the agent is waiting for and the second lets a commit pass records nobody handled. For
+    those topics the agents keep the order themselves (agents/streams.py).
+    """
+
+    def __getitem__(self, tp):
+        if tp.topic in IN_ORDER_TOPICS:
+            return None
+        return super().__getitem__(tp)
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -59,8 +144,58 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class Consumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with our commit rules (holes, an acked head) and seek (above)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = _ReadOffsets(lambda: None, self._read_offset)
+        self.stale_holes: dict = {}     # partition -> lowest offset skipped as stale and not handled since
+        self.start_offsets: dict = {}   # partition never committed -> its first offset, sought to after a rebalance
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def ack(self, message) -> bool:
+        """Faust's ack, except for a record of an older generation: let go of, with a hole."""
+        generation = getattr(message, "generation_id", None)
+        current = getattr(self.app, "consumer_generation_id", None)
+        holes = self.stale_holes
+        tp, offset = message.tp, message.offset
+        if generation is not None and current is not None and generation != current:
+            let_go_stale(self, message)
+            return False
+        if tp in holes and offset <= holes[tp]:
+            del holes[tp]  # read again from below the hole: the skipped records are being handled
+        return super().ack(message)
+
+    def _new_offset(self, tp):
+        """Faust's offset to commit, unless a hole or an unacked head is in the way: then none."""
+        holes = self.stale_holes
+        if tp in holes:
+            committed = self._committed_offset[tp]
+            if committed is None or committed <= holes[tp]:
+                return None  # a skipped record is not handled yet: commit nothing past the last commit
+            del holes[tp]  # committed past it meanwhile (handled by this worker or another owner)
+        if tp.topic in IN_ORDER_TOPICS and not _head_acked(self, tp):
+            return None  # the next record to commit is still in flight: commit nothing past it
+        return super()._new_offset(tp)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek, then every never-committed stream partition to its first offset."""
+        await super().perform_seek()
+        assigned = self.assignment()
+        changelogs = self.app.tables.changelog_topics
+        uncommitted = [tp for tp in assigned
+                       if tp.topic not in changelogs and not tp.topic.endswith("__assignor-__leader")
+                       and self._committed_offset.get(tp) is None]
+        self.start_offsets = dict(await self.earliest_offsets(*uncommitted)) if uncommitted else {}
+        if self.start_offsets:
+            await self.seek_wait(self.start_offsets)
+        holes = self.stale_holes
+        for tp in list(holes):
+            committed = self._committed_offset.get(tp)
+            if tp not in assigned or (committed is not None and committed > holes[tp]):
+                del holes[tp]  # revoked, or another worker handled it since
 
 
 class Transport(faust_aiokafka.Transport):

@@ -79,13 +79,13 @@ def test_a_lasting_transient_error_is_a_rejection_of_the_single_record(monkeypat
 # --- delivered: records taken from the agent's channel queue ---------------------------------------
 
 class FakeConsumer:
-    """What `delivered` and `ack_handled` use of Faust's consumer (app/faust_fixes.py adds the holes)."""
+    """What `delivered` and `ack_handled` use of Faust's consumer (app/kafka_transport.py adds the holes)."""
 
     def __init__(self, committed: dict | None = None) -> None:
         self._unacked_messages: set = set()
-        self._stale_holes: dict = {}
+        self.stale_holes: dict = {}
         self._committed_offset = dict(committed or {})
-        self._start_offsets: dict = {}
+        self.start_offsets: dict = {}
         self.acked: list = []
         self.sought: list = []
         self.log = SimpleNamespace(info=lambda *args: None)
@@ -196,7 +196,7 @@ def test_a_record_fetched_before_the_rebalance_is_let_go_of_with_a_hole_not_acke
         handed = await first_list(stream)
         consumer = stream.app.consumer
         assert offsets_of(handed) == [3, 4]
-        assert consumer.acked == [] and consumer._stale_holes == {("inventory.movements", 0): 3}
+        assert consumer.acked == [] and consumer.stale_holes == {("inventory.movements", 0): 3}
 
     run(scenario())
 
@@ -236,8 +236,8 @@ def test_a_rebalance_beginning_while_a_list_is_in_hand_lets_the_unhandled_rest_g
 
     consumer = run(scenario())
     assert handled == [0]
-    assert consumer.acked == [0]   # the handled record is acked (the real consumer lets it go: app/faust_fixes.py)
-    assert consumer._stale_holes == {("inventory.movements", 0): 1}   # the lowest one let go of is the hole
+    assert consumer.acked == [0]   # the handled record is acked (the real consumer lets it go: app/kafka_transport.py)
+    assert consumer.stale_holes == {("inventory.movements", 0): 1}   # the lowest one let go of is the hole
 
 
 # --- BatchWrites -----------------------------------------------------------------------------------
@@ -409,16 +409,19 @@ def test_the_record_handed_to_a_stage_is_the_one_faust_tables_write_for():
 
 
 def faust_offsets(committed: int | None, acked: list, topic: str = "internal.finance-ledger", start: int | None = None):
-    """What Faust's `Consumer._new_offset` reads, for the real function under our wrapper."""
+    """Our consumer, with only what Faust's `Consumer._new_offset` and ours read."""
     from collections import defaultdict
 
     from faust.types import TP
     from intervaltree import IntervalTree
+
+    from app.kafka_transport import Consumer
     tp = TP(topic, 4)
-    consumer = SimpleNamespace(_acked=defaultdict(list, {tp: list(acked)}), _gap=defaultdict(IntervalTree),
-                               _acked_index=defaultdict(set, {tp: set(acked)}), _stale_holes={},
-                               _committed_offset=defaultdict(lambda: None, {tp: committed} if committed is not None else {}),
-                               _start_offsets={tp: start} if start is not None else {})
+    consumer = object.__new__(Consumer)
+    vars(consumer).update(_acked=defaultdict(list, {tp: list(acked)}), _gap=defaultdict(IntervalTree),
+                          _acked_index=defaultdict(set, {tp: set(acked)}), stale_holes={},
+                          _committed_offset=defaultdict(lambda: None, {tp: committed} if committed is not None else {}),
+                          start_offsets={tp: start} if start is not None else {})
     return consumer, tp
 
 
@@ -427,21 +430,47 @@ def test_a_commit_never_passes_the_next_record_while_it_is_in_flight(committed, 
     # Batch N holds offset 101 alone and waits for its deliveries; batch N+1 (102, 103) is acked
     # first. Faust's head guard lets one unacked record through (or none is checked at all on a
     # partition never committed); ours commits nothing until 101 is acked, then all three.
-    from app.faust_fixes import _new_offset_not_over_holes
     from app.topics import LEDGER
     consumer, tp = faust_offsets(committed, [102, 103], topic=LEDGER, start=start)
-    assert _new_offset_not_over_holes(consumer, tp) is None
+    assert consumer._new_offset(tp) is None
     consumer._acked[tp].append(101)
     consumer._acked_index[tp].add(101)
-    assert _new_offset_not_over_holes(consumer, tp) == 104
+    assert consumer._new_offset(tp) == 104
 
 
 def test_faust_alone_commits_over_one_unacked_record_at_the_head():
     # The Faust behaviour the guard above is for: a faust-streaming upgrade that fixes it fails this
-    # test, and then `_head_acked` can go (app/faust_fixes.py).
-    from app.faust_fixes import _faust_new_offset
+    # test, and then `_head_acked` can go (app/kafka_transport.py).
+    from faust.transport.consumer import Consumer as FaustConsumer
     consumer, tp = faust_offsets(101, [102, 103])
-    assert _faust_new_offset(consumer, tp) == 104
+    assert FaustConsumer._new_offset(consumer, tp) == 104
+
+
+def test_a_resume_while_the_flow_runs_keeps_the_queues_and_one_after_a_suspend_clears_them():
+    # Recovery resumes the flow a second time while it runs (app/faust_fixes.py): mode would clear the
+    # agents' queues then, dropping records fetched during the seek.
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    from app.faust_fixes import FlowControl
+
+    async def queued_after(flow_control_class, suspend_first: bool) -> int:
+        flow = flow_control_class(initially_suspended=False)
+        queue = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        queue.put_nowait("record")
+        if suspend_first:
+            flow.suspend()
+        flow.resume()
+        return queue.qsize()
+
+    assert run(queued_after(FlowControl, suspend_first=False)) == 1
+    assert run(queued_after(FlowControl, suspend_first=True)) == 0
+    assert run(queued_after(FlowControlEvent, suspend_first=False)) == 0   # mode's own: what we avoid
+
+
+def test_the_app_runs_with_our_flow_control():
+    from app.faust_app import app
+    from app.faust_fixes import FlowControl
+    assert isinstance(app.flow_control, FlowControl)
 
 
 # --- the channel stage's batch ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The app's Kafka transport (app/kafka_transport.py): Faust's consumer, but a short fetch wait."""
+"""The app's Kafka transport (app/kafka_transport.py): our consumer, built as Faust builds it but for the fetch wait."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +7,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 import agents.positions  # noqa: F401  (registers the tables: Faust's assignor then maps changelogs)
 from app.faust_app import app
-from app.kafka_transport import FETCH_MAX_WAIT_MS, SCHEME, ConsumerThread
+from app.kafka_transport import FETCH_MAX_WAIT_MS, SCHEME, Consumer, ConsumerThread
 
 
 def consumers_built_by_us_and_by_faust():
@@ -31,7 +31,7 @@ def settings_of(obj) -> dict:
 
 def test_the_app_consumes_through_our_transport():
     assert all(url.scheme == SCHEME for url in app.conf.broker_consumer)
-    assert isinstance(app.consumer._thread, ConsumerThread)
+    assert type(app.consumer) is Consumer and isinstance(app.consumer._thread, ConsumerThread)
 
 
 def test_our_consumer_is_fausts_but_for_the_fetch_wait():

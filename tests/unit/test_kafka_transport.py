@@ -42,3 +42,20 @@ def test_our_consumer_is_fausts_but_for_the_fetch_wait():
     assert our_settings == faust_settings
     assert settings_of(ours._client) == settings_of(fausts._client)
     assert ours._partition_assignment_strategy == [app.assignor]
+
+
+def test_fausts_drainer_sees_no_read_offset_of_a_topic_whose_order_our_agents_keep():
+    # Faust's drainer drops records below a partition's read offset and counts jumped-over offsets as
+    # processed (RELIABILITY.md §5 row 3). It reads the offsets through the map our consumer replaces;
+    # an upgrade that reads them elsewhere fails the second assertion.
+    import inspect
+
+    from faust.transport.consumer import Consumer as FaustConsumer
+    from faust.types import TP
+
+    from app.topics import MOVEMENTS
+    read_offsets = app.consumer._read_offset
+    read_offsets[TP(MOVEMENTS, 0)] = 41
+    read_offsets[TP("some.compacted-topic", 0)] = 41
+    assert read_offsets[TP(MOVEMENTS, 0)] is None and read_offsets[TP("some.compacted-topic", 0)] == 41
+    assert "get_read_offset = self._read_offset.__getitem__" in inspect.getsource(FaustConsumer._drain_messages)

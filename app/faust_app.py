@@ -56,7 +56,7 @@ def create_app(s: Settings) -> faust.App:
     web_tls = web_ssl_context(s)
     return App(
         s.app_id,
-        # Faust's aiokafka driver with a short fetch wait (app/kafka_transport.py).
+        # Our transport: Faust's aiokafka driver with our consumer (commit and seek rules, fetch wait).
         broker=[f"{kafka_transport.SCHEME}://{b}" for b in s.kafka_bootstrap.split(",")],
         # Faust's RocksDB store, restoring changelogs in bulk at each rebalance (tables/restore.py).
         store="bulkrocksdb://",

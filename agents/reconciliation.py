@@ -40,7 +40,7 @@ from app.models.records import (
     AuditEntry, ErrorCode, ReconCheck, ReconciliationSummary, ReconComparison, ReconResult, Rejection, TraceStage,
 )
 from app.settings import SettingsError
-from app.web.audit import record as record_audit
+from app.audit import record as record_audit
 from tables.definitions import positions
 from tables.master import master_data
 from tables.store import RecordTable, make_table
@@ -255,7 +255,7 @@ async def _send_correction(movement: Movement, comparison: ReconComparison, chec
 
 
 async def audit(action: str, **detail: object) -> None:
-    """The audit trail's one mechanism (app.web.audit): AUDIT_LOG JSON lines and ops.audit, key the actor."""
+    """The audit trail's one mechanism (app/audit.py): AUDIT_LOG JSON lines and ops.audit, key the actor."""
     await record_audit(AuditEntry(actor=ACTOR, action=action, at=utcnow(), detail=detail),
                        settings.audit_log, audit_topic)
 

@@ -16,7 +16,7 @@ from app.web.http import (
     partition_of,
     table_named,
 )
-from app.web.trace_store import MAX_FACTS, TABLE, read_entry, trace_key
+from tables.lineage import MAX_FACTS, TABLE, read_entry, trace_key
 
 
 def _detail(fact: TraceFact) -> dict:

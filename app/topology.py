@@ -1,8 +1,8 @@
 """The pipeline in one place (SPEC §1): which stage reads which topics, holds which tables, writes which topics.
 
-A stage is one module of agents/ (the unit `STAGES=` selects, app/worker.py). The agents declare
-their own inputs (`@app.agent(topic)`) and the tables live in tables/ and the stage modules; this
-module is the map. tests/unit/test_topology.py holds it to the code: each stage's agents read
+A stage is one module of agents/, the unit `STAGES=` selects (app/worker.py takes its list of
+stages from here). The agents declare their own inputs (`@app.agent(topic)`) and the tables live in
+tables/ and the stage modules; this module is the map. tests/unit/test_topology.py holds it to the code: each stage's agents read
 exactly these topics, its module names the topics it writes and no other, and every table of the
 app is on the map exactly once (which stage holds it is not checked). Plain data, no Faust import,
 so it reads like the SPEC's picture.

@@ -7,9 +7,11 @@ import importlib
 import os
 import sys
 
-# Every stage, one agents module each. STAGES (comma-separated, default all) runs a subset: the
-# benchmark runs the position stage alone with `STAGES=positions,master`.
-STAGES = ("channels", "erp", "expiry", "finance", "ingest", "lineage", "master", "positions", "reconciliation")
+from app.topology import PIPELINE
+
+# Every stage of the pipeline's map, one agents module each. STAGES (comma-separated, default all)
+# runs a subset: the benchmark runs the position stage alone with `STAGES=positions,master`.
+STAGES = tuple(sorted(stage.name for stage in PIPELINE))
 
 
 def selected_stages(raw: str | None) -> tuple[str, ...]:

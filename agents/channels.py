@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from agents.outputs import publish, send_record, utcnow
+from agents.outputs import publish, utcnow
 from agents.streams import each_batch
 from app import metrics
 from app.domain.availability import PublishThrottle
@@ -37,8 +37,8 @@ class ChannelBatch:
     def __init__(self) -> None:
         self.networks = BatchWrites(networks.table)
 
-    async def finish(self) -> list:
-        return await self.networks.write(send_record)
+    def finish(self, outbox) -> None:
+        self.networks.write(outbox)
 
     async def take(self, event) -> None:
         update = SkuAvailability.model_validate_json(event.value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from agents.outputs import Trace, publish, send_record, trace, utcnow
+from agents.outputs import Trace, publish, trace, utcnow
 from agents.streams import each_batch
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
@@ -57,8 +57,8 @@ class FinanceBatch:
     def __init__(self) -> None:
         self.ledgers = BatchWrites(day_ledgers.table, encode=_ledger_json, cache=parsed_ledgers)
 
-    async def finish(self) -> list:
-        return await self.ledgers.write(send_record)
+    def finish(self, outbox) -> None:
+        self.ledgers.write(outbox)
 
     def _get(self, key: str, partition: int) -> DayLedger | None:
         return self.ledgers.get(key.encode(), partition)

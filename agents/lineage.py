@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from agents.outputs import send_record
 from agents.streams import each_batch
 from app.faust_app import app, lineage_topic, settings
 from tables.lineage import TABLE, append_fact, last_fact_at
@@ -40,8 +39,8 @@ class LineageBatch:
     def __init__(self) -> None:
         self.entries = BatchWrites(lineage)
 
-    async def finish(self) -> list:
-        return await self.entries.write(send_record)
+    def finish(self, outbox) -> None:
+        self.entries.write(outbox)
 
     async def take(self, event) -> None:
         key, value = event.key, event.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import faust
@@ -13,9 +14,14 @@ from app import metrics
 from app.domain.dead_letters import raw_for_letter
 from app.faust_app import app, dlq_topic, lineage_topic
 from app.models.records import DeadLetter, ErrorCode, Rejection, TraceFact, TraceStage
+from app.outbox import OneByOne, Outbox
 
 log = logging.getLogger(__name__)
 EXIT_LOST_DELIVERY = 70
+
+# The outbox of the stage batch being applied in this task (agents/streams.py, each_batch): while
+# one is set, what a stage publishes is queued there and sent with the batch.
+current_outbox: ContextVar[Outbox | None] = ContextVar("current_outbox", default=None)
 
 
 def utcnow() -> datetime:
@@ -38,13 +44,33 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, pa
 
 
 async def send_record(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
-                      headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future:
-    """One encoded record to the producer (a table's changelog record too); a delivery that fails
-    stops the worker before any commit passes it (`stop_if_lost`)."""
+                      headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future | None:
+    """One encoded record to the producer, or to the outbox of the stage batch being applied (then
+    None: the batch's deliveries come from `send_outbox`); a delivery that fails stops the worker
+    before any commit passes it (`stop_if_lost`)."""
+    outbox = current_outbox.get()
+    if outbox is not None:
+        outbox.add(topic, key, value, partition, headers)
+        return None
     producer = await started_producer()
     delivery = await producer.send(topic, key, value, partition, None, headers)
     delivery.add_done_callback(lambda done: stop_if_lost(done, topic))
     return delivery
+
+
+def new_outbox() -> Outbox:
+    return Outbox(app.conf.producer_max_request_size)
+
+
+async def send_outbox(outbox: Outbox) -> list[asyncio.Future]:
+    """Everything a stage batch queued, to the producer at once (app/outbox.py); the deliveries the
+    batch's input offsets wait for. In a transaction (exactly_once) Faust routes each record through
+    the transactional producer of the input partition, so there the records go one by one."""
+    producer = await started_producer()
+    deliveries = await outbox.send(OneByOne(producer) if app.in_transaction else producer)
+    for delivery in deliveries:
+        delivery.add_done_callback(lambda done: stop_if_lost(done, "a stage batch's outputs"))
+    return deliveries
 
 
 async def started_producer():

@@ -51,8 +51,9 @@ class PositionBatch:
         self.positions = BatchWrites(positions.table, Position.model_validate_json, _position_json)
         self.sale_costs = BatchWrites(sale_costs)
 
-    async def finish(self) -> list:
-        return [*await self.positions.write(send_record), *await self.sale_costs.write(send_record)]
+    def finish(self, outbox) -> None:
+        self.positions.write(outbox)
+        self.sale_costs.write(outbox)
 
     def context_for(self, movement: Movement, source_record: str, dlq_replay: bool) -> PositionContext:
         item = master_data.item(movement.sku)

@@ -13,13 +13,14 @@ from typing import Protocol
 import faust
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
-from agents.outputs import dead_letter
+from agents.outputs import current_outbox, dead_letter, new_outbox, send_outbox
 from app import metrics
 from app import topics as t
 from app.domain.dead_letters import error_detail
 from app.faust_fixes import set_current_event
 from app.kafka_transport import forget_unhandled, let_go_stale, next_to_process
 from app.models.records import ErrorCode, Rejection
+from app.outbox import Outbox
 from tables.catch_up import global_tables
 
 log = logging.getLogger(__name__)
@@ -393,15 +394,17 @@ BATCHES_IN_FLIGHT = 8   # batches whose changelog is not acknowledged yet, befor
 
 
 class StageBatch(Protocol):
-    """One attempt at one batch of a stage: each record applied in memory, then the whole at once."""
+    """One attempt at one batch of a stage: each record applied in memory, then the whole at once.
+    What it publishes meanwhile is queued in the attempt's outbox (agents/outputs.py), sent after
+    `finish`."""
 
     async def take(self, event: faust.EventT) -> None:
-        """Apply one record to the batch's state and hand its outputs to the producer. Whatever it
-        raises leaves the batch's state as it was before the record (the record is rejected alone)."""
+        """Apply one record to the batch's state and queue its outputs. Whatever it raises leaves the
+        batch's state and outbox as they were before the record (the record is rejected alone)."""
 
-    async def finish(self) -> list[asyncio.Future]:
-        """Write the batch's state (one changelog record per changed key, one RocksDB WriteBatch per
-        partition): the deliveries the input offsets must wait for."""
+    def finish(self, outbox: Outbox) -> None:
+        """Queue the batch's state (one changelog record per changed key, one RocksDB WriteBatch per
+        partition once they are with the producer: tables/store.py, BatchWrites)."""
 
 
 async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], StageBatch],
@@ -411,11 +414,13 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
     Records come in offset order per partition (`delivered`), and a batch is what has arrived
     while the last one was worked on, up to `max_records`: an idle stage handles one record at a
     time, a loaded one amortises its state writes over many. A record that raises is rejected
-    alone (one dead letter); an infrastructure error retries the whole batch from the stored state
-    (its outputs may be sent twice, with the same identity: RELIABILITY.md §2); a batch that cannot
+    alone (one dead letter, and nothing of what it queued is sent); an infrastructure error retries
+    the whole batch from the stored state (outputs already handed to the producer when it struck
+    are sent again, with the same identity: RELIABILITY.md §2); a batch that cannot
     be written for another reason is split into batches of one, so the record at fault is found.
-    The batch's records are acked, so may be committed, only once its changelog records are
-    acknowledged; outputs are flushed by Faust before every commit. Meanwhile the next batch runs.
+    What a batch publishes and its changelog records go to the producer together at its end, as
+    whole record batches (app/outbox.py); its records are acked, so may be committed, only once all
+    of them are acknowledged. Meanwhile the next batch runs.
     """
     app = stream.app
     in_flight: deque[asyncio.Future] = deque()
@@ -438,37 +443,45 @@ class BatchFailed(Exception):
         self.error = error
 
 
-async def apply_batch(events: list, new_batch: Callable[[], StageBatch]) -> tuple[list, list]:
+SendOutbox = Callable[[Outbox], Awaitable[list]]
+
+
+async def apply_batch(events: list, new_batch: Callable[[], StageBatch],
+                      send: SendOutbox = send_outbox) -> tuple[list, list]:
     """(records rejected, each with its error; deliveries to wait for). A batch that cannot be
     written as a whole is taken apart: one record at a time, so only the record at fault is rejected."""
     try:
-        return await _batch_with_retries(events, new_batch)
+        return await _batch_with_retries(events, new_batch, send)
     except BatchFailed as failed:
         if len(events) == 1:
             return [(events[0], failed.error)], []
         log.info("a batch of %d records could not be written (%r): one record at a time", len(events), failed.error)
     rejected, deliveries = [], []
     for event in events:
-        single_rejected, single_deliveries = await apply_batch([event], new_batch)
+        single_rejected, single_deliveries = await apply_batch([event], new_batch, send)
         rejected += single_rejected
         deliveries += single_deliveries
     return rejected, deliveries
 
 
-async def _batch_with_retries(events: list, new_batch: Callable[[], StageBatch]) -> tuple[list, list]:
+async def _batch_with_retries(events: list, new_batch: Callable[[], StageBatch], send: SendOutbox) -> tuple[list, list]:
     for backoff in (*TRANSIENT_ATTEMPTS, None):
-        batch, rejected = new_batch(), []
+        batch, rejected, outbox = new_batch(), [], new_outbox()
+        publishing_into = current_outbox.set(outbox)
         try:
             for event in events:
+                mark = outbox.mark()
                 try:
                     await batch.take(event)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    outbox.take_back(mark)
                     if is_transient(exc):
                         raise
                     rejected.append((event, exc))
-            return rejected, await batch.finish()
+            batch.finish(outbox)
+            return rejected, await send(outbox)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the boundary: a batch that fails is tried again, then taken apart
@@ -476,6 +489,8 @@ async def _batch_with_retries(events: list, new_batch: Callable[[], StageBatch])
                 raise BatchFailed(exc) from exc
             log.info("a batch of %d records met a transient %r: trying again in %.1f s", len(events), exc, backoff)
             await asyncio.sleep(backoff)
+        finally:
+            current_outbox.reset(publishing_into)
     raise AssertionError("unreachable")
 
 

@@ -39,14 +39,18 @@ Faust's, taken from the app's configuration as Faust takes them.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import defaultdict
 
 import aiokafka
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
+from app.outbox import OutgoingRecord, call_with_offset
 from app.topics import IN_ORDER_TOPICS
 
 SCHEME = "stock-sync-kafka"
@@ -198,5 +202,70 @@ class Consumer(faust_aiokafka.Consumer):
                 del holes[tp]  # revoked, or another worker handled it since
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _key_hash(key: bytes) -> int:
+    # murmur2 is pure Python in aiokafka (~6 µs a key); SKU and location keys repeat all the time.
+    return murmur2(key) & 0x7FFFFFFF
+
+
+class Producer(faust_aiokafka.Producer):
+    """Faust's producer, plus one way to hand many records over at once (app/outbox.py)."""
+
+    async def send_in_batches(self, records: list[OutgoingRecord]) -> list[asyncio.Future]:
+        """Send `records` grouped per topic partition, each group in its order, as whole record
+        batches (`AIOKafkaProducer.send_batch`): one future per record batch, where `send` makes a
+        coroutine, a future and a callback per record. A keyed record goes to the partition the
+        producer's partitioner would pick (Kafka's murmur2, as `send` does: the unit tests compare).
+        A record batch full at `max_batch_size` is sent and another begun. Record batches of
+        different partitions are queued concurrently: aiokafka waits, per partition, until the
+        previous batch has left before it takes the next.
+        """
+        producer = self._ensure_producer()
+        partitions_of: dict[str, list[int]] = {}
+        by_partition: dict[tuple[str, int], list[OutgoingRecord]] = {}
+        for record in records:
+            partition = record.partition
+            if partition is None:
+                partitions = partitions_of.get(record.topic)
+                if partitions is None:
+                    partitions = partitions_of[record.topic] = sorted(await producer.partitions_for(record.topic))
+                partition = self._partition_of(record.key, partitions, producer, record.topic)
+            by_partition.setdefault((record.topic, partition), []).append(record)
+        sent = await asyncio.gather(*(self._send_partition(producer, topic, partition, group)
+                                      for (topic, partition), group in by_partition.items()))
+        return [delivery for deliveries in sent for delivery in deliveries]
+
+    def _partition_of(self, key: bytes | None, partitions: list[int], producer, topic: str) -> int:
+        """The partition aiokafka's `send` would choose with the partitioner Faust gives it (Kafka's
+        default unless the app configures one), the default's key hash remembered."""
+        if key is not None and type(self.partitioner) is DefaultPartitioner:
+            return partitions[_key_hash(key) % len(partitions)]
+        available = list(producer.client.cluster.available_partitions_for_topic(topic) or ())
+        return self.partitioner(key, partitions, available)
+
+    async def _send_partition(self, producer, topic: str, partition: int,
+                              records: list[OutgoingRecord]) -> list[asyncio.Future]:
+        deliveries = []
+        builder, in_builder = producer.create_batch(), []
+        for record in records:
+            if builder.append(timestamp=None, key=record.key, value=record.value, headers=record.headers or []) is None:
+                deliveries.append(await self._submit(producer, builder, topic, partition, in_builder))
+                builder, in_builder = producer.create_batch(), []
+                builder.append(timestamp=None, key=record.key, value=record.value, headers=record.headers or [])
+            in_builder.append(record)
+        deliveries.append(await self._submit(producer, builder, topic, partition, in_builder))
+        return deliveries
+
+    @staticmethod
+    async def _submit(producer, builder, topic: str, partition: int, records: list[OutgoingRecord]) -> asyncio.Future:
+        delivery = await producer.send_batch(builder, topic, partition=partition)
+        # The batch's own records come first in it (another sender may append after them).
+        for index, record in enumerate(records):
+            if record.on_delivered is not None:
+                delivery.add_done_callback(call_with_offset(record.on_delivered, index))
+        return delivery
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+    Producer = Producer

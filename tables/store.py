@@ -1,8 +1,8 @@
 """One way to keep pydantic records in a Faust table: UTF-8 keys, JSON values, sized RocksDB options."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -10,6 +10,7 @@ from faust.types import TP
 from pydantic import BaseModel
 
 from app.faust_app import app, settings
+from app.outbox import Outbox
 from tables.restore import after_bulk_restore
 
 M = TypeVar("M", bound=BaseModel)
@@ -204,27 +205,19 @@ class BatchWrites:
     def changed_in(self, partition: int) -> dict[bytes, Any]:
         return self.changes.get(partition, {})
 
-    async def write(self, send: Callable[..., Awaitable[asyncio.Future]]) -> list[asyncio.Future]:
-        """Send (`send(topic, key, value, partition)`: agents/outputs.py, send_record) and store every
-        change; returns the changelog deliveries (the last of each partition persisted on arrival)."""
+    def write(self, outbox: Outbox) -> None:
+        """Queue every change's changelog record in the stage batch's outbox (app/outbox.py) and
+        store the changes once they are with the producer; the last changelog offset of each
+        partition is persisted when the broker acknowledges it."""
         topic = self.table.changelog_topic.get_topic_name()
-        deliveries = []
         for partition, changes in self.changes.items():
             encoded = {key: None if value is None else self.encode(value) for key, value in changes.items()}
             if self.cache is not None:
                 for key, raw in encoded.items():
                     self.cache.remember(key, raw, changes[key])
-            last = None
-            for key, value in encoded.items():
-                last = await send(topic, key, value, partition)
-                deliveries.append(last)
-            self.store.write_changes(partition, encoded)
-            if last is not None and not self.table.is_global:
-                last.add_done_callback(self._persist_on_arrival(TP(topic, partition)))
-        return deliveries
-
-    def _persist_on_arrival(self, tp: TP) -> Callable[[asyncio.Future], None]:
-        def persist(done: asyncio.Future) -> None:
-            if not done.cancelled() and done.exception() is None:
-                self.store.persist_written(tp, done.result().offset)
-        return persist
+            last = len(encoded) - 1
+            for index, (key, value) in enumerate(encoded.items()):
+                persist = functools.partial(self.store.persist_written, TP(topic, partition)) \
+                    if index == last and not self.table.is_global else None
+                outbox.add(topic, key, value, partition, on_delivered=persist)
+            outbox.after_queued(functools.partial(self.store.write_changes, partition, encoded))

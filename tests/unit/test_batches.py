@@ -8,7 +8,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 import agents.streams as streams
-from agents.streams import apply_batch
+from app.outbox import OneByOne, Outbox
 from tables.store import BatchWrites, DecodedCache
 
 
@@ -26,19 +26,31 @@ class CountingBatch:
         key = event % 2
         self.pending[key] = self.pending.get(key, self.stored.get(key, 0)) + event
 
-    async def finish(self) -> list:
+    def finish(self, outbox) -> None:
         if self.transient_finishes:
             self.transient_finishes.pop()
             raise KafkaConnectionError("broker away")
         if any(e in self.unwritable for e in self.pending.values()):
             raise OverflowError("value cannot be written")
-        self.stored.update(self.pending)
-        self.written.append(dict(self.pending))
-        return [f"delivery of {sorted(self.pending.items())}"]
+        outbox.add("sums-changelog", None, str(sorted(self.pending.items())).encode())
+        outbox.after_queued(lambda: (self.stored.update(self.pending), self.written.append(dict(self.pending))))
+
+
+class ListProducer:
+    async def send_in_batches(self, records) -> list:
+        return [f"delivery of {record.value.decode()}" for record in records]
+
+
+async def send_now(outbox) -> list:
+    return await outbox.send(ListProducer())
 
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def apply_batch(events, new_batch):
+    return streams.apply_batch(events, new_batch, send_now)
 
 
 def test_a_record_that_raises_is_rejected_alone_and_the_rest_is_written_once():
@@ -279,6 +291,13 @@ class FakeProducer:
         return delivery
 
 
+async def written(writes: BatchWrites, producer: FakeProducer) -> list:
+    """A batch's table writes through an outbox to a producer that sends one record at a time."""
+    outbox = Outbox(max_request_size=1 << 20)
+    writes.write(outbox)
+    return await outbox.send(OneByOne(producer))
+
+
 def fake_table(store: FakeStore, *, is_global: bool = False):
     topic = SimpleNamespace(get_topic_name=lambda: "app-positions-changelog")
     return SimpleNamespace(data=store, is_global=is_global, changelog_topic=topic)
@@ -297,7 +316,7 @@ def test_batch_writes_read_their_own_changes_and_send_one_record_per_changed_key
 
     async def write():
         producer = FakeProducer()
-        deliveries = await writes.write(producer.send)
+        deliveries = await written(writes, producer)
         await asyncio.gather(*deliveries)
         await asyncio.sleep(0)   # done-callbacks run
         return producer
@@ -317,7 +336,7 @@ def test_a_global_table_is_read_anywhere_and_its_offsets_are_not_persisted():
     assert writes.get(b"T2|SKU") == b"other"   # a return in the same batch as its sale sees the sale
 
     async def write():
-        deliveries = await writes.write(FakeProducer().send)
+        deliveries = await written(writes, FakeProducer())
         await asyncio.gather(*deliveries)
         await asyncio.sleep(0)
 
@@ -341,7 +360,7 @@ def test_a_value_a_batch_wrote_is_read_by_the_next_batch_without_parsing_unless_
     first = batch()
     ledger = first.get(b"US01:S042:2026-11-27", 2)
     first.set(b"US01:S042:2026-11-27", {"n": ledger["n"] + 1}, 2)
-    asyncio.run(first.write(FakeProducer().send))
+    asyncio.run(written(first, FakeProducer()))
     assert parsed == [b"1"]
 
     second = batch()
@@ -351,7 +370,7 @@ def test_a_value_a_batch_wrote_is_read_by_the_next_batch_without_parsing_unless_
     assert batch().get(b"US01:S042:2026-11-27", 2) == {"n": 40} and parsed == [b"1", b"40"]
 
     second.set(b"US01:S042:2026-11-27", None, 2)     # deleted: nothing of it is kept
-    asyncio.run(second.write(FakeProducer().send))
+    asyncio.run(written(second, FakeProducer()))
     assert cache.bytes == 0 and batch().get(b"US01:S042:2026-11-27", 2) is None
 
 
@@ -382,7 +401,7 @@ def test_the_changelog_offset_is_persisted_only_once_the_broker_has_the_record(f
     writes.set(b"K", b"v", 1)
 
     async def write():
-        deliveries = await writes.write(Producer().send)
+        deliveries = await written(writes, Producer())
         results = await asyncio.gather(*deliveries, return_exceptions=True)
         await asyncio.sleep(0)
         return results
@@ -496,7 +515,6 @@ def test_a_channel_batch_folds_a_skus_updates_in_order_writes_once_and_a_failed_
     monkeypatch.setattr(channels, "throttle", PublishThrottle(0.0))
     monkeypatch.setattr(channels, "published_versions", {})
     monkeypatch.setattr(channels, "_publish", publish)
-    monkeypatch.setattr(channels, "send_record", FakeProducer().send)
 
     def update(location: str, available: int, version: int):
         value = SkuAvailability(sku="SKU1", location_id=location, available=available, version=version)

@@ -1,0 +1,145 @@
+"""A stage batch's outbox (app/outbox.py) and the producer that sends it in record batches
+(app/kafka_transport.py, Producer.send_in_batches), without Kafka."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+import agents.streams as streams
+from app.faust_app import app
+from app.kafka_transport import Producer
+from app.outbox import Outbox
+
+PARTITIONS = 12
+
+
+class Client:
+    """What `send_in_batches` uses of aiokafka's producer: record batches in, one future each out."""
+
+    def __init__(self, batch_size: int = 16384) -> None:
+        self.batch_size, self.sent, self.ends = batch_size, [], {}
+        self.client = SimpleNamespace(cluster=SimpleNamespace(
+            available_partitions_for_topic=lambda topic: set(range(PARTITIONS))))
+
+    async def partitions_for(self, topic):
+        return set(range(PARTITIONS))
+
+    def create_batch(self):
+        return BatchBuilder(self.batch_size, 0)
+
+    async def send_batch(self, builder, topic, *, partition):
+        count = builder.record_count()
+        base = self.ends.get((topic, partition), 0)
+        self.ends[(topic, partition)] = base + count
+        self.sent.append((topic, partition, count))
+        delivery = asyncio.get_running_loop().create_future()
+        delivery.set_result(SimpleNamespace(offset=base))
+        return delivery
+
+
+def our_producer(monkeypatch, client: Client) -> Producer:
+    producer = app.producer
+    assert type(producer) is Producer   # the transport hands Faust our producer
+    monkeypatch.setattr(producer, "_ensure_producer", lambda: client)
+    return producer
+
+
+def test_a_keyed_record_goes_where_aiokafkas_send_would_put_it():
+    # aiokafka's own `_partition`, on the producer Faust builds for the app, with the same partitions.
+    # A Faust or aiokafka upgrade that changes the partitioner breaks this test, not the routing.
+    async def both() -> tuple[list, list]:
+        client = app.producer._new_producer()
+        client._metadata = SimpleNamespace(partitions_for_topic=lambda topic: set(range(PARTITIONS)),
+                                           available_partitions_for_topic=lambda topic: set(range(PARTITIONS)))
+        keys = [f"SKU-{n:05d}@STORE-{n % 97:03d}".encode() for n in range(3000)]
+        theirs = [client._partition("t", None, key, b"v", key, b"v") for key in keys]
+        ours = [app.producer._partition_of(key, list(range(PARTITIONS)), client, "t") for key in keys]
+        await client.stop()
+        return theirs, ours
+
+    theirs, ours = asyncio.run(both())
+    assert ours == theirs and len(set(ours)) == PARTITIONS
+
+
+def test_records_go_per_partition_in_their_order_in_as_few_record_batches_as_fit(monkeypatch):
+    client = Client(batch_size=400)
+    producer = our_producer(monkeypatch, client)
+    delivered = []
+    outbox = Outbox(max_request_size=1 << 20)
+    for n in range(10):
+        outbox.add("changelog", f"K{n}".encode(), b"x" * 100, partition=n % 2,
+                   on_delivered=lambda offset, n=n: delivered.append((n, offset)))
+    outbox.add("availability", b"SKU1@S1", b"y")
+
+    async def send():
+        deliveries = await outbox.send(producer)
+        await asyncio.gather(*deliveries)
+        await asyncio.sleep(0)
+        return deliveries
+
+    deliveries = asyncio.run(send())
+    # 5 records of ~110 bytes per partition in batches of 400 bytes: 3 + 2; the keyed one alone.
+    assert sorted(client.sent) == sorted([("changelog", 0, 3), ("changelog", 0, 2), ("changelog", 1, 3),
+                                          ("changelog", 1, 2), ("availability", app.producer._partition_of(
+                                              b"SKU1@S1", list(range(PARTITIONS)), client, "availability"), 1)])
+    assert len(deliveries) == 5
+    # each record's own offset, in its partition's order
+    assert sorted(delivered) == [(0, 0), (1, 0), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3), (7, 3), (8, 4), (9, 4)]
+    assert outbox.records == []
+
+
+def test_a_record_too_large_for_kafka_is_refused_when_queued():
+    outbox = Outbox(max_request_size=1000)
+    with pytest.raises(MessageSizeTooLargeError):
+        outbox.add("availability", b"K", b"x" * 1000)
+    assert outbox.records == []
+    assert not streams.is_transient(MessageSizeTooLargeError())   # so the record that made it is rejected alone
+
+
+def test_the_store_is_written_only_once_the_records_are_with_the_producer():
+    class Refusing:
+        async def send_in_batches(self, records):
+            raise ConnectionError("producer closed")
+
+    stored = []
+    outbox = Outbox(max_request_size=1 << 20)
+    outbox.add("positions-changelog", b"K", b"v", partition=3)
+    outbox.after_queued(lambda: stored.append("K"))
+    with pytest.raises(ConnectionError):
+        asyncio.run(outbox.send(Refusing()))
+    assert stored == []
+
+
+class PublishingBatch:
+    """A stage batch whose records publish two outputs each; a record 'bad' raises after the first."""
+
+    def __init__(self) -> None:
+        self.taken = []
+
+    async def take(self, event) -> None:
+        from agents.outputs import send_record
+        await send_record("availability", event.encode(), b"first")
+        if event == "bad":
+            raise ValueError("after one output")
+        await send_record("postings", event.encode(), b"second")
+        self.taken.append(event)
+
+    def finish(self, outbox) -> None:
+        pass
+
+
+def test_a_rejected_record_takes_back_what_it_queued_and_the_rest_is_sent_together():
+    sent = []
+
+    async def send(outbox):
+        sent.extend((record.topic, record.key) for record in outbox.records)
+        return await outbox.send(SimpleNamespace(send_in_batches=lambda records: asyncio.sleep(0, ["one delivery"])))
+
+    rejected, deliveries = asyncio.run(streams.apply_batch(["a", "bad", "b"], PublishingBatch, send))
+    assert [(event, type(error)) for event, error in rejected] == [("bad", ValueError)]
+    assert sent == [("availability", b"a"), ("postings", b"a"), ("availability", b"b"), ("postings", b"b")]
+    assert deliveries == ["one delivery"]

@@ -77,7 +77,7 @@ class Outbox:
         self.records = []
         for action in self._after_queued:
             action()
-        self._after_queued = []
+        self._after_queued.clear()
         return deliveries
 
 

@@ -13,9 +13,9 @@ from app.faust_app import app, channel_availability_topic, settings, sku_availab
 from app.models.canonical import SkuNetwork
 from app.models.records import ChannelAvailability, SkuAvailability
 from tables.master import channels_of
-from tables.store import BatchWrites, RecordTable, make_table
+from tables.sku_networks import networks
+from tables.store import BatchWrites
 
-networks = RecordTable(make_table("sku-network"), SkuNetwork)
 throttle = PublishThrottle(settings.channel_publish_interval)
 published_versions: dict[str, int] = {}   # channel key -> last version this worker published
 _resumed_for: set = set()                  # the assignment whose pending values were picked up

@@ -23,21 +23,11 @@ from app.faust_app import (
 )
 from app.models.finance_ledger import CloseDue, LedgerEntry
 from app.models.records import FinanceException, JournalBatch, TraceStage
+from tables.day_ledgers import day_ledgers, ledger_json, parsed_ledgers
 from tables.master import master_data
-from tables.store import BatchWrites, DecodedCache, RecordTable, make_table
+from tables.store import BatchWrites
 
 charts = parse_chart_overrides(settings.chart_overrides)
-day_ledgers = RecordTable(make_table("day-ledgers"), DayLedger)
-
-
-def _ledger_json(ledger: DayLedger) -> bytes:
-    return ledger.model_dump_json().encode()
-
-
-# The day ledgers this worker read or wrote last, parsed (~140 KB of JSON each once a store's day is
-# busy): 32 MB of their JSON, about 230 busy store days, and about as much again as Python objects.
-LEDGERS_KEPT_PARSED_BYTES = 32 << 20
-parsed_ledgers = DecodedCache(DayLedger.model_validate_json, LEDGERS_KEPT_PARSED_BYTES)
 
 
 @app.agent(ledger_topic)
@@ -55,7 +45,7 @@ class FinanceBatch:
     """
 
     def __init__(self) -> None:
-        self.ledgers = BatchWrites(day_ledgers.table, encode=_ledger_json, cache=parsed_ledgers)
+        self.ledgers = BatchWrites(day_ledgers.table, encode=ledger_json, cache=parsed_ledgers)
 
     def finish(self, outbox) -> None:
         self.ledgers.write(outbox)

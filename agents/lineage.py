@@ -1,7 +1,7 @@
 """Lineage stage: the trace facts of each source event into the `lineage` table, for `GET /v1/trace/...`.
 
 Every stage sends `TraceFact`s to `internal.lineage`, keyed "source_system:source_event_id"; this
-agent appends them to that key's entry (format and per-key bound: tables/lineage.py), so the
+agent appends them to that key's entry (format and per-key bound: app/domain/lineage.py), so the
 owner of the key's partition can tell what became of the event.
 
 Retention: a sweep forgets keys whose last fact is older than DEDUPE_RETENTION, the window in which
@@ -17,13 +17,12 @@ import orjson
 
 from agents.streams import each_batch
 from app.faust_app import app, lineage_topic, settings
-from tables.lineage import TABLE, append_fact, last_fact_at
-from tables.store import BatchWrites, make_table
+from app.domain.lineage import append_fact, last_fact_at
+from tables.lineage import lineage
+from tables.store import BatchWrites
 
 SWEEP_INTERVAL = max(60.0, min(3600.0, settings.dedupe_retention / 10))
 FORGET = b'{"forget_before":'   # the sweep's control record (never a TraceFact)
-
-lineage = make_table(TABLE)
 
 
 @app.agent(lineage_topic)

@@ -37,20 +37,15 @@ from app.faust_app import (
 from app.models.canonical import Movement, Position
 from app.models.raw import StockSnapshot
 from app.models.records import (
-    AuditEntry, ErrorCode, ReconCheck, ReconciliationSummary, ReconComparison, ReconResult, Rejection, TraceStage,
+    AuditEntry, ErrorCode, ReconCheck, ReconComparison, ReconResult, Rejection, TraceStage,
 )
 from app.settings import SettingsError
 from app.audit import record as record_audit
 from tables.definitions import positions
 from tables.master import master_data
-from tables.store import RecordTable, make_table
+from tables.reconciliation_summaries import summaries
 
 log = logging.getLogger(__name__)
-
-# LOCATION → the summary of the location's latest snapshot. Written only by `summarise`, whose stream
-# (internal.reconciliation-results) is keyed by location, so GET /v1/reconciliation/{location_id}
-# routes to the owner by the same key bytes.
-summaries = RecordTable(make_table("reconciliation-summaries"), ReconciliationSummary)
 
 ACTOR = "reconciliation"
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}

@@ -1,20 +1,24 @@
-"""The pipeline's tables: which exist, how each is keyed, and which stream partitions it."""
+"""The tables every worker defines, whatever STAGES it runs: positions (the operator views read them),
+master data and sale costs (global: every worker holds a copy). A table only one stage writes is
+defined by that stage's own module in tables/ (day ledgers, SKU networks, lineage, reconciliation
+summaries)."""
 from __future__ import annotations
 
 from app.models.canonical import Position
 from app.models.raw import Item, Location
+from tables import names
 from tables.store import CachedRecordTable, RecordTable, make_table
 
 # SKU@LOCATION → Position (buckets, cost, reservations, applied movement ids). Partitioned exactly
 # like inventory.movements, which is the only stream that writes it.
-positions = RecordTable(make_table("positions"), Position)
+positions = RecordTable(make_table(names.POSITIONS), Position)
 
 # Master data on every worker (GlobalTable): SKU → Item, LOCATION → Location, alias → SKU. Items
 # and locations are read for every movement, so their parsed records are cached (see the class).
-items = CachedRecordTable("master-items", Item)
-locations = CachedRecordTable("master-locations", Location)
-item_aliases = make_table("master-item-aliases", global_=True)
+items = CachedRecordTable(names.MASTER_ITEMS, Item)
+locations = CachedRecordTable(names.MASTER_LOCATIONS, Location)
+item_aliases = make_table(names.MASTER_ITEM_ALIASES, global_=True)
 
 # "TRANSACTION|SKU" → unit cost of a store sale, on every worker, so a return at any store is
 # valued at the original sale's cost.
-sale_costs = make_table("sale-costs", global_=True)
+sale_costs = make_table(names.SALE_COSTS, global_=True)

@@ -18,8 +18,7 @@ from app.web.http import (
     table_named,
 )
 from tables.master import channels_of
-
-TABLE = "sku-network"  # SKU → SkuNetwork, written by the channel stage (agents/channels.py)
+from tables.names import SKU_NETWORKS as TABLE
 
 
 @app.page("/v1/channels/{channel}/availability/{sku}")

@@ -7,9 +7,8 @@ from app.faust_app import app, recon_results_topic
 from app.models.records import ReconciliationSummary
 from app.web.auth import VIEWER
 from app.web.http import at_owner, guarded, json_response, not_found, owner_url, table_named
+from tables.names import RECONCILIATION_SUMMARIES as TABLE
 from tables.store import RecordTable
-
-TABLE = "reconciliation-summaries"  # LOCATION → ReconciliationSummary, written by agents/reconciliation.py
 
 
 @app.page("/v1/reconciliation/{location_id}")

@@ -16,7 +16,8 @@ from app.web.http import (
     partition_of,
     table_named,
 )
-from tables.lineage import MAX_FACTS, TABLE, read_entry, trace_key
+from app.domain.lineage import MAX_FACTS, read_entry, trace_key
+from tables.names import LINEAGE as TABLE
 
 
 def _detail(fact: TraceFact) -> dict:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from app.models.records import TraceFact, TraceStage
 from app.web.dlq import INDEX_RAW_CHARS, DeadLetterIndex, ReplayRequest
 from app.web.trace import trace_view
-from tables.lineage import append_fact, last_fact_at, read_entry
+from app.domain.lineage import append_fact, last_fact_at, read_entry
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 

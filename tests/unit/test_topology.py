@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import os
 import re
+import subprocess
+import sys
 
 import faust
 import pytest
@@ -39,3 +43,26 @@ def test_a_stage_refers_to_the_topics_it_writes_and_to_no_other(stage):
 def test_every_table_belongs_to_exactly_one_stage():
     owned = [table for stage in PIPELINE for table in stage.state]
     assert sorted(owned) == sorted(faust_app.app.tables.keys())
+
+
+def test_no_agent_module_defines_a_table():
+    # Tables live in tables/; a stage imports the ones it writes.
+    for stage, module in MODULES.items():
+        source = inspect.getsource(module)
+        assert not re.search(r"\b(make_table|RecordTable|CachedRecordTable|Table|GlobalTable)\(", source), stage
+
+
+def test_a_worker_holds_a_stages_own_tables_only_when_it_runs_the_stage():
+    # What every worker imports whatever its STAGES (the web views, the shared tables) defines only
+    # the shared tables; each other table comes with the one stage whose module imports it.
+    shared = {name for stage in PIPELINE for name in stage.state} - {
+        name for stage in PIPELINE if stage.name not in ("positions", "master") for name in stage.state}
+    code = ("import json, sys; from app.worker import load_stages; "
+            "app = load_stages(tuple(sys.argv[1:])); print(json.dumps(sorted(app.tables.keys())))")
+    for running in (("ingest",), ("channels",), ("finance", "lineage")):
+        out = subprocess.run([sys.executable, "-c", code, *running], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "STAGES": ""})
+        assert out.returncode == 0, out.stderr[-2000:]
+        held = set(json.loads(out.stdout.strip().splitlines()[-1]))
+        own = {name for stage in PIPELINE if stage.name in running for name in stage.state}
+        assert held == shared | own, running

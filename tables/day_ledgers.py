@@ -1,0 +1,22 @@
+"""The `day-ledgers` table: "LEGAL_ENTITY:LOCATION:DATE" → DayLedger, a store day's batch while it fills.
+
+Written only by the finance stage (agents/finance.py). internal.finance-ledger is keyed by location,
+so a day's ledger lives in the partition of the entries that change it.
+"""
+from __future__ import annotations
+
+from app.domain.day_batches import DayLedger
+from tables import names
+from tables.store import DecodedCache, RecordTable, make_table
+
+day_ledgers = RecordTable(make_table(names.DAY_LEDGERS), DayLedger)
+
+
+def ledger_json(ledger: DayLedger) -> bytes:
+    return ledger.model_dump_json().encode()
+
+
+# The day ledgers this worker read or wrote last, parsed (~140 KB of JSON each once a store's day is
+# busy): 32 MB of their JSON, about 230 busy store days, and about as much again as Python objects.
+LEDGERS_KEPT_PARSED_BYTES = 32 << 20
+parsed_ledgers = DecodedCache(DayLedger.model_validate_json, LEDGERS_KEPT_PARSED_BYTES)

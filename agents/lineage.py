@@ -1,8 +1,11 @@
-"""Lineage stage: the trace facts of each source event into the `lineage` table, for `GET /v1/trace/...`.
+"""Lineage stage: the trace facts of each source event into the `traces` table, for `GET /v1/trace/...`.
 
 Every stage sends `TraceFact`s to `internal.lineage`, keyed "source_system:source_event_id"; this
-agent appends them to that key's entry (format and per-key bound: app/domain/lineage.py), so the
-owner of the key's partition can tell what became of the event.
+agent appends them to that key's entry (format, per-key bound and the fold: app/domain/lineage.py),
+so the owner of the key's partition can tell what became of the event. The table is a fold of the
+topic, with no changelog (tables/lineage.py): each partition's DB holds the offset of the last
+record folded in, and a record at or below it (folded already by a restore, or by this worker
+before a restart that lost its commit) is skipped.
 
 Retention: a sweep forgets keys whose last fact is older than DEDUPE_RETENTION, the window in which
 a producer's resend is still recognised as a duplicate. Timers cannot write tables, so the sweep
@@ -13,16 +16,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import orjson
-
 from agents.streams import each_batch
 from app.faust_app import app, lineage_topic, settings
-from app.domain.lineage import append_fact, last_fact_at
+from app.domain.lineage import apply_record, forget_request, last_fact_at
 from tables.lineage import lineage
+from tables.restore import SOURCE_OFFSET
 from tables.store import BatchWrites
 
 SWEEP_INTERVAL = max(60.0, min(3600.0, settings.dedupe_retention / 10))
-FORGET = b'{"forget_before":'   # the sweep's control record (never a TraceFact)
 
 
 @app.agent(lineage_topic)
@@ -32,35 +33,34 @@ async def record_lineage(stream):
 
 class LineageBatch:
     """A batch of trace facts: each key's entry read once, its facts appended in offset order, and
-    written once (agents/streams.py, each_batch). A source event's facts come in runs (received,
-    then one per movement; applied; the postings), so a batch writes far fewer entries than facts."""
+    written once, with the batch's last offset per partition (agents/streams.py, each_batch). A
+    source event's facts come in runs (received, then one per movement; applied; the postings), so
+    a batch writes far fewer entries than facts."""
 
     def __init__(self) -> None:
         self.entries = BatchWrites(lineage)
+        self.folded_up_to: dict[int, int | None] = {}   # partition -> last offset in its DB or this batch
 
     def finish(self, outbox) -> None:
-        self.entries.write(outbox)
+        self.entries.write_folded(outbox, {p: offset for p, offset in self.folded_up_to.items() if offset is not None})
 
     async def take(self, event) -> None:
+        partition, offset = event.message.partition, event.message.offset
+        if partition not in self.folded_up_to:
+            self.folded_up_to[partition] = lineage.data.source_offset(partition)
+        last = self.folded_up_to[partition]
+        if last is not None and offset <= last:
+            return
+        self.folded_up_to[partition] = offset
         key, value = event.key, event.value
-        if not key or not value:
-            return
-        partition = event.message.partition
-        current = self.entries.get(key, partition)
-        if value.startswith(FORGET):
-            cutoff = datetime.fromisoformat(orjson.loads(value)["forget_before"])
-            if current is not None and last_fact_at(current) < cutoff:
-                self.entries.set(key, None, partition)
-            return
-        for fact in value.split(b"\n"):   # a record may carry several facts, one JSON line each (outputs.Trace)
-            current = append_fact(current, fact)
-        self.entries.set(key, current, partition)
+        if key and value:
+            self.entries.set(key, apply_record(self.entries.get(key, partition), value), partition)
 
 
 @app.timer(interval=SWEEP_INTERVAL)
 async def forget_old_lineage():
     cutoff = datetime.now(UTC) - timedelta(seconds=settings.dedupe_retention)
-    request = orjson.dumps({"forget_before": cutoff.isoformat()})
+    request = forget_request(cutoff)
     for key, raw in list(lineage.items()):
-        if last_fact_at(raw) < cutoff:
+        if key != SOURCE_OFFSET and last_fact_at(raw) < cutoff:
             await lineage_topic.send(key=key, value=request)

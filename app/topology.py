@@ -21,7 +21,8 @@ from tables import names as table
 class Stage:
     name: str                       # the module agents/<name>.py
     reads: tuple[str, ...]          # topics its agents consume (none: a timer)
-    state: tuple[str, ...]          # tables it writes (RocksDB, with a changelog each)
+    state: tuple[str, ...]          # tables it writes (RocksDB, with a changelog each but the
+                                    # trace table, a fold of internal.lineage: tables/lineage.py)
     writes: tuple[str, ...]         # topics it publishes to, besides EVERY_STAGE_WRITES
 
 

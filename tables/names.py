@@ -14,4 +14,4 @@ MASTER_ITEM_ALIASES = "master-item-aliases"
 SKU_NETWORKS = "sku-network"
 DAY_LEDGERS = "day-ledgers"
 RECONCILIATION_SUMMARIES = "reconciliation-summaries"
-LINEAGE = "lineage"
+LINEAGE = "traces"    # the trace facts of each source event (a fold of internal.lineage)

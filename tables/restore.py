@@ -9,6 +9,13 @@ into the partition's RocksDB in WriteBatches and moves the persisted offset with
 recovery then finds nothing (or the few records written since) left to read, for actives and
 standbys alike, so no agent waits on a partition that nobody fetches.
 
+A table that is a fold of one of the pipeline's topics (`FOLDED_FROM`: the trace table, built from
+`internal.lineage`) has no changelog: the topic already holds everything the table is made of, so
+writing each change to a changelog as well only doubled its records, as Kafka Streams' source-topic
+changelogs avoid. Its partition's DB keeps, in the same WriteBatch as the entries, the offset of the
+last topic record folded in (`SOURCE_OFFSET`); a worker that takes the partition over folds the
+topic's records after that offset, and the stage skips those it meets again.
+
 The seam is Faust's own plugin point for stores (the `faust.stores` entry point, `pyproject.toml`),
 used through `store="bulk-rocksdb://"`: this class is Faust's RocksDB store plus `on_rebalance`.
 """
@@ -27,6 +34,22 @@ log = logging.getLogger(__name__)
 
 WRITE_EVERY = 20_000       # records per WriteBatch (and per persisted-offset update)
 IDLE_GIVE_UP = 30.0        # seconds without a record while short of the end: the broker is away
+
+
+SOURCE_OFFSET = b"__source\0offset__"   # a folded table's last topic offset, per partition DB
+
+
+@dataclass(frozen=True)
+class SourceFold:
+    """A table made of a topic's records: entry = fold(entry or None, record value), per key, in
+    offset order (partition p of the table is partition p of the topic)."""
+
+    topic: str
+    fold: Callable[[bytes | None, bytes], bytes | None]
+
+
+# Table name -> the topic it is a fold of (declared where the table is defined).
+FOLDED_FROM: dict[str, SourceFold] = {}
 
 
 @dataclass(frozen=True)
@@ -80,7 +103,7 @@ class ChangelogReader:
         """What each partition still needs, from the offsets the store really holds."""
         async with self._lock:
             consumer = await self._started(store.app)
-            topic = store.table.changelog_topic.get_topic_name()
+            topic = store.restored_from()
             tps = [TopicPartition(topic, p) for p in partitions]
             ends = await consumer.end_offsets(tps)
             earliest = await consumer.beginning_offsets(tps)
@@ -97,10 +120,49 @@ class ChangelogReader:
             return await _copy(consumer, store, plans)
 
 
+class _Puts:
+    """Changelog records into one partition's DB as they are: one WriteBatch of puts and deletes."""
+
+    def __init__(self, store: BulkRestoringStore, tp) -> None:
+        self.store, self.tp = store, tp
+        self.batch, self.count = store.new_write_batch(), 0
+
+    def add(self, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            self.batch.delete(key)
+        else:
+            self.batch.put(key, value)
+        self.count += 1
+
+    def write(self, last_offset: int | None) -> int:
+        return self.store.write_restored(self.tp, self.batch, self.count, last_offset)
+
+
+class _Folds:
+    """A topic's records folded into the entries of one partition's DB (`SourceFold`): each entry
+    read once, written once per WriteBatch, with the offset of the last record folded in."""
+
+    def __init__(self, store: BulkRestoringStore, tp, fold) -> None:
+        self.store, self.tp, self.fold = store, tp, fold
+        self.entries: dict[bytes, bytes | None] = {}
+        self.count = 0
+
+    def add(self, key: bytes | None, value: bytes | None) -> None:
+        if key is not None and value is not None:
+            entry = self.entries[key] if key in self.entries else self.store.read(self.tp.partition, key)
+            self.entries[key] = self.fold(entry, value)
+        self.count += 1
+
+    def write(self, last_offset: int | None) -> int:
+        if last_offset is not None:
+            self.store.write_changes(self.tp.partition, self.entries, source_offset=last_offset)
+        return self.count
+
+
 async def _copy(consumer: AIOKafkaConsumer, store: BulkRestoringStore, plans: dict) -> int:
     remaining = dict(plans)
     copied = 0
-    pending: dict = {}     # tp -> [WriteBatch, records in it, last offset written into it]
+    pending: dict = {}     # tp -> [_Puts or _Folds, last offset added to it]
     idle_since = time.monotonic()
     while remaining:
         fetched = await consumer.getmany(*remaining, timeout_ms=100, max_records=WRITE_EVERY)
@@ -113,31 +175,27 @@ async def _copy(consumer: AIOKafkaConsumer, store: BulkRestoringStore, plans: di
             idle_since = time.monotonic()
         for tp, messages in fetched.items():
             end = remaining[tp].end
-            entry = pending.setdefault(tp, [store.new_write_batch(), 0, None])
+            entry = pending.setdefault(tp, [store.new_restore(tp), None])
             for message in messages:
                 if message.offset >= end:
                     break
-                if message.value is None:
-                    entry[0].delete(message.key)
-                else:
-                    entry[0].put(message.key, message.value)
-                entry[1] += 1
-                entry[2] = message.offset
+                entry[0].add(message.key, message.value)
+                entry[1] = message.offset
         for tp in list(remaining):
             # The position, not the last record: compaction and transaction markers leave gaps.
             done = await consumer.position(tp) >= remaining[tp].end
             entry = pending.get(tp)
             if done:   # everything before the end is applied, markers and compacted gaps included
-                entry = pending.setdefault(tp, [store.new_write_batch(), 0, None])
-                entry[2] = remaining[tp].end - 1
-            if entry is not None and (done or entry[1] >= WRITE_EVERY):
-                copied += store.write_restored(tp, *entry)
+                entry = pending.setdefault(tp, [store.new_restore(tp), None])
+                entry[1] = remaining[tp].end - 1
+            if entry is not None and (done or entry[0].count >= WRITE_EVERY):
+                copied += entry[0].write(entry[1])
                 del pending[tp]
             if done:
                 del remaining[tp]
         await asyncio.sleep(0)   # let heartbeats and the web server run between batches
-    for tp, entry in pending.items():
-        copied += store.write_restored(tp, *entry)
+    for restore, last_offset in pending.values():
+        copied += restore.write(last_offset)
     return copied
 
 
@@ -165,14 +223,31 @@ class BulkRestoringStore(RocksDBStore):
 
     async def on_rebalance(self, assigned, revoked, newly_assigned, generation_id: int = 0) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
-        topics = self.table.changelog_topic.topics
         # A global table holds every partition on every worker; a partitioned one restores what it
-        # newly owns (what it kept, it wrote itself).
+        # newly owns (what it kept, it wrote itself); a folded one, the topic partitions its stage
+        # newly reads (a standby of it has nothing to keep warm: its changelog stays empty).
+        topic = self.restored_from()
         source = assigned if self.table.is_global else newly_assigned
-        await self.bulk_restore(sorted({tp.partition for tp in source if tp.topic in topics}))
+        await self.bulk_restore(sorted({tp.partition for tp in source if tp.topic == topic}))
+
+    def restored_from(self) -> str:
+        """The topic this table is restored from: its changelog, or the topic it is a fold of."""
+        fold = FOLDED_FROM.get(self.table.name)
+        return fold.topic if fold is not None else self.table.changelog_topic.get_topic_name()
+
+    def new_restore(self, tp) -> _Puts | _Folds:
+        fold = FOLDED_FROM.get(self.table.name)
+        return _Puts(self, tp) if fold is None else _Folds(self, tp, fold.fold)
 
     def stored_offset(self, tp) -> int | None:
+        if self.table.name in FOLDED_FROM:
+            return self.source_offset(tp.partition)
         return self.persisted_offset(tp)
+
+    def source_offset(self, partition: int) -> int | None:
+        """A folded table's last topic offset folded into this partition's DB."""
+        raw = self._db_for_partition(partition).get(SOURCE_OFFSET)
+        return None if raw is None else int(raw)
 
     async def bulk_restore(self, partitions: list[int]) -> int:
         """Read these changelog partitions up to their end into RocksDB, now; never raises (Faust's
@@ -194,8 +269,9 @@ class BulkRestoringStore(RocksDBStore):
             for forget in after_bulk_restore.get(self.table.name, ()):
                 forget()
             took = time.monotonic() - started
-            log.info("bulk restore of %s: %d changelog records into %d partitions in %.1f s (%.0f/s)",
-                     self.table.name, copied, partitions, took, copied / max(took, 1e-6))
+            source = "changelog records" if self.table.name not in FOLDED_FROM else f"records of {self.restored_from()} folded"
+            log.info("bulk restore of %s: %d %s into %d partitions in %.1f s (%.0f/s)",
+                     self.table.name, copied, source, partitions, took, copied / max(took, 1e-6))
 
     def items_in_partition(self, partition: int):
         """(key, value) of one partition's DB, if open here (every partition is, for a global table)."""
@@ -222,14 +298,18 @@ class BulkRestoringStore(RocksDBStore):
         opened if it is not yet (a partition of the event being handled is this worker's)."""
         return self._db_for_partition(partition).get(key)
 
-    def write_changes(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
-        """A batch's changes of one partition in one WriteBatch (None: the key is deleted)."""
+    def write_changes(self, partition: int, changes: Mapping[bytes, bytes | None],
+                      source_offset: int | None = None) -> None:
+        """A batch's changes of one partition in one WriteBatch (None: the key is deleted), with, for
+        a folded table, the offset of the last topic record they include."""
         batch = self.new_write_batch()
         for key, value in changes.items():
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        if source_offset is not None:
+            batch.put(SOURCE_OFFSET, str(source_offset).encode())
         self._db_for_partition(partition).write(batch)
 
     def persist_written(self, tp, offset: int) -> None:

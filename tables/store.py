@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -221,3 +221,12 @@ class BatchWrites:
                     if index == last and not self.table.is_global else None
                 outbox.add(topic, key, value, partition, on_delivered=persist)
             outbox.after_queued(functools.partial(self.store.write_changes, partition, encoded))
+
+    def write_folded(self, outbox: Outbox, last_offsets: Mapping[int, int]) -> None:
+        """For a table that is a fold of its stage's input topic (tables/restore.py, FOLDED_FROM):
+        no changelog record, the changes stored with the offset of the last input record folded in
+        (`last_offsets`, per partition), in one WriteBatch, once the batch's outputs are queued."""
+        for partition, offset in last_offsets.items():
+            encoded = {key: None if value is None else self.encode(value)
+                       for key, value in self.changes.get(partition, {}).items()}
+            outbox.after_queued(functools.partial(self.store.write_changes, partition, encoded, offset))

@@ -6,6 +6,11 @@ arrive, so the lineage stage never parses an entry on its hot path. At most MAX_
 kept per key (a 200-line POS basket makes ~600: received, movement, applied and postings per line);
 beyond that the oldest facts after the first are dropped, so the `received` fact and the latest
 outcomes stay, and a first line `{"dropped": n}` counts what was lost.
+
+An entry is a fold of the records of `internal.lineage` with the entry's key (`apply_record`), in
+offset order: the lineage stage folds them as they come, and a worker that takes over a partition
+folds that partition's records again from the topic (tables/restore.py), so the table needs no
+changelog of its own.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from app.models.records import TraceFact
 
 MAX_FACTS = 200
 DROPPED = b'{"dropped":'
+FORGET = b'{"forget_before":'   # the retention sweep's request (never a TraceFact)
 
 
 def trace_key(source_system: str, source_event_id: str) -> str:
@@ -37,6 +43,23 @@ def append_fact(entry: bytes | None, fact: bytes, limit: int = MAX_FACTS) -> byt
     if dropped:
         lines.insert(0, orjson.dumps({"dropped": dropped}))
     return b"\n".join(lines)
+
+
+def apply_record(entry: bytes | None, record: bytes) -> bytes | None:
+    """An entry after one record of the lineage topic: facts (JSON lines) appended, or, for the
+    sweep's forget request, the entry dropped (None) unless it has a fact newer than the cutoff."""
+    if not record:
+        return entry
+    if record.startswith(FORGET):
+        cutoff = datetime.fromisoformat(orjson.loads(record)["forget_before"])
+        return None if entry is None or last_fact_at(entry) < cutoff else entry
+    for fact in record.split(b"\n"):   # a record may carry several facts (agents/outputs.py, Trace)
+        entry = append_fact(entry, fact)
+    return entry
+
+
+def forget_request(cutoff: datetime) -> bytes:
+    return orjson.dumps({"forget_before": cutoff.isoformat()})
 
 
 def read_entry(entry: bytes) -> tuple[list[TraceFact], int]:

@@ -257,6 +257,7 @@ def test_a_rebalance_beginning_while_a_list_is_in_hand_lets_the_unhandled_rest_g
 class FakeStore:
     def __init__(self, rows: dict[int, dict[bytes, bytes]]) -> None:
         self.rows, self.reads, self.persisted, self.batches = rows, 0, {}, []
+        self.source_offsets: dict[int, int] = {}
 
     def read(self, partition, key):
         self.reads += 1
@@ -266,13 +267,18 @@ class FakeStore:
         self.reads += 1
         return next((rows[key] for rows in self.rows.values() if key in rows), None)
 
-    def write_changes(self, partition, changes):
+    def write_changes(self, partition, changes, source_offset=None):
         self.batches.append((partition, dict(changes)))
         for key, value in changes.items():
             if value is None:
                 self.rows.get(partition, {}).pop(key, None)
             else:
                 self.rows.setdefault(partition, {})[key] = value
+        if source_offset is not None:
+            self.source_offsets[partition] = source_offset
+
+    def source_offset(self, partition):
+        return self.source_offsets.get(partition)
 
     def persist_written(self, tp, offset):
         self.persisted[tp.partition] = offset
@@ -527,3 +533,61 @@ def test_a_channel_batch_folds_a_skus_updates_in_order_writes_once_and_a_failed_
     assert len(store.batches) == 1 and len(deliveries) == 1   # one changelog record, one WriteBatch
     network = SkuNetwork.model_validate_json(store.rows[2][b"SKU1"])
     assert network.by_location == {"S1": [3, 2], "DC1": [4, 1]}   # nothing of the rejected record
+
+
+# --- The trace table, a fold of internal.lineage (agents/lineage.py, tables/restore.py) -------------
+
+def lineage_records(at: str = "2026-12-02T10:00:00+00:00") -> list:
+    """Offsets 10..14 of one partition: two events' facts (one record of two facts), a forget request."""
+    def fact(event: str, stage: str) -> bytes:
+        return (b'{"source_system":"pos","source_event_id":"%s","stage":"%s","at":"%s","detail":{}}'
+                % (event.encode(), stage.encode(), at.encode()))
+    values = [(b"pos:T1", fact("T1", "received") + b"\n" + fact("T1", "movement")),
+              (b"pos:T2", fact("T2", "received")),
+              (b"pos:T1", fact("T1", "applied")),
+              (b"pos:T2", b'{"forget_before":"2026-12-03T00:00:00+00:00"}'),
+              (b"pos:T9", b'{"forget_before":"2026-12-03T00:00:00+00:00"}')]
+    return [SimpleNamespace(key=key, value=value, message=SimpleNamespace(partition=1, offset=10 + n))
+            for n, (key, value) in enumerate(values)]
+
+
+def test_the_lineage_stage_folds_facts_without_a_changelog_and_skips_what_its_db_already_holds(monkeypatch):
+    import agents.lineage as lineage_stage
+
+    store = FakeStore({})
+    monkeypatch.setattr(lineage_stage, "lineage", fake_table(store))
+    records = lineage_records()
+    rejected, deliveries = run(apply_batch(records[:3], lineage_stage.LineageBatch))
+    assert rejected == [] and deliveries == []   # nothing sent: no changelog records
+    assert store.source_offsets == {1: 12} and store.batches[-1][0] == 1   # entries and offset, one WriteBatch
+    t1 = store.rows[1][b"pos:T1"]
+    assert [line.count(b'"stage"') for line in t1.split(b"\n")] == [1, 1, 1]
+
+    # Records 10..14 again (a commit lost in a crash): 10..12 are skipped, the forget requests applied.
+    run(apply_batch(records, lineage_stage.LineageBatch))
+    assert store.rows[1] == {b"pos:T1": t1} and store.source_offsets == {1: 14}
+
+
+def test_a_restore_folds_the_topic_into_the_same_entries_the_stage_wrote(monkeypatch):
+    """What a worker taking the partition over rebuilds from internal.lineage (tables/restore.py)
+    is what the stage had written, byte for byte, with the same offset."""
+    import agents.lineage as lineage_stage
+    from app.domain.lineage import apply_record
+    from tables.restore import _Folds
+
+    written_by_stage = FakeStore({})
+    monkeypatch.setattr(lineage_stage, "lineage", fake_table(written_by_stage))
+    records = lineage_records()
+    run(apply_batch(records[:2], lineage_stage.LineageBatch))
+    run(apply_batch(records[2:], lineage_stage.LineageBatch))
+
+    restored = FakeStore({})
+    restore = _Folds(restored, SimpleNamespace(partition=1), apply_record)
+    for record in records[:3]:
+        restore.add(record.key, record.value)
+    restore.write(12)   # a WriteBatch every WRITE_EVERY records: the partition's restore in two
+    restore = _Folds(restored, SimpleNamespace(partition=1), apply_record)
+    for record in records[3:]:
+        restore.add(record.key, record.value)
+    assert restore.write(14) == 2
+    assert restored.rows == written_by_stage.rows and restored.source_offsets == written_by_stage.source_offsets

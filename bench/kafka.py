@@ -154,6 +154,7 @@ class Collected:
     last_ts: int | None = None
     last_seen: float = 0.0                 # wall time the last record arrived at the collector
     ids: list[tuple[str, int]] = field(default_factory=list)  # (id, timestamp ms), when an extractor is given
+    by_topic: dict[str, list[int]] = field(default_factory=dict)   # topic -> [count, first ts, last ts]
 
 
 class Collector(threading.Thread):
@@ -202,6 +203,9 @@ class Collector(threading.Thread):
                         r.first_ts = ts
                     if r.last_ts is None or ts > r.last_ts:
                         r.last_ts = ts
+                    seen = r.by_topic.setdefault(m.topic(), [0, ts, ts])
+                    seen[0] += 1
+                    seen[1], seen[2] = min(seen[1], ts), max(seen[2], ts)
                     if self.extract is not None:
                         ident = self.extract(m.value())
                         if ident is not None:

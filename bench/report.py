@@ -31,6 +31,8 @@ def throughput_medians(rows: list[dict]) -> dict[str, dict]:
     for name, runs in groups.items():
         med = {k: statistics.median(r[k] for r in runs if r.get(k) is not None)
                for k in ("outputs_per_s", "inputs_per_s", "cpu_util", "peak_rss_mb", "drain_s", "wall_from_start_s")}
+        to_availability = [r["inputs_per_s_to_last_availability"] for r in runs if r.get("inputs_per_s_to_last_availability")]
+        med["inputs_per_s_to_last_availability"] = statistics.median(to_availability) if to_availability else None
         per_cpu = [r["outputs_per_cpu_s"] for r in runs if r.get("outputs_per_cpu_s")]
         med["outputs_per_cpu_s"] = statistics.median(per_cpu) if per_cpu else None
         med["runs"] = len(runs)
@@ -71,6 +73,11 @@ def tables(results: dict) -> str:
                      f"{m['spread'][1]:,} | {raw} | {_fmt(rat.get(name), 3)} | {_fmt(m['outputs_per_cpu_s'])} | "
                      f"{_fmt(m['cpu_util'], 2)} | {_fmt(m['peak_rss_mb'])} | {m['runs']}"
                      f"{_cut(m)} |")
+    if med.get("pipeline/w1", {}).get("inputs_per_s_to_last_availability"):
+        lines.append("")
+        lines.append(f"All stages: from the first availability record to the last record of the last stage (channel "
+                     f"availability or finance postings). Counted to the last availability record alone, as up to "
+                     f"2026-12-02: {_fmt(med['pipeline/w1']['inputs_per_s_to_last_availability'])} raw events/s.")
     if "hops/w1" in med and "pipeline/w1" in med:
         lines.append("")
         lines.append(f"All stages / their same-hops floor (raw events/s): "

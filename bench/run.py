@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                             volume = r["volume"]
                         log(f"{tag}: {r['outputs_per_s']:.0f} out/s ({r['inputs_per_s']:.0f} in/s), "
                             f"cpu {r['cpu_util']:.2f}, rss {r['peak_rss_mb']:.0f} MB"
+                            + (f"; {r['inputs_per_s_to_last_availability']:.0f} in/s to the last availability record, "
+                               f"last record by topic (s) {r['last_by_topic_s']}"
+                               if "last_by_topic_s" in r else "")
                             + (f"; {r['volume']['written_per_raw_event']:.1f} records written and "
                                f"{r['volume']['read_back_per_raw_event']:.1f} read back per raw event"
                                if r.get("volume") else ""))

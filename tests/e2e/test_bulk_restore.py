@@ -4,6 +4,7 @@ applied on top."""
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 
@@ -39,6 +40,12 @@ def test_an_empty_data_dir_restores_positions_and_master_data_in_bulk_and_goes_o
     wait_for_versions(bootstrap, {f"{sku}@{store}": 2 for sku in skus})
     sale_id = sales[-1][2]["transaction_id"]
     traced = wait_for_api(first_owner, f"/v1/trace/pos/{sale_id}", until=lambda a: a.status == 200 and a.json["postings"])
+    while True:   # every fact of the sale in: the answer holds still for a second
+        time.sleep(1.0)
+        settled = api(first_owner, f"/v1/trace/pos/{sale_id}")
+        if settled.json == traced.json:
+            break
+        traced = settled
     first_owner.stop()
 
     data = first_owner.data_dir.parent / "bulk-restore-b"

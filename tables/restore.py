@@ -120,6 +120,14 @@ class ChangelogReader:
             return await _copy(consumer, store, plans)
 
 
+def put_or_delete(batch, key: bytes, value: bytes | None) -> None:
+    """One change into a WriteBatch, as a changelog record means it (None: the key is deleted)."""
+    if value is None:
+        batch.delete(key)
+    else:
+        batch.put(key, value)
+
+
 class _Puts:
     """Changelog records into one partition's DB as they are: one WriteBatch of puts and deletes."""
 
@@ -128,10 +136,7 @@ class _Puts:
         self.batch, self.count = store.new_write_batch(), 0
 
     def add(self, key: bytes, value: bytes | None) -> None:
-        if value is None:
-            self.batch.delete(key)
-        else:
-            self.batch.put(key, value)
+        put_or_delete(self.batch, key, value)
         self.count += 1
 
     def write(self, last_offset: int | None) -> int:
@@ -304,10 +309,7 @@ class BulkRestoringStore(RocksDBStore):
         a folded table, the offset of the last topic record they include."""
         batch = self.new_write_batch()
         for key, value in changes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
+            put_or_delete(batch, key, value)
         if source_offset is not None:
             batch.put(SOURCE_OFFSET, str(source_offset).encode())
         self._db_for_partition(partition).write(batch)

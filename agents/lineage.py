@@ -39,17 +39,16 @@ class LineageBatch:
 
     def __init__(self) -> None:
         self.entries = BatchWrites(lineage)
-        self.folded_up_to: dict[int, int | None] = {}   # partition -> last offset in its DB or this batch
+        self.folded_up_to: dict[int, int] = {}   # partition -> last offset folded in (its DB's, or this batch's)
 
     def finish(self, outbox) -> None:
-        self.entries.write_folded(outbox, {p: offset for p, offset in self.folded_up_to.items() if offset is not None})
+        self.entries.write_folded(outbox, self.folded_up_to)
 
     async def take(self, event) -> None:
         partition, offset = event.message.partition, event.message.offset
-        if partition not in self.folded_up_to:
-            self.folded_up_to[partition] = lineage.data.source_offset(partition)
-        last = self.folded_up_to[partition]
+        last = self.folded_up_to[partition] if partition in self.folded_up_to else lineage.data.source_offset(partition)
         if last is not None and offset <= last:
+            self.folded_up_to[partition] = last
             return
         self.folded_up_to[partition] = offset
         key, value = event.key, event.value

@@ -235,19 +235,22 @@ class BulkRestoringStore(RocksDBStore):
         source = assigned if self.table.is_global else newly_assigned
         await self.bulk_restore(sorted({tp.partition for tp in source if tp.topic == topic}))
 
+    @property
+    def folded_from(self) -> SourceFold | None:
+        """The topic this table is a fold of (None: it has a changelog)."""
+        return FOLDED_FROM.get(self.table.name)
+
     def restored_from(self) -> str:
         """The topic this table is restored from: its changelog, or the topic it is a fold of."""
-        fold = FOLDED_FROM.get(self.table.name)
+        fold = self.folded_from
         return fold.topic if fold is not None else self.table.changelog_topic.get_topic_name()
 
     def new_restore(self, tp) -> _Puts | _Folds:
-        fold = FOLDED_FROM.get(self.table.name)
+        fold = self.folded_from
         return _Puts(self, tp) if fold is None else _Folds(self, tp, fold.fold)
 
     def stored_offset(self, tp) -> int | None:
-        if self.table.name in FOLDED_FROM:
-            return self.source_offset(tp.partition)
-        return self.persisted_offset(tp)
+        return self.persisted_offset(tp) if self.folded_from is None else self.source_offset(tp.partition)
 
     def source_offset(self, partition: int) -> int | None:
         """A folded table's last topic offset folded into this partition's DB."""
@@ -274,7 +277,7 @@ class BulkRestoringStore(RocksDBStore):
             for forget in after_bulk_restore.get(self.table.name, ()):
                 forget()
             took = time.monotonic() - started
-            source = "changelog records" if self.table.name not in FOLDED_FROM else f"records of {self.restored_from()} folded"
+            source = "changelog records" if self.folded_from is None else f"records of {self.restored_from()} folded"
             log.info("bulk restore of %s: %d %s into %d partitions in %.1f s (%.0f/s)",
                      self.table.name, copied, source, partitions, took, copied / max(took, 1e-6))
 

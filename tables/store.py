@@ -211,7 +211,7 @@ class BatchWrites:
         partition is persisted when the broker acknowledges it."""
         topic = self.table.changelog_topic.get_topic_name()
         for partition, changes in self.changes.items():
-            encoded = {key: None if value is None else self.encode(value) for key, value in changes.items()}
+            encoded = self._encoded(changes)
             if self.cache is not None:
                 for key, raw in encoded.items():
                     self.cache.remember(key, raw, changes[key])
@@ -227,6 +227,8 @@ class BatchWrites:
         no changelog record, the changes stored with the offset of the last input record folded in
         (`last_offsets`, per partition), in one WriteBatch, once the batch's outputs are queued."""
         for partition, offset in last_offsets.items():
-            encoded = {key: None if value is None else self.encode(value)
-                       for key, value in self.changes.get(partition, {}).items()}
+            encoded = self._encoded(self.changes.get(partition, {}))
             outbox.after_queued(functools.partial(self.store.write_changes, partition, encoded, offset))
+
+    def _encoded(self, changes: Mapping[bytes, Any]) -> dict[bytes, bytes | None]:
+        return {key: None if value is None else self.encode(value) for key, value in changes.items()}

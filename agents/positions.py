@@ -1,28 +1,36 @@
-"""Position stage: apply each movement to its SKU@LOCATION position; emit availability and the ledger fact
-(which carries the movement's "applied" trace fact to the finance stage)."""
+"""Position stage: apply each movement to its SKU@LOCATION position; emit availability, fold it into the
+SKU's channel sums (coalesced for rate-limited marketplaces), and emit the ledger fact (which carries
+the movement's "applied" trace fact to the finance stage).
+
+inventory.movements is partitioned by SKU (app/domain/keys.py), so a SKU's network of locations sits
+in the same partition as its positions and changes in the same batch: the channel sums need no
+re-keyed hop, and a crash cannot leave them behind the positions they sum."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from agents.outputs import dead_letter, publish, send_record, trace, utcnow
 from agents.streams import each_batch
 from app import metrics
 from app import topics as t
-from app.domain.availability import MASTER_SOURCE, availability_record, master_change_record
-from app.domain.keys import position_key, sale_cost_key, split_position_key
+from app.domain.availability import MASTER_SOURCE, PublishThrottle, availability_record, master_change_record
+from app.domain.keys import channel_key, position_key, sale_cost_key, split_position_key
 from app.domain.master import shows_change
+from app.domain.network import channel_shares, fold_location, settle_pending
 from app.domain.positions import PositionContext, apply, apply_location_change, new_position, sale_reference_of
 from app.domain.sale_costs import parse_sale_cost, sale_cost_expired, sale_cost_value
-from app.faust_app import app, availability_topic, ledger_topic, movements_topic, settings, sku_availability_topic
-from app.models.canonical import LocationChange, Movement, MovementType, Position
+from app.faust_app import app, availability_topic, channel_availability_topic, ledger_topic, movements_topic, settings
+from app.models.canonical import LocationChange, Movement, MovementType, Position, SkuNetwork
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
-from app.models.records import AvailabilityRecord, SkuAvailability, TraceStage
+from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage
 from app.replay import is_dlq_replay
 from tables.definitions import positions, sale_costs
-from tables.master import master_data
+from tables.master import channels_of, master_data
+from tables.sku_networks import networks
 from tables.store import BatchWrites
 
 log = logging.getLogger(__name__)
@@ -44,16 +52,44 @@ async def apply_movements(stream):
 
 
 class PositionBatch:
-    """A batch of inventory.movements: each applied in memory in offset order, the positions and
-    sale costs it changed written once at the end (agents/streams.py, each_batch)."""
+    """A batch of inventory.movements: each applied in memory in offset order, the positions, SKU
+    networks and sale costs it changed written once at the end (agents/streams.py, each_batch).
+
+    The batch keeps each network as its JSON and parses it per change: `fold_location` changes a
+    network in place, and a record that fails half-way must leave nothing of it in the batch.
+    """
 
     def __init__(self) -> None:
         self.positions = BatchWrites(positions.table, Position.model_validate_json, _position_json)
+        self.networks = BatchWrites(networks.table)
         self.sale_costs = BatchWrites(sale_costs)
 
     def finish(self, outbox) -> None:
         self.positions.write(outbox)
+        self.networks.write(outbox)
         self.sale_costs.write(outbox)
+
+    def fold_channels(self, record: AvailabilityRecord, partition: int) -> ChannelFold | None:
+        """The SKU's network with this position's new availability folded in, and the channel
+        records to publish now; None when no channel changed. Nothing is kept yet."""
+        key = record.sku.encode()
+        raw = self.networks.get(key, partition)
+        network = SkuNetwork(sku=record.sku) if raw is None else SkuNetwork.model_validate_json(raw)
+        ready = fold_availability(network, record.location_id, record.available, record.version)
+        return None if ready is None else ChannelFold(key, network.model_dump_json().encode(), ready)
+
+    async def keep_and_emit(self, key: str, raw_key: bytes, position: Position, record: AvailabilityRecord,
+                            channels: ChannelFold | None, partition: int) -> None:
+        """Keep a changed position (and its SKU's network) and publish what it changed. The network
+        is kept with its pending channels before anything is published: once this record's offset
+        is committed, a value still waiting lives on in the table, not only in this worker's memory."""
+        self.positions.set(raw_key, position, partition)
+        await publish(availability_topic, key, record)
+        metrics.AVAILABILITY_OUT.inc()
+        if channels is not None:
+            self.networks.set(channels.key, channels.network, partition)
+            for channel_record in channels.ready:
+                await _publish_channel(channel_record)
 
     def context_for(self, movement: Movement, source_record: str, dlq_replay: bool) -> PositionContext:
         item = master_data.item(movement.sku)
@@ -114,11 +150,12 @@ class PositionBatch:
             key=key, version=record.version, available=record.available, on_hand=record.on_hand,
             previous_available=record.previous_available, replay=outcome.replay, at=now))
 
+        channels = self.fold_channels(record, partition)
+
         # A replay writes the position again too: the changelog record may be what the crash lost.
-        self.positions.set(raw_key, outcome.position, partition)
+        await self.keep_and_emit(key, raw_key, outcome.position, record, channels, partition)
         if sale_cost is not None:
             self.sale_costs.set(_sale_cost_key(sale_reference, movement.sku), sale_cost, partition)
-        await _emit_availability(key, record)
         await publish(ledger_topic, movement.location_id, entry)
         for follow_up in outcome.follow_ups:
             await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
@@ -166,20 +203,90 @@ class PositionBatch:
                 metrics.DUPLICATES.inc()
                 continue
             record = master_change_record(outcome.as_emitted, outcome.previous_available, change, now)
-            self.positions.set(raw_key, outcome.position, partition)
-            await _emit_availability(key, record)
+            # Each position's SKU is another network: folded after the one before it was kept.
+            channels = self.fold_channels(record, partition)
+            await self.keep_and_emit(key, raw_key, outcome.position, record, channels, partition)
             await trace(MASTER_SOURCE, change.source_event_id, TraceStage.APPLIED, movement_id=change.change_id,
                         key=key, version=record.version, available=record.available,
                         previous_available=record.previous_available, safety_stock=record.safety_stock,
                         replay=outcome.replay)
 
 
-async def _emit_availability(key: str, record: AvailabilityRecord) -> None:
-    """The one emit path of a changed position: the public record, and its re-keyed copy for channels."""
-    await publish(availability_topic, key, record)
-    await publish(sku_availability_topic, record.sku, SkuAvailability(
-        sku=record.sku, location_id=record.location_id, available=record.available, version=record.version))
-    metrics.AVAILABILITY_OUT.inc()
+@dataclass(frozen=True, slots=True)
+class ChannelFold:
+    key: bytes                            # the SKU, key of its network
+    network: bytes                        # the network's JSON with the change folded in
+    ready: list[ChannelAvailability]      # channel records to publish now
+
+
+# --- Channel sums: coalesced for rate-limited marketplaces (SPEC §3) --------------------------------
+
+throttle = PublishThrottle(settings.channel_publish_interval)
+published_versions: dict[str, int] = {}   # channel key -> last version this worker published
+_resumed_for: set = set()                  # the assignment whose pending values were picked up
+
+
+def fold_availability(network: SkuNetwork, location_id: str, available: int,
+                      version: int) -> list[ChannelAvailability] | None:
+    """Fold one location's availability into the network; the channel records to publish now (the
+    throttle holds back the others as pending), or None when no channel changed."""
+    changed = fold_location(network, location_id, available, version, channels_of)
+    if not changed:
+        return None
+    settle_pending(network, lambda channel: published_versions.get(channel_key(channel, network.sku)))
+    now = time.monotonic()
+    ready = []
+    for channel in changed:
+        record = _channel_record(network, channel)
+        if throttle.offer(channel_key(channel, network.sku), record, now) is None:
+            network.pending[channel] = record.version
+        else:
+            network.pending.pop(channel, None)
+            ready.append(record)
+    return ready
+
+
+def _channel_record(network: SkuNetwork, channel: str) -> ChannelAvailability:
+    return ChannelAvailability(
+        channel=channel, sku=network.sku, available=network.channel_totals[channel],
+        by_location=channel_shares(network, channel, channels_of),
+        version=network.channel_versions[channel], emitted_at=utcnow())
+
+
+@app.timer(interval=0.2)
+async def flush_coalesced_channels():
+    for _, record in throttle.due(time.monotonic()):
+        await _publish_channel(record.model_copy(update={"emitted_at": utcnow()}))
+
+
+@app.timer(interval=1.0)
+async def resume_pending_channels():
+    """After a start, a crash or a rebalance, publish what the previous owner left pending.
+
+    Once per new assignment, the SKU networks of this worker's partitions are read for pending
+    channels, which go out through the throttle like any coalesced value. A value the previous
+    owner had in fact published goes out once more with the same version: harmless to a consumer
+    that keeps the highest version, while dropping the final state is not.
+    """
+    if not app.tables.recovery.completed.is_set() or app.rebalancing:
+        return
+    assignment = set(app.assignor.assigned_actives())
+    if assignment == _resumed_for:
+        return
+    _resumed_for.clear()
+    _resumed_for.update(assignment)
+    for _, network in networks.items():
+        for channel, version in network.pending.items():
+            key = channel_key(channel, network.sku)
+            if published_versions.get(key, -1) < version and channel in network.channel_totals:
+                throttle.keep(key, _channel_record(network, channel))
+
+
+async def _publish_channel(record: ChannelAvailability) -> None:
+    key = channel_key(record.channel, record.sku)
+    await publish(channel_availability_topic, key, record)
+    published_versions[key] = max(published_versions.get(key, 0), record.version)
+    metrics.CHANNEL_OUT.labels(channel=record.channel).inc()
 
 
 def _is_location_change(headers) -> bool:

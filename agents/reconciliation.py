@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from agents.outputs import dead_letter, publish, trace, utcnow
@@ -27,6 +26,7 @@ from agents.streams import each_event
 from app import metrics
 from app import topics as t
 from app.domain.keys import position_key, split_position_key
+from app.partitions import sku_partition
 from app.domain.reconciliation import (
     CorrectionPolicy, as_of_exact, check_partition, chunked, correction_for, differing, fold, parse_snapshot,
 )
@@ -85,12 +85,6 @@ def _seconds(env: dict[str, str], name: str, default: float) -> float:
 config = ReconConfig.from_env()
 
 
-def partition_for(key: str, partitions: int) -> int:
-    """The partition Faust's producer (aiokafka DefaultPartitioner, murmur2) gives a key: a check sent
-    there is read by the worker whose `inventory.movements` partition holds that key's position."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
-
-
 # --- 1. snapshot → one check per partition ---------------------------------------------------------
 
 @app.agent(erp_snapshots_topic)
@@ -123,8 +117,8 @@ def checks_for(snapshot: StockSnapshot, partitions: int, received: datetime | No
     """Every partition gets a check, even with no SKU of the snapshot: it still lists its positions."""
     balances: list[dict[str, int]] = [{} for _ in range(partitions)]
     for balance in snapshot.balances:
-        balances[partition_for(position_key(balance.sku, snapshot.location_id), partitions)][balance.sku] = \
-            balance.on_hand
+        # A check sent to partition p is read by the worker whose inventory.movements p holds the SKU.
+        balances[sku_partition(balance.sku, partitions)][balance.sku] = balance.on_hand
     return [ReconCheck(snapshot_id=snapshot.snapshot_id, location_id=snapshot.location_id, as_of=snapshot.as_of,
                        partition=p, partitions=partitions, balances=balances[p], snapshot_received_at=received)
             for p in range(partitions)]
@@ -204,8 +198,8 @@ def _positions_at(location_id: str, partition: int, partitions: int, skip: dict[
     for key, raw in positions.table.items():
         if not key.endswith(suffix):
             continue
-        text = key.decode()
-        if partition_for(text, partitions) != partition or split_position_key(text)[0] in skip:
+        sku = split_position_key(key.decode())[0]
+        if sku_partition(sku, partitions) != partition or sku in skip:
             continue
         found.append(Position.model_validate_json(raw))
     return found

@@ -15,6 +15,8 @@ from aiokafka.errors import (
 )
 
 from app.connection import KafkaConnection, client_kwargs, start_client
+from app.domain.keys import PARTITIONED_BY_SKU
+from app.partitions import key_partition
 from app.topics import TOPIC_SPECS, replication_config, topic_config
 
 
@@ -112,8 +114,11 @@ async def produce(kafka: KafkaConnection | str, events: Iterable[tuple[str, str 
     started = loop.time()
     try:
         for topic, key, value in events:
-            await producer.send(topic, encode(value), key=key.encode() if key is not None else None,
-                                headers=headers)
+            raw_key = key.encode() if key is not None else None
+            partition = None
+            if raw_key is not None and topic in PARTITIONED_BY_SKU:   # hashed from the SKU, as the app sends it
+                partition = key_partition(topic, raw_key, len(await producer.partitions_for(topic)))
+            await producer.send(topic, encode(value), key=raw_key, partition=partition, headers=headers)
             sent += 1
             if rate:
                 ahead = started + sent / rate - loop.time()

@@ -40,17 +40,18 @@ Faust's, taken from the app's configuration as Faust takes them.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import defaultdict
 
 import aiokafka
-from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
+from app.domain.keys import PARTITIONED_BY_SKU, partition_key
 from app.outbox import OutgoingRecord, call_with_offset
+from app.partitions import key_hash
 from app.topics import IN_ORDER_TOPICS
 
 SCHEME = "stock-sync-kafka"
@@ -202,12 +203,6 @@ class Consumer(faust_aiokafka.Consumer):
                 del holes[tp]  # revoked, or another worker handled it since
 
 
-@functools.lru_cache(maxsize=1 << 17)
-def _key_hash(key: bytes) -> int:
-    # murmur2 is pure Python in aiokafka (~6 µs a key); SKU and location keys repeat all the time.
-    return murmur2(key) & 0x7FFFFFFF
-
-
 class Producer(faust_aiokafka.Producer):
     """Faust's producer, plus one way to hand many records over at once (app/outbox.py)."""
 
@@ -235,11 +230,23 @@ class Producer(faust_aiokafka.Producer):
                                       for (topic, partition), group in by_partition.items()))
         return [delivery for deliveries in sent for delivery in deliveries]
 
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: float | None, headers, *, transactional_id: str | None = None):
+        """Faust's `send`, with a record of a topic partitioned by SKU (`app.domain.keys.partition_key`)
+        sent to its SKU's partition: aiokafka's partitioner would hash the whole key."""
+        if partition is None and key is not None and topic in PARTITIONED_BY_SKU:
+            producer = self._ensure_producer()
+            partition = self._partition_of(key, sorted(await producer.partitions_for(topic)), producer, topic)
+        return await super().send(topic, key, value, partition, timestamp, headers, transactional_id=transactional_id)
+
     def _partition_of(self, key: bytes | None, partitions: list[int], producer, topic: str) -> int:
         """The partition aiokafka's `send` would choose with the partitioner Faust gives it (Kafka's
-        default unless the app configures one), the default's key hash remembered."""
-        if key is not None and type(self.partitioner) is DefaultPartitioner:
-            return partitions[_key_hash(key) % len(partitions)]
+        default unless the app configures one), the default's key hash remembered; on a topic
+        partitioned by SKU, hashed from the key's SKU."""
+        if key is not None:
+            key = partition_key(topic, key)
+            if type(self.partitioner) is DefaultPartitioner:
+                return partitions[key_hash(key) % len(partitions)]
         available = list(producer.client.cluster.available_partitions_for_topic(topic) or ())
         return self.partitioner(key, partitions, available)
 

@@ -29,7 +29,6 @@ DLQ = "inventory.dlq"
 RECONCILIATION = "inventory.reconciliation"
 
 # Internal hops (re-keyed streams between stages); not part of the public contract.
-SKU_AVAILABILITY = "internal.availability-by-sku"   # key SKU: feeds channel availability
 LEDGER = "internal.finance-ledger"                  # key LOCATION: applied movements and POS day facts
 LINEAGE = "internal.lineage"                        # key SOURCE:EVENT_ID: trace facts
 RECON_CHECKS = "internal.reconciliation-checks"     # one check per partition of inventory.movements
@@ -44,7 +43,7 @@ LOCATION_CHANGE = b"location-change"
 
 # Input topics whose offsets are contiguous (never compacted, written without transactions): agents
 # take their records strictly in offset order (agents/streams.py). Not the compacted master topics.
-IN_ORDER_TOPICS = frozenset({*RAW_TOPICS, MOVEMENTS, SKU_AVAILABILITY, LEDGER, LINEAGE, RECON_CHECKS, RECON_RESULTS})
+IN_ORDER_TOPICS = frozenset({*RAW_TOPICS, MOVEMENTS, LEDGER, LINEAGE, RECON_CHECKS, RECON_RESULTS})
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,6 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(ERP_REJECTIONS),
     TopicSpec(DLQ, retention_days=30),
     TopicSpec(RECONCILIATION),
-    TopicSpec(SKU_AVAILABILITY),
     TopicSpec(LEDGER),
     TopicSpec(LINEAGE, retention_days=7),
     TopicSpec(RECON_CHECKS),

@@ -33,10 +33,10 @@ PIPELINE = (
     # Operational flow: raw events → movements → positions → availability.
     Stage("ingest", reads=t.RAW_TOPICS, state=(),
           writes=(t.MOVEMENTS, t.LEDGER, t.FINANCE_EXCEPTIONS)),
-    Stage("positions", reads=(t.MOVEMENTS,), state=(table.POSITIONS, table.SALE_COSTS),
-          writes=(t.AVAILABILITY, t.SKU_AVAILABILITY, t.LEDGER)),
-    Stage("channels", reads=(t.SKU_AVAILABILITY,), state=(table.SKU_NETWORKS,),
-          writes=(t.CHANNEL_AVAILABILITY,)),
+    # inventory.movements is partitioned by SKU, so one batch folds a SKU's positions and its
+    # channel sums together (app/domain/keys.py).
+    Stage("positions", reads=(t.MOVEMENTS,), state=(table.POSITIONS, table.SKU_NETWORKS, table.SALE_COSTS),
+          writes=(t.AVAILABILITY, t.CHANNEL_AVAILABILITY, t.LEDGER)),
     Stage("expiry", reads=(), state=(), writes=(t.MOVEMENTS,)),
     # Financial flow, behind the position stage on its own topic: it never holds stock back.
     Stage("finance", reads=(t.LEDGER,), state=(table.DAY_LEDGERS,),

@@ -16,7 +16,7 @@ from bench.workload import Dataset
 
 PEERS = ("ceiling", "quix")
 # The pipeline's own topics that it reads back (its internal hops); the raw and master topics are its input.
-READ_BACK = (t.MOVEMENTS, t.SKU_AVAILABILITY, t.LEDGER, t.LINEAGE, t.RECON_CHECKS, t.RECON_RESULTS)
+READ_BACK = (t.MOVEMENTS, t.LEDGER, t.LINEAGE, t.RECON_CHECKS, t.RECON_RESULTS)
 MASTER_CHANGELOGS = ("-master-items-changelog", "-master-locations-changelog", "-master-item-aliases-changelog")
 
 

@@ -1,7 +1,8 @@
 """The `sku-network` table: SKU → SkuNetwork (each location's availability and the channel totals).
 
-Written only by the channel stage (agents/channels.py), partitioned like internal.availability-by-sku,
-which is keyed by SKU, so one SKU's network sits in one partition with every update that changes it.
+Written only by the position stage (agents/positions.py), in the partition of inventory.movements that
+holds the SKU (that topic is partitioned by SKU: app/domain/keys.py), so a SKU's network sits beside
+its positions and changes in the same batch.
 """
 from __future__ import annotations
 

@@ -335,12 +335,3 @@ class TraceFact(Record):
     stage: TraceStage
     at: datetime
     detail: dict[str, object] = {}
-
-
-class SkuAvailability(Record):
-    """Internal: one location's availability of a SKU, re-keyed by SKU for the channel stage."""
-
-    sku: str
-    location_id: str
-    available: int
-    version: int

@@ -1,10 +1,11 @@
-"""Network availability of a SKU on one channel, answered by the owner of the SKU's `sku-network` entry."""
+"""Network availability of a SKU on one channel, answered by the owner of the SKU's `sku-network` entry
+(the position stage's worker for the SKU's partition of inventory.movements)."""
 from __future__ import annotations
 
 from faust.web import Request, Response, View
 
 from app.domain.network import channel_shares
-from app.faust_app import app, sku_availability_topic
+from app.faust_app import app, movements_topic
 from app.models.canonical import SkuNetwork
 from app.web.auth import VIEWER
 from app.web.http import (
@@ -27,7 +28,7 @@ class ChannelAvailabilityView(View):
     async def get(self, request: Request, channel: str, sku: str) -> Response:
         if not channel.strip() or not sku.strip():
             raise bad_request("channel and sku must not be blank")
-        networks = table_named(TABLE, "channels")
+        networks = table_named(TABLE, "positions")
 
         async def answer() -> Response:
             raw = networks.get(sku.encode())
@@ -46,4 +47,4 @@ class ChannelAvailabilityView(View):
                 "partition": partition_of(TABLE, sku),
             })
 
-        return await at_owner(self, request, TABLE, sku, sku_availability_topic, answer)
+        return await at_owner(self, request, TABLE, sku, movements_topic, answer)

@@ -69,16 +69,18 @@ def _required(value: str, name: str) -> str:
 class PositionAtLocation(View):
     @guarded(VIEWER)
     async def get(self, request: Request, sku: str, location_id: str) -> Response:
-        key = position_key(_required(sku, "sku"), _required(location_id, "location_id"))
+        sku = _required(sku, "sku")
+        key = position_key(sku, _required(location_id, "location_id"))
 
         async def answer() -> Response:
             position = positions.get(key)
             if position is None:
                 raise not_found("position", key)
             return json_response(self, {**position_view(position), "served_by": owner_url(),
-                                        "partition": partition_of(TABLE, key)})
+                                        "partition": partition_of(TABLE, sku)})
 
-        return await at_owner(self, request, TABLE, key, movements_topic, answer)
+        # Routed by the SKU: the partition of inventory.movements, so of the table, that holds it.
+        return await at_owner(self, request, TABLE, sku, movements_topic, answer)
 
 
 def _owned_partitions() -> list[int]:

@@ -37,7 +37,7 @@ from tests.e2e.harness import VIEWER
 
 CHAOS_HOME = REPO_ROOT / ".run" / "chaos"
 # Topics the pipeline's agents consume: a partition of these must keep moving while it has a lag.
-INPUT_TOPICS = (*RAW_TOPICS, "inventory.movements", "internal.finance-ledger", "internal.availability-by-sku")
+INPUT_TOPICS = (*RAW_TOPICS, "inventory.movements", "internal.finance-ledger")
 RESULTS = CHAOS_HOME / "results"
 
 # A fault is a callable run by the driver when the phase's production reaches a fraction.

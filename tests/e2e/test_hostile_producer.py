@@ -391,7 +391,7 @@ def test_a_hostile_producer_loses_nothing_and_stops_nothing(bootstrap, hostile_w
     applied_after = time.monotonic() - started
     # Every stage has committed past what is in its input by now: a later stage's letter (PROCESSING_ERROR
     # from positions, finance, reconciliation) for a record of ours would be written.
-    group_caught_up(bootstrap, APP_ID, [*t.RAW_TOPICS, t.ERP_SNAPSHOTS, t.MOVEMENTS, t.LEDGER, t.SKU_AVAILABILITY,
+    group_caught_up(bootstrap, APP_ID, [*t.RAW_TOPICS, t.ERP_SNAPSHOTS, t.MOVEMENTS, t.LEDGER,
                                         t.RECON_CHECKS, t.RECON_RESULTS], timeout=120)
     caught_up_after = time.monotonic() - started
 

@@ -1,8 +1,8 @@
 """Two workers on one host: a request for a key is answered by the worker that owns its partition.
 
-Keys are raw UTF-8 bytes everywhere, so the router (hashing the table's changelog key) must pick the
-same partition the producer picked for `inventory.movements`; if it did not, the owner would answer
-404 from a partition that does not hold the key.
+Keys are raw UTF-8 bytes everywhere, so the router (hashing the SKU with the table's changelog key
+codec) must pick the partition the producer picked for `inventory.movements`, which is partitioned
+by SKU; if it did not, the owner would answer 404 from a partition that does not hold the key.
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ PARTITIONS = 8
 
 
 def partition_of(key: str) -> int:
-    """What the Kafka default partitioner does with the raw key bytes (and what the router must do)."""
+    """What the Kafka default partitioner does with raw key bytes (and what the router must do): a
+    position's partition is its SKU's."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
@@ -79,68 +80,77 @@ def wait_for_both_owners(workers: list[WorkerProcess], sku: str, locations: int,
 
 @pytest.fixture(scope="module")
 def network(bootstrap, workers):
-    """One SKU received at enough locations that its keys land on every partition, hence on both workers."""
+    """SKUs enough that their partitions are every partition, hence both workers' (inventory.movements
+    is partitioned by SKU), each received at two locations with its own quantities."""
     s = Scenario("routing")
-    sku = s.sku(1)
-    codes: list[str] = []
-    while {partition_of(f"{sku}@{s.loc(c)}") for c in codes} != set(range(PARTITIONS)):
-        codes.append(f"L{len(codes) + 1}")
+    skus: list[str] = []
+    while {partition_of(sku) for sku in skus} != set(range(PARTITIONS)):
+        skus.append(s.sku(len(skus) + 1))
+    codes = ["L1", "L2"]
     locations = [s.loc(c) for c in codes]
-    send(bootstrap, [s.item(1), *(s.location(c, channels=("web",)) for c in codes)])
-    wait_for_master_views(workers, [sku], locations, timeout=120)
-    receipts = [f"{s.name}-R{i}" for i in range(len(locations))]
-    send(bootstrap, [s.receipt(loc, [(sku, i + 1, "5.00")], event_id=receipts[i]) for i, loc in enumerate(locations)])
-    wait_for_versions(bootstrap, {f"{sku}@{loc}": 1 for loc in locations}, timeout=120)
-    gathered = wait_for_both_owners(workers, sku, len(locations))
+    send(bootstrap, [*(s.item(n + 1) for n in range(len(skus))), *(s.location(c, channels=("web",)) for c in codes)])
+    wait_for_master_views(workers, skus, locations, timeout=120)
+    quantities = {(sku, loc): 10 * n + j + 1 for n, sku in enumerate(skus) for j, loc in enumerate(locations)}
+    receipts = {key: f"{s.name}-R{n}" for n, key in enumerate(quantities)}
+    send(bootstrap, [s.receipt(loc, [(sku, quantity, "5.00")], event_id=receipts[(sku, loc)])
+                     for (sku, loc), quantity in quantities.items()])
+    wait_for_versions(bootstrap, {f"{sku}@{loc}": 1 for sku, loc in quantities}, timeout=120)
+    gathered = wait_for_both_owners(workers, skus[0], len(locations))
     owners = {p: w["url"] for w in gathered["workers"] for p in w["partitions"]}
-    return {"sku": sku, "locations": locations, "receipts": receipts, "owners": owners}
+    return {"skus": skus, "locations": locations, "quantities": quantities, "receipts": receipts, "owners": owners}
 
 
 def test_each_worker_answers_for_keys_the_other_owns(bootstrap, workers, network):
-    sku, locations, owners = network["sku"], network["locations"], network["owners"]
+    owners = network["owners"]
     assert set(owners.values()) == {w.url for w in workers}
     served = {}
-    for i, loc in enumerate(locations):
+    for (sku, loc), quantity in network["quantities"].items():
         key = f"{sku}@{loc}"
         answers = [api(w, f"/v1/positions/{quote(sku)}/{quote(loc)}") for w in workers]
         for answer in answers:
             assert answer.status == 200, (key, answer)
-            assert answer.json["on_hand"] == i + 1 and answer.json["version"] == 1
-            assert answer.json["partition"] == partition_of(key)
-            assert answer.json["served_by"] == owners[partition_of(key)]
+            assert answer.json["on_hand"] == quantity and answer.json["version"] == 1
+            assert answer.json["partition"] == partition_of(sku)
+            assert answer.json["served_by"] == owners[partition_of(sku)]
         served[key] = answers[0].json["served_by"]
     # Each worker was asked for keys that the other one owns, and forwarded them.
     assert set(served.values()) == {w.url for w in workers}
 
-    # The data really lives where the router sent the request: the partition inventory.availability used.
-    availability = read(bootstrap, t.AVAILABILITY, expect=len(locations),
-                        where=lambda r: r.key is not None and r.key.startswith(f"{sku}@"))
-    assert {r.key: r.partition for r in availability} == {k: partition_of(k) for k in served}
+    # The data really lives where the router sent the request: the partition of inventory.movements
+    # the movement went to, which is its SKU's, whatever its location.
+    skus = set(network["skus"])
+    movements = read(bootstrap, t.MOVEMENTS, expect=len(served),
+                     where=lambda r: r.key is not None and r.key.rpartition("@")[0] in skus)
+    assert {r.key: r.partition for r in movements} == {k: partition_of(k.rpartition("@")[0]) for k in served}
 
 
 def test_positions_of_a_sku_gather_across_both_workers(workers, network):
-    sku = network["sku"]
-    answers = [api(w, f"/v1/positions/{quote(sku)}").json for w in workers]
-    for body in answers:
-        assert body["complete"] is True and body["missing_partitions"] == []
-        assert {p["served_by"] for p in body["positions"]} == {w.url for w in workers}
-        assert sorted(p for w in body["workers"] for p in w["partitions"]) == list(range(PARTITIONS))
-    assert answers[0]["positions"] == answers[1]["positions"]
-    assert answers[0]["locations"] == len(network["locations"])
-    assert answers[0]["totals"]["on_hand"] == sum(range(1, len(network["locations"]) + 1))
+    served_by = set()
+    for sku in network["skus"]:
+        answers = [api(w, f"/v1/positions/{quote(sku)}").json for w in workers]
+        for body in answers:
+            assert body["complete"] is True and body["missing_partitions"] == []
+            # All of a SKU's locations are in one partition, so with one worker.
+            assert {p["served_by"] for p in body["positions"]} == {network["owners"][partition_of(sku)]}
+            assert sorted(p for w in body["workers"] for p in w["partitions"]) == list(range(PARTITIONS))
+        assert answers[0]["positions"] == answers[1]["positions"]
+        assert answers[0]["locations"] == len(network["locations"])
+        assert answers[0]["totals"]["on_hand"] == sum(q for (s, _), q in network["quantities"].items() if s == sku)
+        served_by |= {p["served_by"] for p in answers[0]["positions"]}
+    assert served_by == {w.url for w in workers}
 
 
 def test_channel_and_trace_views_route_by_their_own_keys(workers, network):
-    sku, locations = network["sku"], network["locations"]
-    channel = [wait_for_api(w, f"/v1/channels/web/availability/{quote(sku)}", timeout=60,
-                            until=lambda a: a.status == 200 and len(a.json["by_location"]) == len(locations))
-               for w in workers]
-    assert channel[0].json["served_by"] == channel[1].json["served_by"]
-    assert channel[0].json["partition"] == partition_of(sku)
-    assert channel[0].json["available"] == channel[1].json["available"]
-
-    assert channel[0].json["available"] == sum(range(1, len(locations) + 1))
-    for event_id in network["receipts"]:
+    locations = network["locations"]
+    for sku in network["skus"]:
+        channel = [wait_for_api(w, f"/v1/channels/web/availability/{quote(sku)}", timeout=60,
+                                until=lambda a: a.status == 200 and len(a.json["by_location"]) == len(locations))
+                   for w in workers]
+        assert channel[0].json["served_by"] == channel[1].json["served_by"] == network["owners"][partition_of(sku)]
+        assert channel[0].json["partition"] == partition_of(sku)
+        assert channel[0].json["available"] == channel[1].json["available"]
+        assert channel[0].json["available"] == sum(q for (s, _), q in network["quantities"].items() if s == sku)
+    for event_id in list(network["receipts"].values())[:4]:
         traces = [wait_for_api(w, f"/v1/trace/wms/{quote(event_id)}", timeout=60,
                                until=lambda a: a.status == 200 and a.json["applied"]) for w in workers]
         assert traces[0].json["served_by"] == traces[1].json["served_by"]
@@ -149,15 +159,14 @@ def test_channel_and_trace_views_route_by_their_own_keys(workers, network):
 
 
 def test_auth_travels_with_the_forwarded_request(workers, network):
-    sku = network["sku"]
-    # Find a key the first worker does not own: its answer is the second worker's.
-    body = api(workers[0], f"/v1/positions/{quote(sku)}").json
-    foreign = next(p for p in body["positions"] if p["served_by"] == workers[1].url)
-    path = f"/v1/positions/{quote(sku)}/{quote(foreign['location_id'])}"
+    # A SKU the first worker does not own: its answer is the second worker's.
+    sku = next(sku for sku in network["skus"] if network["owners"][partition_of(sku)] == workers[1].url)
+    location = network["locations"][0]
+    path = f"/v1/positions/{quote(sku)}/{quote(location)}"
     assert api(workers[0], path, token=None).status == 401
     assert api(workers[0], path, token="wrong").status == 401
     forwarded = api(workers[0], path)
     assert forwarded.status == 200 and forwarded.json["served_by"] == workers[1].url
     assert forwarded.headers["Content-Type"].startswith("application/json")
-    missing = api(workers[0], f"/v1/positions/{quote(sku)}/NOWHERE-{foreign['location_id']}")
+    missing = api(workers[0], f"/v1/positions/{quote(sku)}/NOWHERE-{location}")
     assert missing.status == 404 and missing.json["error"] == "NOT_FOUND"

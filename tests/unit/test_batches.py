@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
@@ -498,41 +499,53 @@ def test_the_app_runs_with_our_flow_control():
     assert isinstance(app.flow_control, FlowControl)
 
 
-# --- the channel stage's batch ---------------------------------------------------------------------
+# --- the position stage's batch: positions and the SKU's channel sums together ---------------------
 
-def test_a_channel_batch_folds_a_skus_updates_in_order_writes_once_and_a_failed_record_leaves_nothing(monkeypatch):
-    import agents.channels as channels
+def test_a_position_batch_folds_the_skus_channel_sums_in_order_writes_once_and_a_failed_record_leaves_nothing(
+        monkeypatch):
+    import agents.positions as stage
     from app.domain.availability import PublishThrottle
-    from app.models.canonical import SkuNetwork
-    from app.models.records import SkuAvailability
+    from app.models.canonical import MovementType, Position, SkuNetwork
+    from tests.factories import make_item, make_location, make_movement
 
-    store, published = FakeStore({}), []
+    positions, networks, sale_costs, published = FakeStore({}), FakeStore({}), FakeStore({}), []
 
     def channels_of(location: str) -> list[str]:
         if location == "BROKEN":
-            raise KeyError("no master for BROKEN")   # after fold_location has changed the network
+            raise KeyError("no master for BROKEN")   # after the position was applied in memory
         return ["web"]
 
-    async def publish(record) -> None:
+    async def publish_channel(record) -> None:
         published.append((record.channel, record.available, record.version))
 
-    monkeypatch.setattr(channels, "networks", SimpleNamespace(table=fake_table(store)))
-    monkeypatch.setattr(channels, "channels_of", channels_of)
-    monkeypatch.setattr(channels, "throttle", PublishThrottle(0.0))
-    monkeypatch.setattr(channels, "published_versions", {})
-    monkeypatch.setattr(channels, "_publish", publish)
+    monkeypatch.setattr(stage, "positions", SimpleNamespace(table=fake_table(positions)))
+    monkeypatch.setattr(stage, "networks", SimpleNamespace(table=fake_table(networks)))
+    monkeypatch.setattr(stage, "sale_costs", fake_table(sale_costs))
+    monkeypatch.setattr(stage, "master_data", SimpleNamespace(item=lambda sku: make_item(sku=sku),
+                                                              location=lambda loc: make_location(location_id=loc)))
+    monkeypatch.setattr(stage, "channels_of", channels_of)
+    monkeypatch.setattr(stage, "throttle", PublishThrottle(0.0))
+    monkeypatch.setattr(stage, "published_versions", {})
+    monkeypatch.setattr(stage, "_publish_channel", publish_channel)
 
-    def update(location: str, available: int, version: int):
-        value = SkuAvailability(sku="SKU1", location_id=location, available=available, version=version)
-        return SimpleNamespace(value=value.model_dump_json().encode(), message=SimpleNamespace(partition=2))
+    def receipt(location: str, quantity: int, n: int):
+        movement = make_movement(movement_type=MovementType.RECEIPT, sku="SKU1", location_id=location,
+                                 quantity=quantity, source_event_id=f"ASN-{n}",
+                                 unit_price=None, tax=Decimal("0"))
+        return SimpleNamespace(value=movement.model_dump_json().encode(), message=SimpleNamespace(
+            partition=2, offset=n, headers=None))
 
-    events = [update("S1", 5, 1), update("BROKEN", 9, 1), update("DC1", 4, 1), update("S1", 3, 2)]
-    rejected, deliveries = run(apply_batch(events, channels.ChannelBatch))
+    events = [receipt("S1", 5, 1), receipt("BROKEN", 9, 2), receipt("DC1", 4, 3), receipt("S1", 3, 4)]
+    rejected, deliveries = run(apply_batch(events, stage.PositionBatch))
     assert [(event, type(error)) for event, error in rejected] == [(events[1], KeyError)]
-    assert published == [("web", 5, 1), ("web", 9, 2), ("web", 7, 3)]   # 5; 5+4; 3+4
-    assert len(store.batches) == 1 and len(deliveries) == 1   # one changelog record, one WriteBatch
-    network = SkuNetwork.model_validate_json(store.rows[2][b"SKU1"])
-    assert network.by_location == {"S1": [3, 2], "DC1": [4, 1]}   # nothing of the rejected record
+    assert published == [("web", 5, 1), ("web", 9, 2), ("web", 12, 3)]   # 5; 5+4; 8+4
+    # One WriteBatch per table and partition, one changelog record per changed key.
+    assert [p for p, _ in positions.batches] == [2] and [p for p, _ in networks.batches] == [2]
+    assert sorted(positions.rows[2]) == [b"SKU1@DC1", b"SKU1@S1"]   # nothing of the rejected record
+    assert Position.model_validate_json(positions.rows[2][b"SKU1@S1"]).on_hand == 8
+    network = SkuNetwork.model_validate_json(networks.rows[2][b"SKU1"])
+    assert network.by_location == {"S1": [8, 2], "DC1": [4, 1]}
+    assert network.channel_totals == {"web": 12}
 
 
 # --- The trace table, a fold of internal.lineage (agents/lineage.py, tables/restore.py) -------------

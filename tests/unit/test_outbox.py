@@ -65,6 +65,37 @@ def test_a_keyed_record_goes_where_aiokafkas_send_would_put_it():
     assert ours == theirs and len(set(ours)) == PARTITIONS
 
 
+def test_a_movement_goes_to_its_skus_partition_whichever_way_it_is_sent(monkeypatch):
+    # inventory.movements is keyed SKU@LOCATION and partitioned by SKU (app/domain/keys.py): every
+    # location of a SKU in one partition, through the outbox and through a single send alike.
+    from app.partitions import sku_partition
+    client = Client()
+    producer = our_producer(monkeypatch, client)
+    sent_one_by_one = []
+
+    async def fausts_send(self, topic, key, value, partition, timestamp, headers, *, transactional_id=None):
+        sent_one_by_one.append((topic, key, partition))
+
+    monkeypatch.setattr("faust.transport.drivers.aiokafka.Producer.send", fausts_send)
+    outbox = Outbox(max_request_size=1 << 20)
+    skus = [f"SKU-{n}" for n in range(40)]
+    for sku in skus:
+        for store in ("S1", "S2", "DC-EAST"):
+            outbox.add("inventory.movements", f"{sku}@{store}".encode(), b"m")
+
+    async def send():
+        await outbox.send(producer)
+        await producer.send("inventory.movements", b"SKU-7@S9", b"m", None, None, None)
+        await producer.send("inventory.availability", b"SKU-7@S9", b"a", None, None, None)
+
+    asyncio.run(send())
+    by_sku = {sku: sku_partition(sku, PARTITIONS) for sku in skus}
+    assert sorted(client.sent) == sorted(("inventory.movements", p, 3 * sum(1 for q in by_sku.values() if q == p))
+                                         for p in set(by_sku.values()))
+    assert sent_one_by_one == [("inventory.movements", b"SKU-7@S9", sku_partition("SKU-7", PARTITIONS)),
+                               ("inventory.availability", b"SKU-7@S9", None)]   # other topics: the key's own
+
+
 def test_records_go_per_partition_in_their_order_in_as_few_record_batches_as_fit(monkeypatch):
     client = Client(batch_size=400)
     producer = our_producer(monkeypatch, client)

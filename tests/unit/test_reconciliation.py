@@ -342,22 +342,25 @@ def test_report_for_an_unknown_location_says_so():
 
 # --- Routing checks to the owner of the positions (agents/reconciliation.py) -----------------------
 
-def test_check_partition_is_the_partition_faust_gives_the_position_key():
+def test_check_partition_is_the_partition_the_app_sends_the_skus_movements_to():
     from aiokafka.partitioner import DefaultPartitioner
 
-    from agents.reconciliation import partition_for
+    from app.partitions import sku_partition
     for n in range(500):
-        key = f"SKU-{n}@S{n % 7}"
-        assert partition_for(key, 8) == DefaultPartitioner()(key.encode(), list(range(8)), list(range(8)))
+        sku = f"SKU-{n}"
+        # inventory.movements is partitioned by SKU (app/domain/keys.py), whatever the location.
+        assert sku_partition(sku, 8) == DefaultPartitioner()(sku.encode(), list(range(8)), list(range(8)))
 
 
 def test_snapshot_fans_out_one_check_per_partition_with_its_own_skus():
-    from agents.reconciliation import checks_for, partition_for
+    from agents.reconciliation import checks_for
+    from app.partitions import key_partition
     snap = parse_snapshot(snapshot(balances=[{"sku": f"SKU-{n}", "on_hand": n} for n in range(40)]))
     checks = checks_for(snap, 8, None)
     assert [c.partition for c in checks] == list(range(8))
     assert sum(len(c.balances) for c in checks) == 40
-    assert all(partition_for(f"{sku}@S1", 8) == c.partition for c in checks for sku in c.balances)
+    assert all(key_partition("inventory.movements", f"{sku}@S1".encode(), 8) == c.partition
+               for c in checks for sku in c.balances)
 
 
 def test_recon_settings_come_from_the_environment_and_bad_values_are_named():

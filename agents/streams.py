@@ -184,7 +184,7 @@ async def fetch_stalled_partitions_again(app: faust.App) -> None:
 
 # --- Delivery: an agent's records, taken from Faust's channel queue in lists ------------------------
 
-async def delivered(stream: faust.StreamT, max_records: int) -> AsyncIterator[list]:
+async def delivered(stream: faust.StreamT, max_records: int, linger: float = 0.0) -> AsyncIterator[list]:
     """Lists of the stream's events to handle, in offset order per partition, none of them acked.
 
     This is the seam that replaces Faust's per-record stream iteration (`Stream.__aiter__`), which
@@ -192,7 +192,9 @@ async def delivered(stream: faust.StreamT, max_records: int) -> AsyncIterator[li
     two generator layers for every record). Faust still fetches each record, decodes it and puts
     it into the agent's channel queue; this takes whatever that queue holds, up to `max_records`,
     and waits only when it is empty, so an idle stage gets one record at a time and a loaded one
-    a list. Per record it does what Faust's iterator did, with our rules instead of Faust's:
+    a list. A stage off the stock path may `linger`: after the first record of a list it waits
+    that long for more, so a trickle of records still makes batches worth their per-batch cost.
+    Per record it does what Faust's iterator did, with our rules instead of Faust's:
 
     * a record fetched before the current rebalance (or during one) is let go of, not acked:
       Faust acks it (faust#221), so a commit could pass it; here it leaves a hole that no commit
@@ -212,6 +214,8 @@ async def delivered(stream: faust.StreamT, max_records: int) -> AsyncIterator[li
     while True:
         try:
             events = [await queue.get() if queue.empty() else queue.get_nowait()]
+            if linger and queue.qsize() < max_records:
+                await asyncio.sleep(linger)
             while len(events) < max_records and not queue.empty():
                 events.append(queue.get_nowait())
         except StopAsyncIteration:
@@ -389,7 +393,7 @@ async def _dead_letter_until_written(app: faust.App, event: faust.EventT, stage:
 
 # --- Micro-batches: the record loop of the high-volume stages --------------------------------------
 
-BATCH_MAX = 1000        # records per batch at most; a batch is whatever has arrived, so no wait is added
+BATCH_MAX = 1000        # records per batch at most; a batch is whatever has arrived (no wait is added but a stage's linger)
 BATCHES_IN_FLIGHT = 8   # batches whose changelog is not acknowledged yet, before the loop waits
 
 
@@ -408,7 +412,7 @@ class StageBatch(Protocol):
 
 
 async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], StageBatch],
-                     max_records: int = BATCH_MAX) -> None:
+                     max_records: int = BATCH_MAX, linger: float = 0.0) -> None:
     """`each_event` for a stage that works in micro-batches, with the same guarantees per record.
 
     Records come in offset order per partition (`delivered`), and a batch is what has arrived
@@ -424,7 +428,7 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
     """
     app = stream.app
     in_flight: deque[asyncio.Future] = deque()
-    async for events in delivered(stream, max_records):
+    async for events in delivered(stream, max_records, linger):
         rejected, deliveries = await apply_batch(events, new_batch)
         for event, error in rejected:
             if not await _reject(app, event, stage, error):

@@ -16,6 +16,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from app import broker as broker_mod
+from app.domain.keys import PARTITIONED_BY_SKU
+from app.partitions import key_partition
 from app.settings import REPO_ROOT
 from app.topics import TOPIC_SPECS, topic_config
 
@@ -91,15 +93,23 @@ def reset_pipeline_topics(bootstrap: str, partitions: int) -> None:
     create_topics(bootstrap, contract, partitions, {s.name: topic_config(s) for s in TOPIC_SPECS})
 
 
-def preload(bootstrap: str, records: Iterable[tuple[str, bytes, bytes]], **conf) -> int:
-    """Write (topic, key, value) records as fast as the producer goes; returns the count."""
+def preload(bootstrap: str, records: Iterable[tuple], **conf) -> int:
+    """Write (topic, key, value) records, or (topic, key, value, partition), as fast as the producer
+    goes; returns the count. A keyed record goes where the app would send it: murmur2 of its key, of
+    the SKU on inventory.movements (app/partitions.py)."""
     producer = Producer(_producer_conf(bootstrap, **{"linger.ms": 50, "batch.size": 1_000_000,
                                                      "compression.type": "none", **conf}))
+    partitions: dict[str, int] = {}
     sent = 0
-    for topic, key, value in records:
+    for topic, key, value, *explicit in records:
+        partition = explicit[0] if explicit else -1   # -1: confluent-kafka's partitioner picks
+        if partition < 0 and key and topic in PARTITIONED_BY_SKU:
+            if topic not in partitions:
+                partitions[topic] = len(admin(bootstrap).list_topics(topic, timeout=10).topics[topic].partitions)
+            partition = key_partition(topic, key, partitions[topic])
         while True:
             try:
-                producer.produce(topic, value, key or None)
+                producer.produce(topic, value, key or None, partition=partition)
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -279,13 +279,15 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
             "peak_rss_mb": rss}
 
 
-def _position_records(changelog: str, catalogue: workload.Catalogue, count: int):
-    """`count` positions in the table's own changelog format: key b"SKU@LOC", value Position JSON."""
+def _position_records(changelog: str, catalogue: workload.Catalogue, count: int, partitions: int = 8):
+    """`count` positions in the table's own changelog format: key b"SKU@LOC", value Position JSON, in
+    the SKU's partition (the table is partitioned like inventory.movements, by SKU)."""
     from datetime import UTC, datetime
     from decimal import Decimal
 
     from app.domain.keys import position_key
     from app.models.canonical import Position
+    from app.partitions import sku_partition
 
     marks = {f"pos:S001-R1-{i:08d}:1:line": [1795766400, 1795766400, -1] for i in range(3)}
     template = Position(sku="@SKU@", location_id="@LOC@", on_hand=37, reserved=1, safety_stock=1, version=5,
@@ -299,7 +301,7 @@ def _position_records(changelog: str, catalogue: workload.Catalogue, count: int)
                 return
             n += 1
             yield changelog, position_key(sku, loc).encode(), template.replace("@SKU@", sku).replace(
-                "@LOC@", loc).encode()
+                "@LOC@", loc).encode(), sku_partition(sku, partitions)
 
 
 def recovery(bootstrap: str, data: Prepared, tag: str, count: int, cpus: set[int] | None,

@@ -201,6 +201,28 @@ def test_an_idle_stage_gets_the_first_record_without_waiting_for_more(fresh_orde
     assert run(scenario()) == [0]
 
 
+def test_a_stage_with_a_linger_takes_what_came_meanwhile_in_the_same_list(fresh_order):
+    # The lineage stage's records come one by one between the other stages' batches; it is not on
+    # the stock path, so it waits a little after the first for a list worth a batch.
+    async def scenario():
+        stream = fake_stream(committed={("inventory.movements", 0): 0})
+        loop = asyncio.get_running_loop()
+        put(stream, 0)
+        loop.call_later(0.02, put, stream, 1, 2)
+        loop.call_later(0.04, put, stream, 3)
+        lists = streams.delivered(stream, 1000, linger=0.1)
+        started = loop.time()
+        first = await lists.__anext__()
+        waited = loop.time() - started
+        put(stream, 4)
+        second = await asyncio.wait_for(lists.__anext__(), 1.0)
+        await lists.aclose()
+        return offsets_of(first), waited, offsets_of(second)
+
+    first, waited, second = run(scenario())
+    assert first == [0, 1, 2, 3] and 0.09 < waited < 0.5 and second == [4]
+
+
 def test_a_record_fetched_before_the_rebalance_is_let_go_of_with_a_hole_not_acked(fresh_order):
     async def scenario():
         stream = fake_stream(committed={("inventory.movements", 0): 3}, generation=2)

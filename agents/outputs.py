@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from app import metrics
 from app.domain.dead_letters import raw_for_letter
 from app.faust_app import app, dlq_topic, lineage_topic
+from app.logging_setup import exit_now
 from app.models.records import DeadLetter, ErrorCode, Rejection, TraceFact, TraceStage
 from app.outbox import OneByOne, Outbox
 
@@ -102,9 +103,7 @@ def stop_if_lost(delivery: asyncio.Future, topic: str, exit_=os._exit) -> None:
     log.critical("a record for %s could not be delivered (%r): the worker stops now (exit %d) so that no commit "
                  "passes its input; it is processed again after the restart. If this repeats, check the topic "
                  "exists and the worker's credentials may write to it.", topic, error, EXIT_LOST_DELIVERY)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    exit_(EXIT_LOST_DELIVERY)
+    exit_now(EXIT_LOST_DELIVERY, exit_)
 
 
 async def trace(source_system: str, source_event_id: str | None, stage: TraceStage, **detail: object) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,14 @@ correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=No
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
 _secrets: set[str] = set()
+
+
+def exit_now(code: int, exit_=os._exit) -> None:
+    """Stop the process at once with `code`, its log written out first: for a worker that must not
+    go on (no `finally`, no commit, no other stage's work may run after this)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    exit_(code)
 
 
 @contextmanager

@@ -3,6 +3,7 @@ client and Faust's router hash) over the bytes `app.domain.keys.partition_key` p
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 from aiokafka.partitioner import murmur2
 
@@ -24,3 +25,8 @@ def key_partition(topic: str, key: bytes, partitions: int) -> int:
 def sku_partition(sku: str, partitions: int) -> int:
     """The partition of inventory.movements, so of the position stage's tables, that holds `sku`."""
     return key_partition(MOVEMENTS, position_key(sku, "").encode(), partitions)
+
+
+def misplaced_keys(topic: str, keys: Iterable[bytes], partition: int, partitions: int) -> list[bytes]:
+    """The keys found in `partition` that `topic`'s partitioner puts in another one."""
+    return [key for key in keys if key_partition(topic, key, partitions) != partition]

@@ -4,14 +4,17 @@ defined by that stage's own module in tables/ (day ledgers, SKU networks, lineag
 summaries)."""
 from __future__ import annotations
 
+from app import topics
 from app.models.canonical import Position
 from app.models.raw import Item, Location
 from tables import names
+from tables.restore import LAID_OUT_LIKE
 from tables.store import CachedRecordTable, RecordTable, make_table
 
 # SKU@LOCATION → Position (buckets, cost, reservations, applied movement ids). Partitioned exactly
 # like inventory.movements, which is the only stream that writes it.
 positions = RecordTable(make_table(names.POSITIONS), Position)
+LAID_OUT_LIKE[names.POSITIONS] = topics.MOVEMENTS   # a worker on data laid out otherwise stops (tables/restore.py)
 
 # Master data on every worker (GlobalTable): SKU → Item, LOCATION → Location, alias → SKU. Items
 # and locations are read for every movement, so their parsed records are cached (see the class).

@@ -22,6 +22,7 @@ used through `store="bulk-rocksdb://"`: this class is Faust's RocksDB store plus
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores.rocksdb import Store as RocksDBStore
+
+from app.logging_setup import exit_now
+from app.partitions import misplaced_keys
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,15 @@ class SourceFold:
 
 # Table name -> the topic it is a fold of (declared where the table is defined).
 FOLDED_FROM: dict[str, SourceFold] = {}
+
+# Table name -> the topic whose partitioner places its keys (declared where the table is defined).
+# After a restore, the keys of each partition it restored are checked against that rule: a data dir
+# or a changelog written under another layout (a version before `inventory.movements` was
+# partitioned by SKU) would read as empty for most keys,
+# and the stage would apply movements to positions that start from nothing. The worker stops instead.
+LAID_OUT_LIKE: dict[str, str] = {}
+LAYOUT_SAMPLE = 100          # keys read per partition for the check
+EXIT_WRONG_LAYOUT = 71
 
 
 @dataclass(frozen=True)
@@ -233,7 +246,15 @@ class BulkRestoringStore(RocksDBStore):
         # newly reads (a standby of it has nothing to keep warm: its changelog stays empty).
         topic = self.restored_from()
         source = assigned if self.table.is_global else newly_assigned
-        await self.bulk_restore(sorted({tp.partition for tp in source if tp.topic == topic}))
+        partitions = sorted({tp.partition for tp in source if tp.topic == topic})
+        await self.bulk_restore(partitions)
+        laid_out_like = LAID_OUT_LIKE.get(self.table.name)
+        if laid_out_like is not None and partitions:
+            # The topic's partition count as the consumer's metadata has it (what our producer
+            # routes by), else the one the table was declared with.
+            count = self.app.consumer.topic_partitions(laid_out_like) or self.table.partitions \
+                or self.app.conf.topic_partitions
+            self.check_layout(partitions, count)
 
     @property
     def folded_from(self) -> SourceFold | None:
@@ -271,6 +292,30 @@ class BulkRestoringStore(RocksDBStore):
             return 0
         self._report(copied, len(partitions), started)
         return copied
+
+    def check_layout(self, partitions: list[int], count: int, exit_=exit_now) -> None:
+        """Stop the worker if most keys of the partitions just restored sit where the table's topic
+        would not put them (see LAID_OUT_LIKE); with the right layout none does."""
+        topic = LAID_OUT_LIKE[self.table.name]
+        sampled, misplaced = 0, []
+        for partition in partitions:
+            db = self._db_for_partition(partition)   # opened, as the stage would: a data dir kept from before is read too
+            keys = list(itertools.islice((key for key, _ in self._visible_items(db)), LAYOUT_SAMPLE))
+            sampled += len(keys)
+            misplaced += misplaced_keys(topic, keys, partition, count)
+        if misplaced and 2 * len(misplaced) > sampled:
+            log.critical(
+                "%s: %d of %d keys read back from %s sit in partitions that %s's partitioner does not give "
+                "them (e.g. %r): this data dir or changelog was written under another layout (a version "
+                "before inventory.movements was partitioned by SKU; %d partitions). "
+                "The worker stops (exit %d) rather than apply movements to positions it cannot find. Start "
+                "with a new APP_ID and an empty DATA_DIR, then re-seed with counts or replay %s (README, "
+                "Decisions).", self.table.name, len(misplaced), sampled, self.restored_from(), topic,
+                misplaced[0][:80], count, EXIT_WRONG_LAYOUT, topic)
+            exit_(EXIT_WRONG_LAYOUT)
+        elif misplaced:
+            log.warning("%s: %d of %d keys sampled sit outside their partition (e.g. %r)", self.table.name,
+                        len(misplaced), sampled, misplaced[0][:80])
 
     def _report(self, copied: int, partitions: int, started: float) -> None:
         if copied:

@@ -4,10 +4,13 @@ applied on top."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 
 import pytest
 
+from app.domain.positions import new_position
+from tables.restore import EXIT_WRONG_LAYOUT
 from tests.e2e.harness import (
     WorkerProcess, api, declare_changelogs, send, wait_for_api, wait_for_master, wait_for_versions,
 )
@@ -70,3 +73,26 @@ def test_an_empty_data_dir_restores_positions_and_master_data_in_bulk_and_goes_o
         assert final.json["on_hand"] == 7, final.json
     finally:
         successor.stop()
+
+
+def test_a_worker_on_positions_laid_out_by_the_whole_key_stops_before_it_applies_a_movement(bootstrap, pipeline):
+    """A changelog written by a version before inventory.movements was partitioned by SKU: its
+    positions sit in the partitions of the whole key, where this version would never read them."""
+    app_id = "e2e-old-layout"
+    declare_changelogs(bootstrap, app_id)
+    s = Scenario("layout")
+    store = s.loc("S1")
+    # The harness's producer hashes a changelog record's whole key: the layout before the change.
+    send(bootstrap, [(f"{app_id}-positions-changelog", f"{s.sku(n)}@{store}",
+                      new_position(s.sku(n), store).model_copy(update={"on_hand": 5}).model_dump_json())
+                     for n in range(1, 41)])
+    data = pipeline.data_dir.parent / "old-layout"
+    shutil.rmtree(data, ignore_errors=True)
+    worker = WorkerProcess(bootstrap, data, web_port=pipeline.web_port + 104, app_id=app_id).start(wait_ready=0)
+    try:
+        worker.proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        raise AssertionError(f"the worker went on:\n{worker.log_tail()}") from None
+    assert worker.proc.returncode == EXIT_WRONG_LAYOUT, worker.log_tail()
+    assert "was written under another layout" in worker.log_path.read_text(), worker.log_tail()

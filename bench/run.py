@@ -69,6 +69,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="raw events (a prefix of the data) for the all-stages runs")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--latency-seconds", type=float, default=20.0)
+    p.add_argument("--latency-shares", default="0.5,0.8",
+                   help="the latency points, as shares of each system's median drain rate")
     p.add_argument("--recovery-positions", type=int, default=1_000_000)
     p.add_argument("--only", default="throughput,latency,recovery")
     p.add_argument("--systems", default=",".join(SYSTEMS))
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                     top = medians.get(f"{system}/w{workers}", {}).get("inputs_per_s")
                     if not top:
                         continue
-                    for share in (0.5, 0.8):
+                    for share in (float(x) for x in args.latency_shares.split(",")):
                         rate = round(top * share)
                         tag = f"lat-{system}-w{workers}-{int(share * 100)}"
                         try:

@@ -34,7 +34,7 @@ Faust builds its worker consumer with `fetch_max_wait_ms=1500` fixed in the code
 answers the requests of one connection in turn. So every offset look-up Faust's recovery makes
 after a rebalance (high-waters, then earliest offsets of the changelogs, for actives and again for
 standbys) queued behind an idle fetch: about 4.5 s of every recovery in the soak's worker logs. Our
-consumer waits at most FETCH_MAX_WAIT_MS on a fetch that finds nothing; its other settings are
+consumer waits at most FETCH_MAX_WAIT_MS (`fetch_max_wait_ms`) on a fetch that finds nothing; its other settings are
 Faust's, taken from the app's configuration as Faust takes them.
 """
 from __future__ import annotations
@@ -55,7 +55,6 @@ from app.partitions import key_hash
 from app.topics import IN_ORDER_TOPICS
 
 SCHEME = "stock-sync-kafka"
-FETCH_MAX_WAIT_MS = 200   # Kafka's Java consumer waits 500 ms; an idle worker fetches 5 times a second
 
 
 def forget_unhandled(consumer: Consumer, message) -> None:
@@ -114,6 +113,17 @@ class _ReadOffsets(defaultdict):
         return super().__getitem__(tp)
 
 
+def fetch_max_wait_ms() -> int:
+    """FETCH_MAX_WAIT_MS (default 50; Kafka's Java consumer waits 500 ms). aiokafka keeps one fetch in
+    flight per broker, and a partition whose fetched records were still being handed over when that
+    fetch left is not in it: its next records wait until the fetch returns. At 200 ms that wait was
+    most of the pipeline's latency under a steady load (p99 205–799 ms at 193 raw events/s in three
+    runs, 50 ms: 212–261 ms), while a backlog drained about a fifth faster (575 against 465 raw
+    events/s, medians of three; BENCHMARKS.md, ninth session). An idle worker fetches 20 times a second."""
+    from app.faust_app import settings   # here, not at import: the app module loads this transport
+    return settings.fetch_max_wait_ms
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport) -> aiokafka.AIOKafkaConsumer:
         app, conf = self.app, self.app.conf
@@ -135,7 +145,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             max_poll_records=conf.broker_max_poll_records,
             max_poll_interval_ms=int((conf.broker_max_poll_interval or 0) * 1000.0),
             max_partition_fetch_bytes=conf.consumer_max_fetch_size,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            fetch_max_wait_ms=fetch_max_wait_ms(),
             request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
             check_crcs=conf.broker_check_crcs,
             session_timeout_ms=int(conf.broker_session_timeout * 1000.0),

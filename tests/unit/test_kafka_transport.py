@@ -6,8 +6,8 @@ import asyncio
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 import agents.positions  # noqa: F401  (registers the tables: Faust's assignor then maps changelogs)
-from app.faust_app import app
-from app.kafka_transport import FETCH_MAX_WAIT_MS, SCHEME, Consumer, ConsumerThread
+from app.faust_app import app, settings
+from app.kafka_transport import SCHEME, Consumer, ConsumerThread
 
 
 def consumers_built_by_us_and_by_faust():
@@ -38,7 +38,7 @@ def test_our_consumer_is_fausts_but_for_the_fetch_wait():
     # A Faust upgrade that changes how it builds its consumer breaks this test, not a worker.
     ours, fausts = consumers_built_by_us_and_by_faust()
     our_settings, faust_settings = settings_of(ours), settings_of(fausts)
-    assert our_settings.pop("_fetch_max_wait_ms") == FETCH_MAX_WAIT_MS < faust_settings.pop("_fetch_max_wait_ms")
+    assert our_settings.pop("_fetch_max_wait_ms") == settings.fetch_max_wait_ms < faust_settings.pop("_fetch_max_wait_ms")
     assert our_settings == faust_settings
     assert settings_of(ours._client) == settings_of(fausts._client)
     assert ours._partition_assignment_strategy == [app.assignor]

@@ -34,8 +34,8 @@ Faust builds its worker consumer with `fetch_max_wait_ms=1500` fixed in the code
 answers the requests of one connection in turn. So every offset look-up Faust's recovery makes
 after a rebalance (high-waters, then earliest offsets of the changelogs, for actives and again for
 standbys) queued behind an idle fetch: about 4.5 s of every recovery in the soak's worker logs. Our
-consumer waits at most FETCH_MAX_WAIT_MS (`fetch_max_wait_ms`) on a fetch that finds nothing; its other settings are
-Faust's, taken from the app's configuration as Faust takes them.
+consumer waits at most FETCH_MAX_WAIT_MS (`fetch_max_wait_ms`) on a fetch that finds nothing; its
+other settings are Faust's, taken from the app's configuration as Faust takes them.
 """
 from __future__ import annotations
 

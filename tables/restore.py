@@ -58,8 +58,8 @@ FOLDED_FROM: dict[str, SourceFold] = {}
 # Table name -> the topic whose partitioner places its keys (declared where the table is defined).
 # After a restore, the keys of each partition it restored are checked against that rule: a data dir
 # or a changelog written under another layout (a version before `inventory.movements` was
-# partitioned by SKU) would read as empty for most keys,
-# and the stage would apply movements to positions that start from nothing. The worker stops instead.
+# partitioned by SKU) would read as empty for most keys, and the stage would apply movements to
+# positions that start from nothing. The worker stops instead.
 LAID_OUT_LIKE: dict[str, str] = {}
 LAYOUT_SAMPLE = 100          # keys read per partition for the check
 EXIT_WRONG_LAYOUT = 71
@@ -299,7 +299,7 @@ class BulkRestoringStore(RocksDBStore):
         topic = LAID_OUT_LIKE[self.table.name]
         sampled, misplaced = 0, []
         for partition in partitions:
-            db = self._db_for_partition(partition)   # opened, as the stage would: a data dir kept from before is read too
+            db = self._db_for_partition(partition)   # opened as the stage would: an old data dir is read too
             keys = list(itertools.islice((key for key, _ in self._visible_items(db)), LAYOUT_SAMPLE))
             sampled += len(keys)
             misplaced += misplaced_keys(topic, keys, partition, count)

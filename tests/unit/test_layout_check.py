@@ -6,9 +6,8 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from aiokafka.partitioner import murmur2
 
-from app.partitions import misplaced_keys, sku_partition
+from app.partitions import key_partition, misplaced_keys, sku_partition
 from app.topics import MOVEMENTS
 from tables import definitions, names
 from tables.restore import EXIT_WRONG_LAYOUT, LAID_OUT_LIKE, BulkRestoringStore
@@ -18,8 +17,13 @@ KEYS = [f"SKU-{n:04d}@STORE-{n % 7}".encode() for n in range(400)]
 
 
 def whole_key_partition(key: bytes) -> int:
-    """Where a version before the SKU partitioning put a position: the hash of the whole key."""
-    return (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
+    """Where a version before the SKU partitioning put a position: the hash of the whole key, as for
+    any topic not partitioned by SKU (its changelog, for one)."""
+    return key_partition("app-positions-changelog", key, PARTITIONS)
+
+
+def by_sku_partition(key: bytes) -> int:
+    return sku_partition(key.decode().partition("@")[0], PARTITIONS)
 
 
 def by_partition(place) -> dict[int, list[bytes]]:
@@ -29,7 +33,7 @@ def by_partition(place) -> dict[int, list[bytes]]:
     return laid_out
 
 
-by_sku = by_partition(lambda key: sku_partition(key.decode().partition("@")[0], PARTITIONS))
+by_sku = by_partition(by_sku_partition)
 by_whole_key = by_partition(whole_key_partition)
 
 
@@ -86,7 +90,3 @@ def test_a_stray_key_among_well_placed_ones_is_reported_but_does_not_stop_the_wo
     with caplog.at_level(logging.WARNING):
         assert check(laid_out) == []
     assert "sit outside their partition" in caplog.text
-
-
-def by_sku_partition(key: bytes) -> int:
-    return sku_partition(key.decode().partition("@")[0], PARTITIONS)

@@ -251,9 +251,8 @@ class BulkRestoringStore(RocksDBStore):
         laid_out_like = LAID_OUT_LIKE.get(self.table.name)
         if laid_out_like is not None and partitions:
             # The topic's partition count as the consumer's metadata has it (what our producer
-            # routes by), else the one the table was declared with.
-            count = self.app.consumer.topic_partitions(laid_out_like) or self.table.partitions \
-                or self.app.conf.topic_partitions
+            # routes by), else the one the table was declared with (make_table always sets it).
+            count = self.app.consumer.topic_partitions(laid_out_like) or self.table.partitions
             self.check_layout(partitions, count)
 
     @property

@@ -1,18 +1,14 @@
-"""Position views: one SKU at one location (asked of its owner), and one SKU at every location (fan-out).
+"""Position views: one SKU at one location, and one SKU at every location, each asked of the SKU's owner.
 
-`GET /v1/positions/{sku}` asks every worker for the positions of the SKU in the partitions it owns
-and merges the answers. It reads the `positions` table itself rather than the SKU-keyed
-`sku-network` table of the channel stage: that table is derived downstream, lags the positions,
-and holds only availability per location, while operators asking "where is this SKU?" want the
-same buckets, cost and reservations as the single-position view. The answer says whether every
-partition answered; a missing one makes it a 503 (with what was found), never a silent gap.
+`inventory.movements` is partitioned by SKU, so all of a SKU's positions sit in one partition of
+the `positions` table, held by one worker: both views are routed to it (or answered here) by the
+SKU. `GET /v1/positions/{sku}` reads the `positions` table itself rather than the SKU's
+`sku-network` entry: that one holds only availability per location, while operators asking "where
+is this SKU?" want the same buckets, cost and reservations as the single-position view. A
+partition nobody owns yet (a worker starting, a rebalance) is a 503 NOT_ASSIGNED, never a silent gap.
 """
 from __future__ import annotations
 
-import asyncio
-from urllib.parse import quote
-
-import aiohttp
 from faust.web import Request, Response, View
 
 from app.domain.keys import position_key, split_position_key
@@ -31,8 +27,6 @@ from app.web.http import (
 from tables.definitions import positions
 
 TABLE = positions.table.name
-LOCAL_SCOPE = "local"      # ?scope=local: only this worker's partitions (the fan-out's inner call)
-PEER_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 def position_view(position: Position) -> dict:
@@ -83,21 +77,16 @@ class PositionAtLocation(View):
         return await at_owner(self, request, TABLE, sku, movements_topic, answer)
 
 
-def _owned_partitions() -> list[int]:
-    # Partition p of the positions table is written by whoever processes partition p of
-    # inventory.movements (Faust assigns the two together), so that is who answers for it.
-    topic = movements_topic.get_topic_name()
-    return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
-
-
-def local_positions_of(sku: str, partitions: list[int]) -> list[Position]:
-    """Positions of `sku` in this worker's own partitions, by a prefix seek in each partition's RocksDB."""
+def local_positions_of(sku: str, partition: int | None) -> list[Position]:
+    """Positions of `sku` held here, by a prefix seek in its partition's RocksDB (every partition
+    this worker has, when the partition is not known yet)."""
     prefix = position_key(sku, "").encode()
     found: list[Position] = []
     dbs = getattr(positions.table.data, "_dbs", None)  # faust's RocksDB store: one DB per partition
     if dbs is None:  # another store (memory://): scan what the table shows
         rows = ((k, v) for k, v in positions.table.items() if k.startswith(prefix))
     else:
+        partitions = [partition] if partition is not None else list(dbs)
         rows = ((k, v) for p in partitions if p in dbs for k, v in _prefixed(dbs[p], prefix))
     for key, raw in rows:
         if split_position_key(key.decode())[0] == sku:  # "A@B@LOC" is SKU "A@B", not "A"
@@ -117,61 +106,19 @@ class PositionsOfSku(View):
     @guarded(VIEWER)
     async def get(self, request: Request, sku: str) -> Response:
         sku = _required(sku, "sku")
-        if request.query.get("scope") == LOCAL_SCOPE:
-            partitions = _owned_partitions()
-            return json_response(self, {
-                "sku": sku, "served_by": owner_url(), "partitions": partitions,
-                "positions": [position_view(p) for p in local_positions_of(sku, partitions)]})
-        return await self._gather(request, sku)
 
-    async def _gather(self, request: Request, sku: str) -> Response:
-        topic = movements_topic.get_topic_name()
-        owners = {url: tps.get(topic, []) for url, tps in app.router.external_topics_metadata().items()}
-        asked = [url for url, partitions in owners.items() if partitions]
-        answers = await asyncio.gather(*(self._ask(url, request, sku) for url in asked))
-        covered: set[int] = set()
-        found: dict[str, dict] = {}
-        workers = []
-        for url, answer in zip(asked, answers, strict=True):
-            if isinstance(answer, str):
-                workers.append({"url": url, "error": answer})
-                continue
-            workers.append({"url": url, "partitions": answer["partitions"]})
-            covered.update(answer["partitions"])
-            for row in answer["positions"]:
-                found[row["key"]] = {**row, "served_by": answer["served_by"]}
-        total = positions.table.partitions or 0
-        missing = sorted(set(range(total)) - covered)
-        body = {"sku": sku, "locations": len(found),
-                "positions": [found[k] for k in sorted(found)],
-                "totals": _totals(found.values()),
-                "complete": not missing, "missing_partitions": missing, "workers": workers}
-        if missing:
-            raise Problem(503, "INCOMPLETE", f"partitions {missing} did not answer (rebalancing or a worker "
-                                             "is down); the positions found are included", **body)
-        if not found:
-            raise not_found("positions for SKU", sku)
-        return json_response(self, body)
+        async def answer() -> Response:
+            partition = partition_of(TABLE, sku)
+            rows = [position_view(p) for p in local_positions_of(sku, partition)]
+            if not rows:
+                raise not_found("positions for SKU", sku)
+            rows.sort(key=lambda row: row["location_id"])
+            return json_response(self, {"sku": sku, "locations": len(rows), "positions": rows,
+                                        "totals": _totals(rows), "served_by": owner_url(), "partition": partition})
 
-    async def _ask(self, url: str, request: Request, sku: str) -> dict | str:
-        if url.rstrip("/") == owner_url().rstrip("/"):
-            partitions = _owned_partitions()
-            return {"served_by": owner_url(), "partitions": partitions,
-                    "positions": [position_view(p) for p in local_positions_of(sku, partitions)]}
-        # The peer runs the same guarded view and checks the same bearer token itself.
-        headers = {"Authorization": request.headers.get("Authorization", "")}
-        try:
-            async with app.http_client.get(f"{url.rstrip('/')}/v1/positions/{quote(sku, safe='')}",
-                                           params={"scope": LOCAL_SCOPE}, headers=headers,
-                                           timeout=PEER_TIMEOUT) as response:
-                if response.status != 200:
-                    return f"HTTP {response.status}"
-                return await response.json()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+        return await at_owner(self, request, TABLE, sku, movements_topic, answer)
 
 
-def _totals(rows) -> dict[str, int]:
+def _totals(rows: list[dict]) -> dict[str, int]:
     fields = ("on_hand", "reserved", "quality_control", "damaged", "in_transit", "available")
-    rows = list(rows)
     return {f: sum(r[f] for r in rows) for f in fields}

@@ -60,8 +60,9 @@ def workers(bootstrap, pipeline):
             worker.stop()
 
 
-def wait_for_both_owners(workers: list[WorkerProcess], sku: str, locations: int, timeout: float = 240.0) -> dict:
-    """Until both workers own positions partitions and the fan-out over them finds every location.
+def wait_for_both_owners(workers: list[WorkerProcess], skus: list[str], timeout: float = 240.0) -> dict:
+    """Until both workers own positions partitions and each SKU's view is served by the owner of its
+    partition: the SKU's partition of inventory.movements → the worker that answers.
 
     The availability topic does not say this: the session's shared pipeline consumes the same raw
     topics and publishes there too, while this new group may still be reading the session's backlog.
@@ -69,10 +70,11 @@ def wait_for_both_owners(workers: list[WorkerProcess], sku: str, locations: int,
     deadline = time.monotonic() + timeout
     answer = None
     while time.monotonic() < deadline:
-        answers = [api(w, f"/v1/positions/{quote(sku)}") for w in workers]
-        if all(a.status == 200 and a.json["complete"] and len(a.json["workers"]) == 2
-               and len(a.json["positions"]) == locations for a in answers):
-            return answers[0].json
+        answers = {sku: [api(w, f"/v1/positions/{quote(sku)}") for w in workers] for sku in skus}
+        if all(a.status == 200 and a.json["partition"] == partition_of(sku) for sku in skus for a in answers[sku]):
+            owners = {partition_of(sku): answers[sku][0].json["served_by"] for sku in skus}
+            if set(owners.values()) == {w.url for w in workers}:
+                return owners
         answer = answers
         time.sleep(1.0)
     raise AssertionError(f"the two workers never shared the partitions: {answer}")
@@ -95,8 +97,7 @@ def network(bootstrap, workers):
     send(bootstrap, [s.receipt(loc, [(sku, quantity, "5.00")], event_id=receipts[(sku, loc)])
                      for (sku, loc), quantity in quantities.items()])
     wait_for_versions(bootstrap, {f"{sku}@{loc}": 1 for sku, loc in quantities}, timeout=120)
-    gathered = wait_for_both_owners(workers, skus[0], len(locations))
-    owners = {p: w["url"] for w in gathered["workers"] for p in w["partitions"]}
+    owners = wait_for_both_owners(workers, skus)
     return {"skus": skus, "locations": locations, "quantities": quantities, "receipts": receipts, "owners": owners}
 
 
@@ -124,19 +125,22 @@ def test_each_worker_answers_for_keys_the_other_owns(bootstrap, workers, network
     assert {r.key: r.partition for r in movements} == {k: partition_of(k.rpartition("@")[0]) for k in served}
 
 
-def test_positions_of_a_sku_gather_across_both_workers(workers, network):
+def test_positions_of_a_sku_are_answered_by_its_owner(workers, network):
     served_by = set()
     for sku in network["skus"]:
         answers = [api(w, f"/v1/positions/{quote(sku)}").json for w in workers]
         for body in answers:
-            assert body["complete"] is True and body["missing_partitions"] == []
-            # All of a SKU's locations are in one partition, so with one worker.
-            assert {p["served_by"] for p in body["positions"]} == {network["owners"][partition_of(sku)]}
-            assert sorted(p for w in body["workers"] for p in w["partitions"]) == list(range(PARTITIONS))
-        assert answers[0]["positions"] == answers[1]["positions"]
+            # All of a SKU's locations are in one partition, so with one worker, which answers for them all.
+            assert body["partition"] == partition_of(sku)
+            assert body["served_by"] == network["owners"][partition_of(sku)]
+            assert [p["location_id"] for p in body["positions"]] == sorted(network["locations"])
+        assert answers[0] == answers[1]
         assert answers[0]["locations"] == len(network["locations"])
         assert answers[0]["totals"]["on_hand"] == sum(q for (s, _), q in network["quantities"].items() if s == sku)
-        served_by |= {p["served_by"] for p in answers[0]["positions"]}
+        assert {p["on_hand"] for p in answers[0]["positions"]} == {
+            q for (s, _), q in network["quantities"].items() if s == sku}
+        served_by.add(answers[0]["served_by"])
+    # Each worker answered for the SKUs it owns, and the other forwarded them.
     assert served_by == {w.url for w in workers}
 
 

@@ -34,8 +34,9 @@ Faust builds its worker consumer with `fetch_max_wait_ms=1500` fixed in the code
 answers the requests of one connection in turn. So every offset look-up Faust's recovery makes
 after a rebalance (high-waters, then earliest offsets of the changelogs, for actives and again for
 standbys) queued behind an idle fetch: about 4.5 s of every recovery in the soak's worker logs. Our
-consumer waits at most FETCH_MAX_WAIT_MS (`fetch_max_wait_ms`) on a fetch that finds nothing; its
-other settings are Faust's, taken from the app's configuration as Faust takes them.
+consumer waits at most FETCH_MAX_WAIT_MS on a fetch that finds nothing, and asks for FETCH_MIN_BYTES
+before the broker answers sooner (`fetch_settings`); its other settings are Faust's, taken from the
+app's configuration as Faust takes them.
 """
 from __future__ import annotations
 
@@ -113,15 +114,28 @@ class _ReadOffsets(defaultdict):
         return super().__getitem__(tp)
 
 
-def fetch_max_wait_ms() -> int:
-    """FETCH_MAX_WAIT_MS (default 50; Kafka's Java consumer waits 500 ms). aiokafka keeps one fetch in
+def fetch_settings() -> dict[str, int]:
+    """How long a fetch may wait on the broker, and for how many bytes.
+
+    FETCH_MAX_WAIT_MS (default 50; Kafka's Java consumer waits 500 ms). aiokafka keeps one fetch in
     flight per broker, and a partition whose fetched records were still being handed over when that
     fetch left is not in it: its next records wait until the fetch returns. At 200 ms that wait was
     most of the pipeline's latency under a steady load (p99 205–799 ms at 193 raw events/s in three
     runs, 50 ms: 212–261 ms), while a backlog drained about a fifth faster (575 against 465 raw
-    events/s, medians of three; BENCHMARKS.md, ninth session). An idle worker fetches 20 times a second."""
+    events/s, medians of three; BENCHMARKS.md, ninth session). An idle worker fetches 20 times a second.
+
+    FETCH_MIN_BYTES (default 1, Kafka's). With one byte the broker answers a fetch as soon as any
+    record of any partition is there, so a steady trickle is fetched a few records at a time, and
+    each fetch costs the same whatever it brings: a request for every assigned partition, decoding
+    the answer, the hand-over from Faust's consumer thread, a small batch in every stage. 64 KiB
+    lets a fetch wait (up to the fetch wait) for more: the worker's CPU at 96 raw events/s went from
+    0.83–0.93 to 0.67–0.73, and at 8/s from 0.32 to 0.20. But a stage that has caught up then waits
+    out a fetch for its next records, and so does a near-idle one: the drain fell from a median of
+    588 to 523 raw events/s (four runs each) and the p99 at 8/s rose from 83 to 176 ms
+    (BENCHMARKS.md, tenth session). So it stays at 1; a mostly idle deployment short of CPU may raise it.
+    """
     from app.faust_app import settings   # here, not at import: the app module loads this transport
-    return settings.fetch_max_wait_ms
+    return {"fetch_max_wait_ms": settings.fetch_max_wait_ms, "fetch_min_bytes": settings.fetch_min_bytes}
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -145,7 +159,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             max_poll_records=conf.broker_max_poll_records,
             max_poll_interval_ms=int((conf.broker_max_poll_interval or 0) * 1000.0),
             max_partition_fetch_bytes=conf.consumer_max_fetch_size,
-            fetch_max_wait_ms=fetch_max_wait_ms(),
+            **fetch_settings(),
             request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
             check_crcs=conf.broker_check_crcs,
             session_timeout_ms=int(conf.broker_session_timeout * 1000.0),

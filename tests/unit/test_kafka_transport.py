@@ -1,4 +1,4 @@
-"""The app's Kafka transport (app/kafka_transport.py): our consumer, built as Faust builds it but for the fetch wait."""
+"""The app's Kafka transport (app/kafka_transport.py): our consumer, built as Faust builds it but for the fetch wait and size."""
 from __future__ import annotations
 
 import asyncio
@@ -34,11 +34,13 @@ def test_the_app_consumes_through_our_transport():
     assert type(app.consumer) is Consumer and isinstance(app.consumer._thread, ConsumerThread)
 
 
-def test_our_consumer_is_fausts_but_for_the_fetch_wait():
+def test_our_consumer_is_fausts_but_for_the_fetch_wait_and_size():
     # A Faust upgrade that changes how it builds its consumer breaks this test, not a worker.
     ours, fausts = consumers_built_by_us_and_by_faust()
     our_settings, faust_settings = settings_of(ours), settings_of(fausts)
     assert our_settings.pop("_fetch_max_wait_ms") == settings.fetch_max_wait_ms < faust_settings.pop("_fetch_max_wait_ms")
+    assert our_settings.pop("_fetch_min_bytes") == settings.fetch_min_bytes
+    faust_settings.pop("_fetch_min_bytes")
     assert our_settings == faust_settings
     assert settings_of(ours._client) == settings_of(fausts._client)
     assert ours._partition_assignment_strategy == [app.assignor]
@@ -59,3 +61,16 @@ def test_fausts_drainer_sees_no_read_offset_of_a_topic_whose_order_our_agents_ke
     read_offsets[TP("some.compacted-topic", 0)] = 41
     assert read_offsets[TP(MOVEMENTS, 0)] is None and read_offsets[TP("some.compacted-topic", 0)] == 41
     assert "get_read_offset = self._read_offset.__getitem__" in inspect.getsource(FaustConsumer._drain_messages)
+
+
+def test_the_fetch_size_and_wait_come_from_the_environment(monkeypatch):
+    import dataclasses
+
+    import app.faust_app
+    from app.settings import Settings
+    configured = Settings.from_env({"FETCH_MIN_BYTES": "65536", "FETCH_MAX_WAIT_MS": "200"})
+    assert (configured.fetch_min_bytes, configured.fetch_max_wait_ms) == (65536, 200)
+    monkeypatch.setattr(app.faust_app, "settings", dataclasses.replace(
+        settings, fetch_min_bytes=configured.fetch_min_bytes, fetch_max_wait_ms=configured.fetch_max_wait_ms))
+    ours, _ = consumers_built_by_us_and_by_faust()
+    assert (ours._fetch_min_bytes, ours._fetch_max_wait_ms) == (65536, 200)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 import agents.positions  # noqa: F401  (registers the tables: Faust's assignor then maps changelogs)
+from app import faust_app
 from app.faust_app import app, settings
 from app.kafka_transport import SCHEME, Consumer, ConsumerThread
+from app.settings import Settings
 
 
 def consumers_built_by_us_and_by_faust():
@@ -64,13 +67,9 @@ def test_fausts_drainer_sees_no_read_offset_of_a_topic_whose_order_our_agents_ke
 
 
 def test_the_fetch_size_and_wait_come_from_the_environment(monkeypatch):
-    import dataclasses
-
-    import app.faust_app
-    from app.settings import Settings
     configured = Settings.from_env({"FETCH_MIN_BYTES": "65536", "FETCH_MAX_WAIT_MS": "200"})
     assert (configured.fetch_min_bytes, configured.fetch_max_wait_ms) == (65536, 200)
-    monkeypatch.setattr(app.faust_app, "settings", dataclasses.replace(
+    monkeypatch.setattr(faust_app, "settings", dataclasses.replace(
         settings, fetch_min_bytes=configured.fetch_min_bytes, fetch_max_wait_ms=configured.fetch_max_wait_ms))
     ours, _ = consumers_built_by_us_and_by_faust()
     assert (ours._fetch_min_bytes, ours._fetch_max_wait_ms) == (65536, 200)

@@ -3,7 +3,8 @@
 The seam is Faust's own plug-in point for transports (the `faust.transports` entry point in
 pyproject.toml; the app's broker URLs use its scheme, SCHEME), as `faust.stores` is for the bulk
 restore. Faust's classes are not changed: `Transport` hands Faust our `Consumer`, which overrides
-four of its methods and builds its aiokafka consumer through our `ConsumerThread`. Each override
+four of its methods and runs its aiokafka consumer through our `ConsumerInAppLoop`, in the app's
+event loop rather than in a thread of its own. Each override
 calls Faust's own method and says why it is there (RELIABILITY.md §5). Unit tests run Faust's
 methods beside ours (tests/unit/test_batches.py, tests/unit/test_kafka_transport.py), so a
 faust-streaming upgrade that changes what we rely on breaks a test, not a worker.
@@ -49,6 +50,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
+from mode.utils.futures import maybe_async
 
 from app.domain.keys import PARTITIONED_BY_SKU, partition_key
 from app.outbox import OutgoingRecord, call_with_offset
@@ -138,7 +140,58 @@ def fetch_settings() -> dict[str, int]:
     return {"fetch_max_wait_ms": settings.fetch_max_wait_ms, "fetch_min_bytes": settings.fetch_min_bytes}
 
 
-class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class ConsumerInAppLoop(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer service, run in the app's event loop instead of a thread of its own.
+
+    Faust runs the aiokafka consumer in a thread with an event loop of its own and hands every call
+    across: a fetch, a commit, a seek go through a method queue into that loop, and each result
+    comes back through `call_soon_threadsafe`. The two threads share one GIL, so nothing runs in
+    parallel; what the thread adds is the hand-over. At 8 raw events/s a worker used 0.30–0.32 of a
+    core, and a profile found about a fifth of its samples in the consumer thread's hand-over
+    (BENCHMARKS.md, tenth session).
+
+    Faust's class is kept whole: it builds the consumer (with our settings, below), fetches,
+    commits, seeks and hands rebalances to the app as before. Only the thread is taken away: the
+    service starts and stops as a plain mode `Service` in the app's loop, and a call meant for the
+    thread is awaited in place. tests/unit/test_kafka_transport.py holds this to mode's and
+    Faust's classes, so an upgrade that changes them breaks a test, not a worker.
+    """
+
+    # The thread's end set the shutdown event that `ServiceThread.stop` waits for: there is no thread.
+    wait_for_shutdown = False
+
+    def __init__(self, consumer, *, loop: asyncio.AbstractEventLoop, beacon) -> None:
+        super().__init__(consumer, loop=loop, thread_loop=loop, beacon=beacon)
+
+    async def start(self) -> None:
+        self._thread_started.set()   # what `ServiceThread.maybe_start` asks
+        await self._default_start()
+
+    async def on_stop(self) -> None:
+        await self.on_thread_stop()   # Faust's: stops the aiokafka consumer
+
+    async def call_thread(self, fun, *args, **kwargs):
+        return await maybe_async(fun(*args, **kwargs))   # Faust passes coroutine functions and plain ones
+
+    async def cast_thread(self, fun, *args, **kwargs) -> None:
+        await maybe_async(fun(*args, **kwargs))
+
+    # `ServiceThread` leaves these to its thread's end; here they are `Service`'s own again.
+    def _stopped_set(self) -> None:
+        self._stopped.set()
+
+    def set_shutdown(self) -> None:
+        self._shutdown.set()
+
+    async def _stop_children(self) -> None:
+        await self._default_stop_children()
+
+    async def _stop_futures(self) -> None:
+        await self._default_stop_futures()
+
+    async def _stop_exit_stacks(self) -> None:
+        await self._default_stop_exit_stacks()
+
     def _create_worker_consumer(self, transport) -> aiokafka.AIOKafkaConsumer:
         app, conf = self.app, self.app.conf
         # Faust's assignor maps the tables' changelog partitions to their owners (and standbys).
@@ -181,8 +234,8 @@ class Consumer(faust_aiokafka.Consumer):
         self.stale_holes: dict = {}     # partition -> lowest offset skipped as stale and not handled since
         self.start_offsets: dict = {}   # partition never committed -> its first offset, sought to after a rebalance
 
-    def _new_consumer_thread(self) -> ConsumerThread:
-        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    def _new_consumer_thread(self) -> ConsumerInAppLoop:
+        return ConsumerInAppLoop(self, loop=self.loop, beacon=self.beacon)
 
     def ack(self, message) -> bool:
         """Faust's ack, except for a record of an older generation: let go of, with a hole."""

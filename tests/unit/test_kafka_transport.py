@@ -1,15 +1,17 @@
-"""The app's Kafka transport (app/kafka_transport.py): our consumer, built as Faust builds it but for the fetch wait and size."""
+"""The app's Kafka transport (app/kafka_transport.py): our consumer, built as Faust builds it but for the fetch wait and
+size, and run in the app's event loop instead of a thread."""
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 import agents.positions  # noqa: F401  (registers the tables: Faust's assignor then maps changelogs)
 from app import faust_app
 from app.faust_app import app, settings
-from app.kafka_transport import SCHEME, Consumer, ConsumerThread
+from app.kafka_transport import SCHEME, Consumer, ConsumerInAppLoop
 from app.settings import Settings
 
 
@@ -34,7 +36,7 @@ def settings_of(obj) -> dict:
 
 def test_the_app_consumes_through_our_transport():
     assert all(url.scheme == SCHEME for url in app.conf.broker_consumer)
-    assert type(app.consumer) is Consumer and isinstance(app.consumer._thread, ConsumerThread)
+    assert type(app.consumer) is Consumer and isinstance(app.consumer._thread, ConsumerInAppLoop)
 
 
 def test_our_consumer_is_fausts_but_for_the_fetch_wait_and_size():
@@ -73,3 +75,43 @@ def test_the_fetch_size_and_wait_come_from_the_environment(monkeypatch):
         settings, fetch_min_bytes=configured.fetch_min_bytes, fetch_max_wait_ms=configured.fetch_max_wait_ms))
     ours, _ = consumers_built_by_us_and_by_faust()
     assert (ours._fetch_min_bytes, ours._fetch_max_wait_ms) == (65536, 200)
+
+
+class ConsumerServiceWithoutBroker(ConsumerInAppLoop):
+    """Our consumer service with Faust's start and stop of the aiokafka consumer noted instead of done."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.noted: list[str] = []
+
+    async def on_start(self) -> None:
+        self.noted.append("aiokafka consumer started")
+
+    async def on_thread_stop(self) -> None:
+        self.noted.append("aiokafka consumer stopped")
+
+
+def test_the_consumer_service_starts_calls_and_stops_in_the_apps_loop_without_a_thread():
+    # A mode or Faust upgrade that changes how a service thread starts, stops or is called breaks this test.
+    async def run_service():
+        loop = asyncio.get_running_loop()
+        service = ConsumerServiceWithoutBroker(app.consumer, loop=loop, beacon=app.consumer.beacon)
+        threads_before = threading.active_count()
+        await service.maybe_start()
+        started = (service.thread_loop is loop, threading.active_count() == threads_before, list(service.noted))
+
+        async def where_called(value):
+            return threading.get_ident(), asyncio.current_task(), value
+
+        tasks = list(service._futures)   # its keepalive timer
+        called = await service.call_thread(where_called, 42)
+        in_place = called == (threading.get_ident(), asyncio.current_task(), 42)
+        in_place &= await service.call_thread(lambda value: value + 1, 42) == 43   # Faust calls plain functions too
+        await asyncio.wait_for(service.stop(), 5)
+        keepalive_cancelled = bool(tasks) and all(task.done() for task in tasks)
+        return started, in_place, service.noted, service.should_stop, keepalive_cancelled
+
+    started, in_place, noted, stopped, keepalive_cancelled = asyncio.run(run_service())
+    assert started == (True, True, ["aiokafka consumer started"])
+    assert in_place
+    assert noted == ["aiokafka consumer started", "aiokafka consumer stopped"] and stopped and keepalive_cancelled

@@ -168,7 +168,17 @@ class ConsumerInAppLoop(faust_aiokafka.AIOKafkaConsumerThread):
         await self._default_start()
 
     async def on_stop(self) -> None:
-        await self.on_thread_stop()   # Faust's: stops the aiokafka consumer
+        """Faust's thread end: stop the aiokafka consumer, waiting at most `shutdown_timeout` for it.
+
+        aiokafka's `stop` first lets its group coordination task finish, and a task stuck in a
+        rebalance never does: a worker whose conductor had crashed hung in it for good. Faust's
+        thread hung the same way, but the app waited for it at most `shutdown_timeout` and went on.
+        """
+        try:
+            await asyncio.wait_for(self.on_thread_stop(), self.shutdown_timeout)
+        except asyncio.TimeoutError:
+            self.log.warning("the Kafka consumer did not stop within %.0f s: stopping without it",
+                             self.shutdown_timeout)
 
     async def call_thread(self, fun, *args, **kwargs):
         return await maybe_async(fun(*args, **kwargs))   # Faust passes coroutine functions and plain ones

@@ -115,3 +115,22 @@ def test_the_consumer_service_starts_calls_and_stops_in_the_apps_loop_without_a_
     assert started == (True, True, ["aiokafka consumer started"])
     assert in_place
     assert noted == ["aiokafka consumer started", "aiokafka consumer stopped"] and stopped and keepalive_cancelled
+
+
+def test_a_consumer_that_does_not_stop_holds_the_worker_no_longer_than_fausts_thread_did():
+    # aiokafka's stop waits for its group coordination, which a stuck rebalance never ends; Faust's
+    # thread was waited for at most `shutdown_timeout`, and so is our consumer.
+    class ConsumerThatHangsOnStop(ConsumerServiceWithoutBroker):
+        shutdown_timeout = 0.2
+
+        async def on_thread_stop(self) -> None:
+            await super().on_thread_stop()
+            await asyncio.Event().wait()
+
+    async def run_service():
+        service = ConsumerThatHangsOnStop(app.consumer, loop=asyncio.get_running_loop(), beacon=app.consumer.beacon)
+        await service.maybe_start()
+        await asyncio.wait_for(service.stop(), 5)
+        return service.noted, service.should_stop
+
+    assert asyncio.run(run_service()) == (["aiokafka consumer started", "aiokafka consumer stopped"], True)

@@ -143,12 +143,14 @@ def fetch_settings() -> dict[str, int]:
 class ConsumerInAppLoop(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's aiokafka consumer service, run in the app's event loop instead of a thread of its own.
 
-    Faust runs the aiokafka consumer in a thread with an event loop of its own and hands every call
-    across: a fetch, a commit, a seek go through a method queue into that loop, and each result
-    comes back through `call_soon_threadsafe`. The two threads share one GIL, so nothing runs in
-    parallel; what the thread adds is the hand-over. At 8 raw events/s a worker used 0.30–0.32 of a
-    core, and a profile found about a fifth of its samples in the consumer thread's hand-over
-    (BENCHMARKS.md, tenth session).
+    Faust runs the aiokafka consumer in a thread with an event loop of its own and hands most calls
+    across: a fetch, a commit, `seek_wait` go through a method queue into that loop, and each
+    result comes back through `call_soon_threadsafe`. But `seek`, `assignment` and `highwater` are
+    called straight from the app's thread (Faust's recovery seeks the changelogs that way), and
+    aiokafka is not thread-safe: its `seek` deletes from the fetcher's record map and completes a
+    future of the other loop. In one loop there is no such call. The two threads share one GIL,
+    so the thread bought no parallelism either. Measured (BENCHMARKS.md, eleventh session): the
+    same CPU at 8, 96 and 231 raw events/s, and a drain a few per cent faster at most.
 
     Faust's class is kept whole: it builds the consumer (with our settings, below), fetches,
     commits, seeks and hands rebalances to the app as before. Only the thread is taken away: the

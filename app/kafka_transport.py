@@ -172,9 +172,9 @@ class ConsumerInAppLoop(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_stop(self) -> None:
         """Faust's thread end: stop the aiokafka consumer, waiting at most `shutdown_timeout` for it.
 
-        aiokafka's `stop` first lets its group coordination task finish, and a task stuck in a
-        rebalance never does: a worker whose conductor had crashed hung in it for good. Faust's
-        thread hung the same way, but the app waited for it at most `shutdown_timeout` and went on.
+        aiokafka's `stop` first lets its group coordination task finish, and one stuck (in our
+        e2e run, after the conductor had crashed) never does: the worker hung in it for good.
+        Faust's app waited for its consumer thread at most `shutdown_timeout` and went on.
         """
         try:
             await asyncio.wait_for(self.on_thread_stop(), self.shutdown_timeout)

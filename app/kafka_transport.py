@@ -186,14 +186,13 @@ class ConsumerInAppLoop(faust_aiokafka.AIOKafkaConsumerThread):
         return await maybe_async(fun(*args, **kwargs))   # Faust passes coroutine functions and plain ones
 
     async def cast_thread(self, fun, *args, **kwargs) -> None:
+        # Faust's aiokafka driver does not cast today; the method queue a cast would go to is never started here.
         await maybe_async(fun(*args, **kwargs))
 
-    # `ServiceThread` leaves these to its thread's end; here they are `Service`'s own again.
+    # `ServiceThread` leaves these to its thread's end (or, for the stop flag, to the thread's loop's
+    # next turn); here they are `Service`'s own again.
     def _stopped_set(self) -> None:
         self._stopped.set()
-
-    def set_shutdown(self) -> None:
-        self._shutdown.set()
 
     async def _stop_children(self) -> None:
         await self._default_stop_children()

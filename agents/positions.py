@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agents.outputs import dead_letter, publish, send_record, trace, utcnow
+from agents.outputs import dead_letter, new_outbox, publish, send_outbox, trace, utcnow
 from agents.streams import each_batch
 from app import metrics
 from app import topics as t
@@ -28,8 +28,9 @@ from app.models.canonical import LocationChange, Movement, MovementType, Positio
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage
 from app.replay import is_dlq_replay
-from tables.definitions import positions, sale_costs
+from tables.definitions import positions
 from tables.master import channels_of, master_data
+from tables.sale_costs import sale_costs
 from tables.sku_networks import networks
 from tables.store import BatchWrites
 
@@ -91,12 +92,13 @@ class PositionBatch:
             for channel_record in channels.ready:
                 await _publish_channel(channel_record)
 
-    def context_for(self, movement: Movement, source_record: str, dlq_replay: bool) -> PositionContext:
+    def context_for(self, movement: Movement, partition: int, source_record: str, dlq_replay: bool) -> PositionContext:
         item = master_data.item(movement.sku)
         location = master_data.location(movement.location_id)
         original_cost = None
         if movement.movement_type is MovementType.RETURN and movement.original_transaction_id:
-            raw = self.sale_costs.get(_sale_cost_key(movement.original_transaction_id, movement.sku))
+            # The sale of this SKU was applied in this partition too (tables/sale_costs.py).
+            raw = self.sale_costs.get(_sale_cost_key(movement.original_transaction_id, movement.sku), partition)
             original_cost = None if raw is None else parse_sale_cost(raw)[0]
         return PositionContext(
             now_epoch=int(time.time()),
@@ -119,7 +121,7 @@ class PositionBatch:
         key = position_key(movement.sku, movement.location_id)
         raw_key = key.encode()
         position = self.positions.get(raw_key, partition) or new_position(movement.sku, movement.location_id)
-        context = self.context_for(movement, f"{partition}@{event.message.offset}",
+        context = self.context_for(movement, partition, f"{partition}@{event.message.offset}",
                                    is_dlq_replay(event.message.headers))
         outcome = apply(position, movement, context)
         system, source_id = movement.source_system.value, movement.source_event_id
@@ -316,21 +318,33 @@ SALE_COSTS_FORGOTTEN_PER_SWEEP = 10_000
 
 @app.timer(interval=SALE_COST_SWEEP)
 async def forget_old_sale_costs():
-    """Sales older than SALE_COST_RETENTION leave the global `sale-costs` table.
+    """Sales older than SALE_COST_RETENTION leave the `sale-costs` table.
 
-    Faust writes a global table's change into the changelog partition of the event being processed,
-    so what `apply_movement` wrote while processing movements partition p sits in changelog partition
-    p. The worker that owns movements partition p sends the tombstones of partition p (one writer
-    per partition); every worker, this one included, deletes them from its copy as they come back on
-    the changelog. The sweep reads the partition's RocksDB: O(its sales), once per sweep.
+    The owner of each inventory.movements partition holds that partition of the table (its SKUs'
+    sales: tables/sale_costs.py) and forgets its expired sales the way a stage batch writes: the
+    tombstones to the changelog and the deletes in one WriteBatch, the changelog offset persisted
+    once the broker has them (tables/store.py, BatchWrites). The sweep reads the partition's
+    RocksDB: O(its sales), once per sweep. A return applied meanwhile finds the cost or not; past
+    the retention either is right.
     """
     now = int(time.time())
     movements = movements_topic.get_topic_name()
-    owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == movements)
-    for partition in owned:
-        expired = [key for key, raw in sale_costs.data.items_in_partition(partition)
-                   if sale_cost_expired(raw, now, settings.sale_cost_retention)]
-        changelog = sale_costs.changelog_topic.get_topic_name()
-        for key in expired[:SALE_COSTS_FORGOTTEN_PER_SWEEP]:
-            await send_record(changelog, key, None, partition)
-        metrics.SALE_COSTS_FORGOTTEN.inc(min(len(expired), SALE_COSTS_FORGOTTEN_PER_SWEEP))
+    for tp in sorted(app.assignor.assigned_actives()):
+        if tp.topic == movements:
+            forgotten = await forget_expired_sale_costs(tp.partition, now, settings.sale_cost_retention)
+            metrics.SALE_COSTS_FORGOTTEN.inc(forgotten)
+
+
+async def forget_expired_sale_costs(partition: int, now_epoch: int, retention: int) -> int:
+    """One partition's sales past the retention (at most SALE_COSTS_FORGOTTEN_PER_SWEEP) forgotten;
+    how many, once their tombstones are with the producer."""
+    expired = [key for key, raw in sale_costs.data.items_in_partition(partition)
+               if sale_cost_expired(raw, now_epoch, retention)][:SALE_COSTS_FORGOTTEN_PER_SWEEP]
+    if expired:
+        forgotten = BatchWrites(sale_costs)
+        for key in expired:
+            forgotten.set(key, None, partition)
+        outbox = new_outbox()
+        forgotten.write(outbox)
+        await send_outbox(outbox)
+    return len(expired)

@@ -206,8 +206,8 @@ async def delivered(stream: faust.StreamT, max_records: int, linger: float = 0.0
       in offset order: one that arrives ahead of a missing one is let go of and the partition is
       read again from the missing offset; one already handled in this generation, or below the
       committed offset, is let go of too (`PartitionOrder`);
-    * after every rebalance nothing is handed over before the global tables (master data, sale
-      costs) have caught up with their changelogs (tables/catch_up.py).
+    * after every rebalance nothing is handed over before the global tables (master data) have
+      caught up with their changelogs (tables/catch_up.py).
     """
     app = stream.app
     queue = stream.channel.queue

@@ -1,6 +1,6 @@
 """Global tables caught up with their changelogs before any agent handles a record.
 
-Every worker holds every global table (master items, locations, item aliases, sale costs), but
+Every worker holds every global table (master items, locations, item aliases), but
 Faust recovers before processing only the changelog partitions it assigns as *actives*; the others
 of a global table are *standbys*, read in the background while the agents already run. After a
 restart, or on a worker with an empty data dir, the ingest stage then looked up a UPC in an alias

@@ -1,6 +1,6 @@
-"""The tables every worker defines, whatever STAGES it runs: positions (the operator views read them),
-master data and sale costs (global: every worker holds a copy). A table only one stage writes is
-defined by that stage's own module in tables/ (day ledgers, SKU networks, lineage, reconciliation
+"""The tables every worker defines, whatever STAGES it runs: positions (the operator views read them)
+and master data (global: every worker holds a copy). A table only one stage writes is defined by
+that stage's own module in tables/ (day ledgers, SKU networks, sale costs, lineage, reconciliation
 summaries)."""
 from __future__ import annotations
 
@@ -21,7 +21,3 @@ LAID_OUT_LIKE[names.POSITIONS] = topics.MOVEMENTS   # a worker on data laid out 
 items = CachedRecordTable(names.MASTER_ITEMS, Item)
 locations = CachedRecordTable(names.MASTER_LOCATIONS, Location)
 item_aliases = make_table(names.MASTER_ITEM_ALIASES, global_=True)
-
-# "TRANSACTION|SKU" → unit cost of a store sale, on every worker, so a return at any store is
-# valued at the original sale's cost.
-sale_costs = make_table(names.SALE_COSTS, global_=True)

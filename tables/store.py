@@ -34,7 +34,7 @@ def make_table(name: str, *, global_: bool = False, partitions: int | None = Non
         # Faust assigns every changelog partition of a global table to every worker as an *active*
         # one and buffers its events per `recovery_buffer_size` (1000) after recovery, so another
         # worker's update stays invisible here (faust-streaming#283, #212). Apply each as it comes,
-        # as the GlobalTable docstring advises; master data and sale costs are low-volume.
+        # as the GlobalTable docstring advises; master data is low-volume.
         kwargs.setdefault("recovery_buffer_size", 1)
     return factory(
         name,
@@ -171,10 +171,9 @@ class BatchWrites:
 
     Values are kept decoded (`decode`/`encode`: bytes <-> what the stage works with), so a key
     read five times in a batch is parsed once; with a `DecodedCache` (which then decodes), a value
-    this worker wrote last is not parsed again by the next batch either. A partitioned table is read in the partition the
-    change belongs to; a global one anywhere (its changes are written into the partition of the
-    record that caused them, as Faust does, and are not persisted as offsets: the other partitions'
-    writers are other workers).
+    this worker wrote last is not parsed again by the next batch either. For partitioned tables
+    only (a global one's other partitions are written by other workers): a key is read in the
+    partition its change belongs to, the one DB look-up it needs.
     """
 
     def __init__(self, table: faust.Table, decode: Callable[[bytes], Any] = bytes,
@@ -184,14 +183,13 @@ class BatchWrites:
         self.changes: dict[int, dict[bytes, Any]] = {}   # partition -> key -> value (None: deleted)
         self._read: dict[bytes, Any] = {}
 
-    def get(self, key: bytes, partition: int | None = None) -> Any:
-        for changes in ((self.changes.get(partition, {}),) if partition is not None else self.changes.values()):
-            if key in changes:
-                return changes[key]
+    def get(self, key: bytes, partition: int) -> Any:
+        changes = self.changes.get(partition)
+        if changes is not None and key in changes:
+            return changes[key]
         if key in self._read:
             return self._read[key]
-        raw = self.store.read(partition, key) if partition is not None and not self.table.is_global \
-            else self.store.get(key)
+        raw = self.store.read(partition, key)
         if raw is None:
             value = None
         else:
@@ -217,8 +215,7 @@ class BatchWrites:
                     self.cache.remember(key, raw, changes[key])
             last = len(encoded) - 1
             for index, (key, value) in enumerate(encoded.items()):
-                persist = functools.partial(self.store.persist_written, TP(topic, partition)) \
-                    if index == last and not self.table.is_global else None
+                persist = functools.partial(self.store.persist_written, TP(topic, partition)) if index == last else None
                 outbox.add(topic, key, value, partition, on_delivered=persist)
             outbox.after_queued(functools.partial(self.store.write_changes, partition, encoded))
 

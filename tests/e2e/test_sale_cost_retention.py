@@ -1,7 +1,8 @@
-"""The `sale-costs` global table forgets sales past SALE_COST_RETENTION (SPEC §4: state stays bounded).
+"""The `sale-costs` table forgets sales past SALE_COST_RETENTION (SPEC §4: state stays bounded).
 
-A sale's cost goes into the changelog partition of the movement that wrote it; the owner of that
-movements partition sends the tombstone there, and every worker's copy deletes it from the changelog.
+The table is partitioned like inventory.movements (by SKU: tables/sale_costs.py): a sale's cost goes
+into the changelog partition of the movement that wrote it, and the owner of that partition sends
+the tombstone there and deletes the cost from its own store.
 """
 from __future__ import annotations
 

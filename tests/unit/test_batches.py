@@ -303,6 +303,9 @@ class FakeStore:
     def source_offset(self, partition):
         return self.source_offsets.get(partition)
 
+    def items_in_partition(self, partition):
+        return list(self.rows.get(partition, {}).items())
+
     def persist_written(self, tp, offset):
         self.persisted[tp.partition] = offset
 
@@ -327,9 +330,9 @@ async def written(writes: BatchWrites, producer: FakeProducer) -> list:
     return await outbox.send(OneByOne(producer))
 
 
-def fake_table(store: FakeStore, *, is_global: bool = False):
-    topic = SimpleNamespace(get_topic_name=lambda: "app-positions-changelog")
-    return SimpleNamespace(data=store, is_global=is_global, changelog_topic=topic)
+def fake_table(store: FakeStore, changelog: str = "app-positions-changelog"):
+    topic = SimpleNamespace(get_topic_name=lambda: changelog)
+    return SimpleNamespace(data=store, changelog_topic=topic)
 
 
 def test_batch_writes_read_their_own_changes_and_send_one_record_per_changed_key():
@@ -357,20 +360,25 @@ def test_batch_writes_read_their_own_changes_and_send_one_record_per_changed_key
     assert store.persisted == {3: 101, 4: 100}   # the last changelog offset of each partition, once acknowledged
 
 
-def test_a_global_table_is_read_anywhere_and_its_offsets_are_not_persisted():
-    store = FakeStore({0: {b"T1|SKU": b"cost"}})
-    writes = BatchWrites(fake_table(store, is_global=True))
-    assert writes.get(b"T1|SKU") == b"cost"
-    writes.set(b"T2|SKU", b"other", 5)
-    assert writes.get(b"T2|SKU") == b"other"   # a return in the same batch as its sale sees the sale
+def test_the_sale_cost_sweep_forgets_expired_sales_like_a_batch_writes(monkeypatch):
+    # The sale-costs table is partitioned like the positions (tables/sale_costs.py): the partition's
+    # owner sends the tombstones and deletes locally, and persists the changelog offset once acknowledged.
+    import agents.positions as stage
+    from app.domain.sale_costs import sale_cost_value
 
-    async def write():
-        deliveries = await written(writes, FakeProducer())
-        await asyncio.gather(*deliveries)
-        await asyncio.sleep(0)
+    now, week = 2_000_000_000, 604_800
+    store = FakeStore({2: {b"T1|SKU1": sale_cost_value(Decimal("7.00"), now - week - 1),
+                           b"T2|SKU1": sale_cost_value(Decimal("8.00"), now - 10)},
+                       3: {b"T3|SKU2": sale_cost_value(Decimal("9.00"), now - week - 1)}})
+    producer = FakeProducer()
+    monkeypatch.setattr(stage, "sale_costs", fake_table(store, "app-sale-costs-changelog"))
+    monkeypatch.setattr(stage, "send_outbox", lambda outbox: outbox.send(OneByOne(producer)))
 
-    asyncio.run(write())
-    assert store.rows[5] == {b"T2|SKU": b"other"} and store.persisted == {}
+    assert run(stage.forget_expired_sale_costs(2, now, week)) == 1
+    assert producer.sent == [("app-sale-costs-changelog", b"T1|SKU1", None, 2)]
+    assert list(store.rows[2]) == [b"T2|SKU1"] and list(store.rows[3]) == [b"T3|SKU2"]   # only its partition
+    assert store.persisted == {2: 100}
+    assert run(stage.forget_expired_sale_costs(2, now, week)) == 0 and len(producer.sent) == 1
 
 
 def test_a_value_a_batch_wrote_is_read_by_the_next_batch_without_parsing_unless_its_bytes_changed():

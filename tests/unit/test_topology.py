@@ -56,7 +56,7 @@ def test_no_agent_module_defines_a_table():
 def test_a_worker_holds_a_stages_own_tables_only_when_it_runs_the_stage():
     # What every worker imports whatever its STAGES (the web views, the shared tables) defines only
     # the shared tables; each other table comes with the one stage whose module imports it.
-    shared = {table.POSITIONS, table.SALE_COSTS, table.MASTER_ITEMS, table.MASTER_LOCATIONS, table.MASTER_ITEM_ALIASES}
+    shared = {table.POSITIONS, table.MASTER_ITEMS, table.MASTER_LOCATIONS, table.MASTER_ITEM_ALIASES}
     code = ("import json, sys; from app.worker import load_stages; "
             "app = load_stages(tuple(sys.argv[1:])); print(json.dumps(sorted(app.tables.keys())))")
     for running in (("ingest",), ("positions",), ("finance", "lineage")):

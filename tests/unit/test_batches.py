@@ -286,10 +286,6 @@ class FakeStore:
         self.reads += 1
         return self.rows.get(partition, {}).get(key)
 
-    def get(self, key):
-        self.reads += 1
-        return next((rows[key] for rows in self.rows.values() if key in rows), None)
-
     def write_changes(self, partition, changes, source_offset=None):
         self.batches.append((partition, dict(changes)))
         for key, value in changes.items():

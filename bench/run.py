@@ -79,7 +79,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--two-workers", default="pipeline", help="systems also run with two workers")
     p.add_argument("--no-pin", action="store_true", help="do not pin one-worker systems to CPU 1 (harness and "
                                                          "broker to CPU 0)")
-    p.add_argument("--profile", action="store_true", help="py-spy flame graph of each system's first run")
+    p.add_argument("--profile", action="store_true", help="py-spy flame graph of each system's first run (throughput) and of each latency point")
     p.add_argument("--profile-format", choices=("svg", "txt"), default="svg",
                    help="svg: flame graph; txt: py-spy's collapsed stacks (see bench/profile.py)")
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
@@ -181,9 +181,12 @@ def main(argv: list[str] | None = None) -> int:
                     for share in (float(x) for x in args.latency_shares.split(",")):
                         rate = round(top * share)
                         tag = f"lat-{system}-w{workers}-{int(share * 100)}"
+                        flame = str(RESULTS / f"flame-{system}-at-{int(share * 100)}.{args.profile_format}") \
+                            if args.profile and workers == 1 else None
                         try:
                             r = scenarios.latency(system, bootstrap, data, tag, workers,
-                                                  worker_cpus if workers == 1 else None, rate, args.latency_seconds)
+                                                  worker_cpus if workers == 1 else None, rate, args.latency_seconds,
+                                                  profile=flame)
                         except (RuntimeError, TimeoutError) as exc:  # one failed point does not end the run
                             log(f"{tag}: failed: {exc}")
                             results.setdefault("failed", []).append({"point": tag, "error": str(exc)})

@@ -212,8 +212,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int, cpus: set[int] | None,
-            rate: float, seconds: float, warmup: float = 0.2) -> dict:
+            rate: float, seconds: float, warmup: float = 0.2, profile: str | None = None) -> dict:
     """Open-loop load at `rate` inputs/s for `seconds`; latency = output record ts − input record ts.
+    `profile`: py-spy the first worker while the load runs (where a worker's time goes at a steady
+    rate, which a drain's profile does not show: there every fetch and batch is full).
 
     Pipeline: raw record → availability record, matched via cause.source_event_id. Position stage
     and peers: movement → its availability record or delta, matched via the movement id.
@@ -254,11 +256,14 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
         kafka.preload(bootstrap, first)
         if not collector.wait_idle(0.5, timeout=120, at_least=1):
             raise RuntimeError(f"{system}: no answer to the warm-up record; see {d.processes[0].log}")
+        profiler = _profile(d.processes[0].proc.pid, profile, min(seconds, 30)) if profile else None
         started, ended = kafka.produce_at_rate(bootstrap, feed, rate)
         collector.wait_idle(5.0, timeout=600, at_least=1)
         result = collector.stop()
         cpu = sum(p.sampler.cpu_between(started, ended) for p in d.processes)
         rss = sum(p.sampler.peak_rss() for p in d.processes) / 2**20
+        if profiler is not None:
+            profiler.wait(timeout=120)
     finally:
         d.stop()
     topics = sorted({t for t, _, _ in feed})

@@ -33,7 +33,7 @@ def _ensure_bench_extra() -> None:
 
 _ensure_bench_extra()
 
-from bench import kafka, report, scenarios, workload  # noqa: E402  (needs the bench extra)
+from bench import kafka, procs, report, scenarios, workload  # noqa: E402  (needs the bench extra)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("ceiling", "quix", "positions", "pipeline", "hops")   # hops replays the pipeline run before it
@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = broker.start()
     if pin:
         _pin_tree(broker.pid(), {0})
+    # The broker's CPU beside the worker's: at a steady rate every fetch names every assigned
+    # partition, and the broker answers each on the core it shares with the harness.
+    scenarios.broker_cpu = procs.Sampler(broker.pid())
+    scenarios.broker_cpu.start()
     log(f"broker on {bootstrap}; generating {args.events} raw events over {args.skus} SKUs x {args.locations} "
         f"locations")
     try:
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                         if system == "pipeline" and workers == 1:
                             volume = r["volume"]
                         log(f"{tag}: {r['outputs_per_s']:.0f} out/s ({r['inputs_per_s']:.0f} in/s), "
-                            f"cpu {r['cpu_util']:.2f}, rss {r['peak_rss_mb']:.0f} MB"
+                            f"cpu {r['cpu_util']:.2f} (broker {r['broker_cpu_util']:.2f}), rss {r['peak_rss_mb']:.0f} MB"
                             + (f"; {r['inputs_per_s_to_last_availability']:.0f} in/s to the last availability record, "
                                f"last record by topic (s) {r['last_by_topic_s']}"
                                if "last_by_topic_s" in r else "")
@@ -193,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         r["share"] = share
                         results["latency"].append(r)
-                        log(f"{tag} @ {rate}/s: p50 {r['p50_ms']:.0f} p95 {r['p95_ms']:.0f} p99 {r['p99_ms']:.0f} ms")
+                        log(f"{tag} @ {rate}/s: p50 {r['p50_ms']:.0f} p95 {r['p95_ms']:.0f} p99 {r['p99_ms']:.0f} ms, "
+                            f"cpu {r['cpu_util']:.2f}, broker cpu {r['broker_cpu_util']:.2f}")
                         _save(args.output, results)
         if "recovery" in only:
             r = scenarios.recovery(bootstrap, data, "recovery", args.recovery_positions, worker_cpus)

@@ -11,8 +11,14 @@ from dataclasses import dataclass
 import orjson
 
 from app import topics as t
-from bench import kafka, systems, workload
+from bench import kafka, procs, systems, workload
 from bench.workload import Dataset
+
+broker_cpu: procs.Sampler | None = None   # the bench broker's process, sampled by bench/run.py
+
+
+def _broker_cpu_util(start: float, end: float) -> float | None:
+    return broker_cpu.cpu_between(start, end) / max(end - start, 1e-3) if broker_cpu is not None else None
 
 PEERS = ("ceiling", "quix")
 # The pipeline's own topics that it reads back (its internal hops); the raw and master topics are its input.
@@ -161,7 +167,7 @@ def throughput(system: str, bootstrap: str, data: Prepared, tag: str, workers: i
         "system": system, "workers": workers, "outputs": count,
         "inputs": len(data.dataset.raw) if system in ("pipeline", "hops") else len(data.dataset.movements),
         "drain_s": drain, "outputs_per_s": count / drain, "wall_from_start_s": last - started,
-        "cpu_s": cpu, "cpu_util": cpu / drain, "kernel_share": d.processes[0].sampler.system_share(first, last), "peak_rss_mb": sum(p.sampler.peak_rss() for p in d.processes) / 2**20,
+        "cpu_s": cpu, "cpu_util": cpu / drain, "broker_cpu_util": _broker_cpu_util(first, last), "kernel_share": d.processes[0].sampler.system_share(first, last), "peak_rss_mb": sum(p.sampler.peak_rss() for p in d.processes) / 2**20,
     }
     out["inputs_per_s"] = out["inputs"] / drain
     out["outputs_per_cpu_s"] = count / cpu if cpu else None
@@ -281,6 +287,7 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
             "max_ms": max(lat), "mean_ms": statistics.fmean(lat),
             # behind_s > 1: the system could not keep up with the offered rate
             "behind_s": (result.last_ts / 1000 - ended) if result.last_ts else None, "cpu_util": cpu / max(ended - started, 1e-3),
+            "broker_cpu_util": _broker_cpu_util(started, ended),
             "peak_rss_mb": rss}
 
 

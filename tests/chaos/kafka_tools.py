@@ -176,6 +176,10 @@ class Observed:
     # soak run compares with the oracle while it waits for convergence.
     latest: dict[str, tuple[int, ...]] = field(default_factory=dict)
     dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
+    # Which movement each posting is for, so the soak run counts the postings the oracle expects
+    # (movement, kind), not distinct ids: optional kinds and re-valued postings are ids too.
+    movement_refs: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)  # movement_id -> (key, system, event id, type)
+    posting_kinds: set[tuple[str, str]] = field(default_factory=set)                   # (movement_id, kind)
 
 
 class Tracker:
@@ -234,10 +238,16 @@ class Tracker:
                 if version > self.seen.max_version.get(k, 0):
                     self.seen.max_version[k] = version
                     self.seen.latest[k] = tuple(record.get(b) for b in BUCKETS)
+                cause = record.get("cause")
+                if cause:
+                    self.seen.movement_refs[cause["movement_id"]] = (
+                        k, cause["source_system"], cause["source_event_id"], cause["movement_type"])
                 self.seen.availability += 1
             elif topic == POSTINGS:
+                posting = orjson.loads(value)
                 self.seen.postings += 1
-                self.seen.posting_ids.add(key.decode() if key else orjson.loads(value)["posting_id"])
+                self.seen.posting_ids.add(posting["posting_id"])
+                self.seen.posting_kinds.add((posting["movement_id"], posting["kind"]))
             elif topic == DLQ:
                 self.seen.dlq += 1
                 letter = orjson.loads(value)

@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = broker.start()
     if pin:
         _pin_tree(broker.pid(), {0})
-    # The broker's CPU beside the worker's: at a steady rate every fetch names every assigned
-    # partition, and the broker answers each on the core it shares with the harness.
+    # The broker's CPU beside the worker's: it shares CPU 0 with the harness, and a fresh JVM
+    # spends its first minutes compiling (BENCHMARKS.md, thirteenth session).
     scenarios.broker_cpu = procs.Sampler(broker.pid())
     scenarios.broker_cpu.start()
     log(f"broker on {bootstrap}; generating {args.events} raw events over {args.skus} SKUs x {args.locations} "

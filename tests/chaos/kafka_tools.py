@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from app.connection import client_kwargs
-from tests.chaos.oracle import RawInput
+from tests.chaos.oracle import MovementRef, RawInput
 from tests.chaos.workload import RawRecord
 
 AVAILABILITY, POSTINGS, DLQ = "inventory.availability", "finance.postings", "inventory.dlq"
@@ -178,8 +178,8 @@ class Observed:
     dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
     # Which movement each posting is for, so the soak run counts the postings the oracle expects
     # (movement, kind), not distinct ids: optional kinds and re-valued postings are ids too.
-    movement_refs: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)  # movement_id -> (key, system, event id, type)
-    posting_kinds: set[tuple[str, str]] = field(default_factory=set)                   # (movement_id, kind)
+    movement_refs: dict[str, MovementRef] = field(default_factory=dict)   # movement_id -> the movement
+    posting_kinds: set[tuple[str, str]] = field(default_factory=set)      # (movement_id, kind)
 
 
 class Tracker:
@@ -240,8 +240,7 @@ class Tracker:
                     self.seen.latest[k] = tuple(record.get(b) for b in BUCKETS)
                 cause = record.get("cause")
                 if cause:
-                    self.seen.movement_refs[cause["movement_id"]] = (
-                        k, cause["source_system"], cause["source_event_id"], cause["movement_type"])
+                    self.seen.movement_refs[cause["movement_id"]] = MovementRef.of_availability(k, cause)
                 self.seen.availability += 1
             elif topic == POSTINGS:
                 posting = orjson.loads(value)

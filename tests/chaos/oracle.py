@@ -37,6 +37,11 @@ class MovementRef:
     def __str__(self) -> str:
         return f"{self.type} {self.system}:{self.event_id} @ {self.key}"
 
+    @classmethod
+    def of_availability(cls, key: str, cause: dict) -> MovementRef:
+        """The movement an availability record (key SKU@LOCATION) was made by, from its `cause`."""
+        return cls(key, cause["source_system"], cause["source_event_id"], cause["movement_type"])
+
 
 @dataclass(frozen=True)
 class RawInput:

@@ -108,7 +108,7 @@ class Check:
             # they cannot stand in for an expected one that is still missing. The verdict reports them.
             refs = seen.movement_refs
             postings = sum(1 for movement_id, kind in seen.posting_kinds
-                           if movement_id in refs and (MovementRef(*refs[movement_id]), kind) in expected.posting_kinds)
+                           if movement_id in refs and (refs[movement_id], kind) in expected.posting_kinds)
             dead = sum(1 for where in seen.dead_lettered if where[0] in RAW_TOPICS)
         return cls(positions, postings, dead, expected)
 

@@ -11,8 +11,7 @@ from tests.chaos.soak import Check, Expected
 
 M1 = MovementRef("A@S1", "pos", "t1", "SALE")
 M2 = MovementRef("B@S1", "pos", "t2", "SALE")
-# What the availability records said of each movement id (key, source system, event id, type).
-REFS = {"m1": tuple(vars(M1).values()), "m2": tuple(vars(M2).values())}
+REFS = {"m1": M1, "m2": M2}   # what the availability records said of each movement id
 
 
 def _expected() -> Expected:
@@ -58,7 +57,7 @@ def test_extra_postings_do_not_stand_in_for_a_missing_one():
     expected = _expected()
     seen = Observed(max_version={"A@S1": 3, "B@S1": 1},
                     latest={"A@S1": (5, 1, 0, 0, 0), "B@S1": (2, 0, 0, 0, 0)},
-                    movement_refs=dict(REFS, m3=("C@S1", "pos", "t3", "SALE")),
+                    movement_refs=dict(REFS, m3=MovementRef("C@S1", "pos", "t3", "SALE")),
                     # an optional kind of m1, a posting of a movement the oracle has no posting for,
                     # and one whose movement no availability record has named yet
                     posting_kinds={("m1", "COGS"), ("m1", "REVENUE"), ("m1", "COST_ADJUSTMENT"),

@@ -32,8 +32,7 @@ class Verdict:
 
 
 def _ref(record: OutRecord) -> MovementRef:
-    cause = record.value["cause"]
-    return MovementRef(record.key, cause["source_system"], cause["source_event_id"], cause["movement_type"])
+    return MovementRef.of_availability(record.key, record.value["cause"])
 
 
 def _balanced(posting: dict) -> bool:

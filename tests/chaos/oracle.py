@@ -89,6 +89,18 @@ class OracleResult:
     def versions(self) -> dict[str, int]:
         return {key: p.version for key, p in self.positions.items()}
 
+    def expected_postings(self) -> frozenset[tuple[MovementRef, str]]:
+        """(movement, kind) of every posting the pipeline must publish."""
+        return _postings(self.posting_kinds)
+
+    def optional_postings(self) -> frozenset[tuple[MovementRef, str]]:
+        """(movement, kind) of the postings it may publish or not (`optional_kinds`)."""
+        return _postings(self.optional_kinds)
+
+
+def _postings(kinds_of: dict[MovementRef, frozenset[str]]) -> frozenset[tuple[MovementRef, str]]:
+    return frozenset((ref, kind) for ref, kinds in kinds_of.items() for kind in kinds)
+
 
 def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))

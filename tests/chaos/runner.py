@@ -331,7 +331,7 @@ class ChaosRun:
     # --- the end ---------------------------------------------------------------------------------
     def finish(self, *, settle: float = 3.0, posting_timeout: float = 120.0,
                consume_timeout: float = 180.0) -> Verdict:
-        expected_postings = sum(len(k) for k in self.phase_oracle.result.posting_kinds.values())
+        expected_postings = len(self.phase_oracle.result.expected_postings())
         deadline = time.monotonic() + posting_timeout
         while self.tracker.snapshot()[1] < expected_postings and time.monotonic() < deadline:
             time.sleep(0.5)

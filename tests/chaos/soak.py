@@ -78,7 +78,7 @@ class Expected:
     @classmethod
     def of(cls, result: OracleResult) -> Expected:
         return cls({key: (p.version, tuple(p.buckets().values())) for key, p in result.positions.items()},
-                   frozenset((ref, kind) for ref, kinds in result.posting_kinds.items() for kind in kinds),
+                   result.expected_postings(),
                    len(result.bad_records))
 
     @property

@@ -133,11 +133,11 @@ def compare(oracle: OracleResult, raw: list[RawInput], availability: list[OutRec
     for identity, ids in ids_by_identity.items():
         if len(ids) > 1:
             v.mismatches["posting_id_unstable"].append({"movement_kind": identity, "ids": sorted(ids)})
-    expected_kinds = {(ref, kind) for ref, kinds in oracle.posting_kinds.items() for kind in kinds}
+    expected_kinds = oracle.expected_postings()
     for ref, kind in sorted(expected_kinds - actual_kinds):
         v.mismatches["postings_missing"].append({"movement": str(ref), "kind": kind,
                                                  "phase": oracle.applied.get(ref)})
-    optional = {(ref, kind) for ref, kinds in oracle.optional_kinds.items() for kind in kinds}
+    optional = oracle.optional_postings()
     for ref, kind in sorted(actual_kinds - expected_kinds - optional):
         v.mismatches["postings_unexpected"].append({"movement": str(ref), "kind": kind,
                                                     "expected_kinds": sorted(oracle.posting_kinds.get(ref, ()))})

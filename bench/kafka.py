@@ -146,6 +146,40 @@ def produce_at_rate(bootstrap: str, records: list[tuple[str, bytes, bytes]], rat
     return start, end
 
 
+class ProduceProbe(threading.Thread):
+    """How fast the broker acknowledges one small record, every `interval` s, while a latency point
+    runs: a broker starved of its core (it shares one with the harness) shows here first, while
+    the worker sits idle waiting for it (BENCHMARKS.md, fourteenth session). Each record is sent
+    alone (linger 0, acks=all) and waited for, so the figure is one produce round trip as the
+    harness sees it (its own thread's share of the GIL included)."""
+
+    TOPIC = "bench.probe"
+
+    def __init__(self, bootstrap: str, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap = bootstrap
+        self.interval = interval
+        self.acks: list[tuple[float, float]] = []   # (sent at, seconds to the acknowledgement)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        producer = Producer(_producer_conf(self.bootstrap, **{"linger.ms": 0}))
+        while not self.stopping.is_set():
+            sent = time.time()
+            producer.produce(self.TOPIC, b"probe")
+            if producer.flush(10.0) == 0:
+                self.acks.append((sent, time.time() - sent))
+            self.stopping.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=15)
+
+    def between(self, start: float, end: float) -> list[float]:
+        """Round trips (ms) of the probes sent between two wall times."""
+        return [ack * 1000 for sent, ack in self.acks if start <= sent < end]
+
+
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets", "enable.auto.commit": False})
     try:

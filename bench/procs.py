@@ -72,6 +72,40 @@ class Sampler(threading.Thread):
         self.join(timeout=5)
 
 
+class CoreSampler(threading.Thread):
+    """Each CPU's busy and stolen time, twice a second: on this box the broker and the harness share
+    one core, and a hypervisor that steals from it stalls the broker while the worker's core idles."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.samples: list[tuple[float, list]] = []   # (wall, psutil per-CPU times)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.samples.append((time.time(), psutil.cpu_times(percpu=True)))
+            self.stopping.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)
+
+    def shares_between(self, start: float, end: float) -> list[dict[str, float]] | None:
+        """Per CPU, the share of the span it was busy (user, system, interrupts) and stolen."""
+        inside = [s for s in self.samples if start - self.interval <= s[0] <= end + self.interval]
+        if len(inside) < 2:
+            return None
+        (t0, first), (t1, last) = inside[0], inside[-1]
+        span = max(t1 - t0, 1e-3)
+
+        def busy(times) -> float:
+            return times.user + times.nice + times.system + times.irq + times.softirq
+
+        return [{"busy": round((busy(b) - busy(a)) / span, 2), "steal": round((b.steal - a.steal) / span, 2)}
+                for a, b in zip(first, last)]
+
+
 class SystemProcess:
     """One process of a system under test: command, environment, log file, optional CPU pinning."""
 

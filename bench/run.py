@@ -198,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
                         r["share"] = share
                         results["latency"].append(r)
                         log(f"{tag} @ {rate}/s: p50 {r['p50_ms']:.0f} p95 {r['p95_ms']:.0f} p99 {r['p99_ms']:.0f} ms, "
-                            f"cpu {r['cpu_util']:.2f}, broker cpu {r['broker_cpu_util']:.2f}")
+                            f"cpu {r['cpu_util']:.2f}, broker cpu {r['broker_cpu_util']:.2f}; broker probe p50 "
+                            f"{r['broker_probe_p50_ms'] or 0:.0f} max {r['broker_probe_max_ms'] or 0:.0f} ms; cores "
+                            + ", ".join(f"{c['busy']:.2f} busy {c['steal']:.2f} stolen" for c in r["cores"] or [])
+                            + ("; THE BROKER STALLED: this point measured the broker, not the pipeline"
+                               if r["broker_stalled"] else ""))
                         _save(args.output, results)
         if "recovery" in only:
             r = scenarios.recovery(bootstrap, data, "recovery", args.recovery_positions, worker_cpus)

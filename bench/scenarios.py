@@ -212,6 +212,11 @@ def _source_event_id(value: bytes) -> str | None:
         return None
 
 
+# A produce round trip from the harness above this, during a latency point, means the broker itself
+# stalled (every second point of a run did, fourteenth session): the point measured the broker.
+BROKER_STALL_MS = 100
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
@@ -263,7 +268,12 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
         if not collector.wait_idle(0.5, timeout=120, at_least=1):
             raise RuntimeError(f"{system}: no answer to the warm-up record; see {d.processes[0].log}")
         profiler = _profile(d.processes[0].proc.pid, profile, min(seconds, 30)) if profile else None
+        probe, cores = kafka.ProduceProbe(bootstrap), procs.CoreSampler()
+        probe.start()
+        cores.start()
         started, ended = kafka.produce_at_rate(bootstrap, feed, rate)
+        probe.stop()
+        cores.stop()
         collector.wait_idle(5.0, timeout=600, at_least=1)
         result = collector.stop()
         cpu = sum(p.sampler.cpu_between(started, ended) for p in d.processes)
@@ -281,6 +291,7 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
     lat = [ts - sent[i] for i, ts in result.ids if i in sent and sent[i] >= cutoff]
     if not lat:
         raise RuntimeError(f"{system}: no latency samples; see {d.processes[0].log}")
+    probes = probe.between(started, ended)
     return {"system": system, "workers": workers, "rate": rate, "offered_s": ended - started,
             "achieved_rate": count / max(ended - started, 1e-3), "samples": len(lat),
             "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
@@ -288,7 +299,31 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
             # behind_s > 1: the system could not keep up with the offered rate
             "behind_s": (result.last_ts / 1000 - ended) if result.last_ts else None, "cpu_util": cpu / max(ended - started, 1e-3),
             "broker_cpu_util": _broker_cpu_util(started, ended),
+            "broker_kernel_share": broker_cpu.system_share(started, ended) if broker_cpu is not None else None,
+            # Was it the pipeline or a starved broker? A produce round trip from the harness, and
+            # each core's busy and stolen share (the broker and the harness share one core).
+            "broker_probe_p50_ms": percentile(probes, 50) if probes else None,
+            "broker_probe_max_ms": max(probes) if probes else None,
+            "broker_stalled": bool(probes) and max(probes) > BROKER_STALL_MS,
+            "cores": cores.shares_between(started, ended),
+            "per_second": per_second(result.ids, sent, started, ended, probe),
             "peak_rss_mb": rss}
+
+
+def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started: float, ended: float,
+               probe: kafka.ProduceProbe) -> list[list]:
+    """Each second of the load (by when the input was sent): [second, samples, p50 ms, max ms,
+    slowest probe ms]. A stall shows as a run of seconds whose latency falls by one second per second."""
+    by_second: dict[int, list[float]] = {}
+    for source_id, ts in outputs:
+        if source_id in sent and started * 1000 <= sent[source_id] <= ended * 1000:
+            by_second.setdefault(int(sent[source_id] / 1000 - started), []).append(ts - sent[source_id])
+    rows = []
+    for second in sorted(by_second):
+        lat = by_second[second]
+        probes = probe.between(started + second, started + second + 1)
+        rows.append([second, len(lat), round(percentile(lat, 50)), round(max(lat)), round(max(probes)) if probes else None])
+    return rows
 
 
 def _position_records(changelog: str, catalogue: workload.Catalogue, count: int, partitions: int = 8):

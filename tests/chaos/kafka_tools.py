@@ -181,6 +181,15 @@ class Observed:
     movement_refs: dict[str, MovementRef] = field(default_factory=dict)   # movement_id -> the movement
     posting_kinds: set[tuple[str, str]] = field(default_factory=set)      # (movement_id, kind)
 
+    def expected_postings_seen(self, expected: frozenset[tuple[MovementRef, str]]) -> int:
+        """How many of the postings the oracle expects, (movement, kind), have been seen. A posting
+        counts once its movement's availability record has said which movement it is; extra kinds
+        (the oracle's optional ones) and unexpected postings do not count, so they cannot stand in
+        for an expected one that is still missing. The verdict reports them."""
+        refs = self.movement_refs
+        return sum(1 for movement_id, kind in self.posting_kinds
+                   if movement_id in refs and (refs[movement_id], kind) in expected)
+
 
 class Tracker:
     """Follows availability, postings and the DLQ from the beginning, for barriers and progress."""
@@ -258,6 +267,10 @@ class Tracker:
         with self.lock:
             return {k: (self.seen.max_version.get(k, 0), v) for k, v in expected_versions.items()
                     if self.seen.max_version.get(k, 0) < v}
+
+    def expected_postings_seen(self, expected: frozenset[tuple[MovementRef, str]]) -> int:
+        with self.lock:
+            return self.seen.expected_postings_seen(expected)
 
     def snapshot(self) -> tuple[int, int, int]:
         with self.lock:

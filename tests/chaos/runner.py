@@ -331,9 +331,12 @@ class ChaosRun:
     # --- the end ---------------------------------------------------------------------------------
     def finish(self, *, settle: float = 3.0, posting_timeout: float = 120.0,
                consume_timeout: float = 180.0) -> Verdict:
-        expected_postings = len(self.phase_oracle.result.expected_postings())
+        # Each posting the oracle expects, (movement, kind): a count of distinct posting ids could be
+        # filled by optional ones while an expected one is still on its way.
+        expected_postings = self.phase_oracle.result.expected_postings()
         deadline = time.monotonic() + posting_timeout
-        while self.tracker.snapshot()[1] < expected_postings and time.monotonic() < deadline:
+        while (self.tracker.expected_postings_seen(expected_postings) < len(expected_postings)
+               and time.monotonic() < deadline):
             time.sleep(0.5)
             self.watchdog()
         self._wait_consumed(timeout=consume_timeout)

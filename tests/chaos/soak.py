@@ -103,12 +103,7 @@ class Check:
             seen = tracker.seen
             positions = sum(1 for key, (version, buckets) in expected.positions.items()
                             if seen.max_version.get(key, 0) == version and seen.latest.get(key) == buckets)
-            # A posting counts once its movement's availability record has said which movement it
-            # is; extra kinds (the oracle's optional ones) and unexpected postings do not count, so
-            # they cannot stand in for an expected one that is still missing. The verdict reports them.
-            refs = seen.movement_refs
-            postings = sum(1 for movement_id, kind in seen.posting_kinds
-                           if movement_id in refs and (refs[movement_id], kind) in expected.posting_kinds)
+            postings = seen.expected_postings_seen(expected.posting_kinds)
             dead = sum(1 for where in seen.dead_lettered if where[0] in RAW_TOPICS)
         return cls(positions, postings, dead, expected)
 

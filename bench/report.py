@@ -54,6 +54,13 @@ def _cut(m: dict) -> str:
     return f" (+{m['cut_short']} cut short)" if m.get("cut_short") else ""
 
 
+def _stalled(r: dict) -> str:
+    """Whether the broker stalled during a latency point (no probe before the fourteenth session)."""
+    if "broker_stalled" not in r:
+        return "–"
+    return f"**yes** (probe {r['broker_probe_max_ms']:.0f} ms)" if r["broker_stalled"] else "no"
+
+
 def _fmt(v, digits: int = 0) -> str:
     if v is None:
         return "–"
@@ -88,15 +95,15 @@ def tables(results: dict) -> str:
                      + (f" All stages / ceiling: **{rat.get('pipeline/w1', 0):.4f}**." if "pipeline/w1" in rat else ""))
     if results["latency"]:
         lines += ["", "| system | workers | load | offered rate /s | achieved /s | p50 ms | p95 ms | p99 ms | max ms | "
-                      "samples | last output after producer stopped, s | worker CPU |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                      "samples | last output after producer stopped, s | worker CPU | broker stalled |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["latency"]:
             lines.append(f"| {LABELS[r['system']]} | {r['workers']} | {int(r['share'] * 100)}% | {_fmt(r['rate'])} | "
                          f"{_fmt(r.get('achieved_rate'))} | {_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} | "
                          f"{_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | {r['samples']:,} | {_fmt(r.get('behind_s'), 1)} | "
-                         f"{_fmt(r.get('cpu_util'), 2)} |")
+                         f"{_fmt(r.get('cpu_util'), 2)} | {_stalled(r)} |")
         for f in results.get("failed", []):
-            lines.append(f"| {f['point']} | | | | | failed: {f['error'][:120]} | | | | | | |")
+            lines.append(f"| {f['point']} | | | | | failed: {f['error'][:120]} | | | | | | | |")
     rec = results.get("recovery")
     if rec:
         lines += ["", "| recovery | positions | ready (readyz 200) s | position lookup 200 s | probe movement applied s | "
@@ -141,7 +148,9 @@ def plot(results: dict, out: Path) -> list[Path]:
         keys = sorted({(r["system"], r["workers"]) for r in lat}, key=lambda k: list(LABELS).index(k[0]) * 10 + k[1])
         width = 0.38
         for j, share in enumerate((0.5, 0.8)):
-            rows = [next((r for r in lat if (r["system"], r["workers"]) == k and r["share"] == share), None)
+            # The point the broker did not stall in, if there is one (run.py runs a stalled one again).
+            rows = [min((r for r in lat if (r["system"], r["workers"]) == k and r["share"] == share),
+                        key=lambda r: bool(r.get("broker_stalled")), default=None)
                     for k in keys]
             xs = [i + (j - 0.5) * width for i in range(len(keys))]
             ax2.bar(xs, [r["p99_ms"] if r else 0 for r in rows], width, label=f"p99 at {int(share * 100)}% load",

@@ -179,6 +179,10 @@ class ProduceProbe(threading.Thread):
         """Round trips (ms) of the probes sent between two wall times."""
         return [ack * 1000 for sent, ack in self.acks if start <= sent < end]
 
+    def by_second(self, start: float, end: float) -> list[list[float]]:
+        """Round trips (ms) of the probes sent in each second from `start` to `end`."""
+        return [self.between(start + second, start + second + 1) for second in range(int(end - start) + 1)]
+
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets", "enable.auto.commit": False})

@@ -302,7 +302,7 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
     lat = [ts - sent[i] for i, ts in result.ids if i in sent and sent[i] >= cutoff]
     if not lat:
         raise RuntimeError(f"{system}: no latency samples; see {d.processes[0].log}")
-    probes = probe.between(started, ended)
+    probes, probes_by_second = probe.between(started, ended), probe.by_second(started, ended)
     return {"system": system, "workers": workers, "rate": rate, "offered_s": ended - started,
             "achieved_rate": count / max(ended - started, 1e-3), "samples": len(lat),
             "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
@@ -315,15 +315,14 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
             # each core's busy and stolen share (the broker and the harness share one core).
             "broker_probe_p50_ms": percentile(probes, 50) if probes else None,
             "broker_probe_max_ms": max(probes) if probes else None,
-            "broker_stalled": broker_stalled([probe.between(started + second, started + second + 1)
-                                              for second in range(int(ended - started) + 1)]),
+            "broker_stalled": broker_stalled(probes_by_second),
             "cores": cores.shares_between(started, ended),
-            "per_second": per_second(result.ids, sent, started, ended, probe),
+            "per_second": per_second(result.ids, sent, started, ended, probes_by_second),
             "peak_rss_mb": rss}
 
 
 def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started: float, ended: float,
-               probe: kafka.ProduceProbe) -> list[list]:
+               probes_by_second: list[list[float]]) -> list[list]:
     """Each second of the load (by when the input was sent): [second, samples, p50 ms, max ms,
     slowest probe ms]. A stall shows as a run of seconds whose latency falls by one second per second."""
     by_second: dict[int, list[float]] = {}
@@ -333,7 +332,7 @@ def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started
     rows = []
     for second in sorted(by_second):
         lat = by_second[second]
-        probes = probe.between(started + second, started + second + 1)
+        probes = probes_by_second[second] if second < len(probes_by_second) else []
         rows.append([second, len(lat), round(percentile(lat, 50)), round(max(lat)), round(max(probes)) if probes else None])
     return rows
 

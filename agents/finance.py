@@ -109,7 +109,7 @@ class FinanceBatch:
             self._set(key, ledger, partition)
         for posting in result.postings:
             await publish(postings_topic, posting.posting_id, posting)
-            metrics.POSTINGS_OUT.labels(kind=posting.kind.value).inc()
+            metrics.labelled(metrics.POSTINGS_OUT, posting.kind.value).inc()
             facts.add(TraceStage.POSTING, posting_id=posting.posting_id, kind=posting.kind.value,
                       movement_id=posting.movement_id)
         await facts.send()

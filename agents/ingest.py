@@ -39,7 +39,7 @@ async def ingest_record(event) -> None:
 async def forward(mapped: Mapped, now) -> None:
     system = mapped.source_system.value
     kind = mapped.movements[0].movement_type.value if mapped.movements else ("DAY_CLOSE" if mapped.day_close else "none")
-    metrics.EVENTS_IN.labels(source=system, type=kind).inc()
+    metrics.labelled(metrics.EVENTS_IN, system, kind).inc()
     # The event's trace goes out first, as one record: its facts reach the lineage partition before
     # anything the position stage records about the same event.
     facts = Trace(system, mapped.source_event_id)

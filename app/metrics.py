@@ -1,6 +1,8 @@
 """Prometheus metrics of the pipeline: one registry, named for the retail process they measure."""
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_IN = Counter("stock_sync_events_in_total", "Raw channel records received", ["source", "type"])
@@ -50,3 +52,11 @@ RECORDS_STUCK = Gauge("stock_sync_records_waiting_for_dead_letter",
 PRODUCER_BUFFER_FULL = Counter(
     "stock_sync_producer_buffer_full_total",
     "Times Faust's producer buffer was full and a send waited for a flush (back-pressure from Kafka)")
+
+
+@functools.lru_cache(maxsize=4096)
+def labelled(metric, *values: str):
+    """`metric.labels(*values)`, looked up once: `labels` takes a lock and validates its arguments
+    on every call, a few µs on paths that count every movement and posting. Label values here come
+    from enums and master data (movement types, posting kinds, channels), so the cache stays small."""
+    return metric.labels(*values)

@@ -24,14 +24,14 @@ from app.domain.network import channel_shares, fold_location, settle_pending
 from app.domain.positions import PositionContext, apply, apply_location_change, new_position, sale_reference_of
 from app.domain.sale_costs import parse_sale_cost, sale_cost_expired, sale_cost_value
 from app.faust_app import app, availability_topic, channel_availability_topic, ledger_topic, movements_topic, settings
-from app.models.canonical import LocationChange, Movement, MovementType, Position, SkuNetwork
+from app.models.canonical import LocationChange, Movement, MovementType, Position, SkuNetwork, working_copy
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage
 from app.replay import is_dlq_replay
 from tables.definitions import positions
-from tables.master import channels_of, master_data
+from tables.master import channels_generation, channels_of, master_data
 from tables.sale_costs import sale_costs
-from tables.sku_networks import networks
+from tables.sku_networks import network_json, networks, parsed_networks
 from tables.store import BatchWrites
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,14 @@ class PositionBatch:
     """A batch of inventory.movements: each applied in memory in offset order, the positions, SKU
     networks and sale costs it changed written once at the end (agents/streams.py, each_batch).
 
-    The batch keeps each network as its JSON and parses it per change: `fold_location` changes a
-    network in place, and a record that fails half-way must leave nothing of it in the batch.
+    A network is folded into a working copy: `fold_location` changes a network in place, the one the
+    batch holds may be shared with the cache of parsed networks, and a record that fails half-way
+    must leave nothing of it in the batch.
     """
 
     def __init__(self) -> None:
         self.positions = BatchWrites(positions.table, Position.model_validate_json, _position_json)
-        self.networks = BatchWrites(networks.table)
+        self.networks = BatchWrites(networks.table, encode=network_json, cache=parsed_networks)
         self.sale_costs = BatchWrites(sale_costs)
 
     def finish(self, outbox) -> None:
@@ -74,10 +75,10 @@ class PositionBatch:
         """The SKU's network with this position's new availability folded in, and the channel
         records to publish now; None when no channel changed. Nothing is kept yet."""
         key = record.sku.encode()
-        raw = self.networks.get(key, partition)
-        network = SkuNetwork(sku=record.sku) if raw is None else SkuNetwork.model_validate_json(raw)
+        kept = self.networks.get(key, partition)
+        network = SkuNetwork(sku=record.sku) if kept is None else working_copy(kept)
         ready = fold_availability(network, record.location_id, record.available, record.version)
-        return None if ready is None else ChannelFold(key, network.model_dump_json().encode(), ready)
+        return None if ready is None else ChannelFold(key, network, ready)
 
     async def keep_and_emit(self, key: str, raw_key: bytes, position: Position, record: AvailabilityRecord,
                             channels: ChannelFold | None, partition: int) -> None:
@@ -165,11 +166,11 @@ class PositionBatch:
         if outcome.replay:
             metrics.REPLAYS.inc()
         else:
-            metrics.MOVEMENTS_APPLIED.labels(type=movement.movement_type.value).inc()
+            metrics.labelled(metrics.MOVEMENTS_APPLIED, movement.movement_type.value).inc()
         if record.negative:
             metrics.NEGATIVE_POSITIONS.inc()
         if applied.unmatched_quantity and not outcome.replay:
-            metrics.UNMATCHED_UNITS.labels(type=movement.movement_type.value).inc(applied.unmatched_quantity)
+            metrics.labelled(metrics.UNMATCHED_UNITS, movement.movement_type.value).inc(applied.unmatched_quantity)
         metrics.LATENCY.observe((now - (movement.received_at or movement.occurred_at)).total_seconds())
 
     async def apply_location_change(self, event) -> None:
@@ -217,7 +218,7 @@ class PositionBatch:
 @dataclass(frozen=True, slots=True)
 class ChannelFold:
     key: bytes                            # the SKU, key of its network
-    network: bytes                        # the network's JSON with the change folded in
+    network: SkuNetwork                   # the network with the change folded in
     ready: list[ChannelAvailability]      # channel records to publish now
 
 
@@ -232,7 +233,8 @@ def fold_availability(network: SkuNetwork, location_id: str, available: int,
                       version: int) -> list[ChannelAvailability] | None:
     """Fold one location's availability into the network; the channel records to publish now (the
     throttle holds back the others as pending), or None when no channel changed."""
-    changed = fold_location(network, location_id, available, version, channels_of)
+    generation = channels_generation()
+    changed = fold_location(network, location_id, available, version, channels_of, generation)
     if not changed:
         return None
     settle_pending(network, lambda channel: published_versions.get(channel_key(channel, network.sku)))
@@ -251,7 +253,7 @@ def fold_availability(network: SkuNetwork, location_id: str, available: int,
 def _channel_record(network: SkuNetwork, channel: str) -> ChannelAvailability:
     return ChannelAvailability(
         channel=channel, sku=network.sku, available=network.channel_totals[channel],
-        by_location=channel_shares(network, channel, channels_of),
+        by_location=channel_shares(network, channel, channels_of, channels_generation()),
         version=network.channel_versions[channel], emitted_at=utcnow())
 
 
@@ -288,7 +290,7 @@ async def _publish_channel(record: ChannelAvailability) -> None:
     key = channel_key(record.channel, record.sku)
     await publish(channel_availability_topic, key, record)
     published_versions[key] = max(published_versions.get(key, 0), record.version)
-    metrics.CHANNEL_OUT.labels(channel=record.channel).inc()
+    metrics.labelled(metrics.CHANNEL_OUT, record.channel).inc()
 
 
 def _is_location_change(headers) -> bool:

@@ -17,16 +17,19 @@ from app.domain.availability import availability_record
 from app.domain.keys import position_key
 from app.domain.positions import PositionContext, apply, new_position
 from app.domain.network import channel_shares, fold_location
-from app.models.canonical import Movement, Position, SkuNetwork
+from app.models.canonical import Movement, Position, SkuNetwork, working_copy
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from bench import workload
+
+
+MASTER_GENERATION = 0   # the location master does not change during the measurement
 
 
 def measure(movements: list[bytes]) -> dict[str, float]:
     ctx = PositionContext(now_epoch=int(time.time()), dedupe_retention=604800, safety_stock=1,
                           standard_cost=Decimal("7.25"), legal_entity="US01")
     store: dict[str, bytes] = {}
-    networks: dict[str, bytes] = {}
+    networks: dict[str, SkuNetwork] = {}
 
     def channels_of(location_id: str) -> list[str]:
         return ["store", "web"] if location_id.startswith("S") else ["web"]
@@ -57,12 +60,16 @@ def measure(movements: list[bytes]) -> dict[str, float]:
         record = availability_record(outcome.position, outcome.previous_available, m, now)
         record.model_dump_json().encode()
         t = step("availability record", t)
-        raw_network = networks.get(m.sku)
-        network = SkuNetwork(sku=m.sku) if raw_network is None else SkuNetwork.model_validate_json(raw_network)
-        for channel in fold_location(network, m.location_id, record.available, record.version, channels_of):
-            channel_shares(network, channel, channels_of)
-        networks[m.sku] = network.model_dump_json().encode()
-        t = step("channel sums (the SKU's network decoded, folded, encoded)", t)
+        # As the stage does: the network kept parsed (with its channel sums), folded into a working
+        # copy, encoded for its changelog record (once per SKU and batch; here once per movement).
+        kept = networks.get(m.sku)
+        network = SkuNetwork(sku=m.sku) if kept is None else working_copy(kept)
+        for channel in fold_location(network, m.location_id, record.available, record.version, channels_of,
+                                     MASTER_GENERATION):
+            channel_shares(network, channel, channels_of, MASTER_GENERATION)
+        network.model_dump_json().encode()
+        networks[m.sku] = network
+        t = step("channel sums (the SKU's network copied, folded, encoded)", t)
         LedgerEntry(applied=outcome.applied, applied_trace=AppliedTrace(
             key=key, version=record.version, available=record.available, on_hand=record.on_hand,
             previous_available=record.previous_available, at=now)).model_dump_json().encode()
@@ -83,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.deep_copy:
         import app.domain.positions as rules
-        rules._working_copy = lambda position: position.model_copy(deep=True)
+        rules.working_copy = lambda position: position.model_copy(deep=True)
     data = workload.build(args.skus, args.locations, args.events)
     values = [v for _, _, v in data.movements]
     runs = [measure(values) for _ in range(args.repeat)]

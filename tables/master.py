@@ -20,6 +20,11 @@ class TableMasterData:
 master_data = TableMasterData()
 
 
+def channels_generation() -> int:
+    """Moves whenever a location's master may have changed, so what `channels_of` answers may have."""
+    return locations.generation
+
+
 def channels_of(location_id: str) -> list[str]:
     """The channels a location serves, per its master record (none when unknown)."""
     location = master_data.location(location_id)

@@ -92,12 +92,23 @@ class CachedRecordTable(RecordTable[M]):
 
     def __init__(self, name: str, model: type[M]) -> None:
         self._parsed: dict[bytes, M] = {}
+        # Counts the changes seen: what was derived from the records under one generation holds
+        # until it moves (the position stage's channel sums: app/domain/network.py).
+        self.generation = 0
         super().__init__(make_table(name, global_=True, on_changelog_event=self._on_changelog_event), model)
-        after_bulk_restore.setdefault(name, []).append(self._parsed.clear)
+        after_bulk_restore.setdefault(name, []).append(self._forget_all)
 
     async def _on_changelog_event(self, event) -> None:
         key = event.message.key
-        self._parsed.pop(key if isinstance(key, bytes) else str(key).encode(), None)
+        self._forget(key if isinstance(key, bytes) else str(key).encode())
+
+    def _forget(self, raw_key: bytes) -> None:
+        self._parsed.pop(raw_key, None)
+        self.generation += 1
+
+    def _forget_all(self) -> None:
+        self._parsed.clear()
+        self.generation += 1
 
     def get(self, key: str) -> M | None:
         raw_key = key.encode()
@@ -111,11 +122,11 @@ class CachedRecordTable(RecordTable[M]):
         return record
 
     def set(self, key: str, record: M) -> None:
-        self._parsed.pop(key.encode(), None)
+        self._forget(key.encode())
         super().set(key, record)
 
     def delete(self, key: str) -> None:
-        self._parsed.pop(key.encode(), None)
+        self._forget(key.encode())
         super().delete(key)
 
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from app.domain.availability import PublishThrottle
 from app.domain.network import channel_shares, fold_location
-from app.models.canonical import SkuNetwork
+from app.models.canonical import SkuNetwork, working_copy
 
 # The location master's channels: stores sell in store and on the web, the DC ships web and Amazon.
 CHANNELS = {"S042": ["store", "web"], "S043": ["store"], "DC01": ["web", "amazon"], "X01": []}
@@ -94,6 +94,53 @@ def test_channel_totals_follow_the_newest_version_of_each_location_whatever_the_
         serving = [avail for loc, (avail, _) in newest.items() if channel in CHANNELS[loc]]
         if serving:
             assert n.channel_totals[channel] == sum(serving)
+
+
+# --- The channel sums a fold keeps (ChannelSums) -----------------------------------------------------
+
+LOCATIONS = ("S042", "S043", "DC01", "X01", "S044")
+FOLD = st.tuples(st.just("fold"), st.sampled_from(LOCATIONS), st.integers(0, 50), st.integers(1, 8))
+MASTER_CHANGE = st.tuples(st.just("master"), st.sampled_from(LOCATIONS),
+                          st.lists(st.sampled_from(["store", "web", "amazon"]), max_size=3, unique=True))
+REPARSE = st.tuples(st.just("reparse"))   # the network read again from its JSON: no sums beside it
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(FOLD, FOLD, FOLD, MASTER_CHANGE, REPARSE), max_size=40))
+def test_a_fold_from_the_kept_sums_changes_the_network_as_summing_every_location_does(steps):
+    served = {loc: list(CHANNELS.get(loc, ["store"])) for loc in LOCATIONS}
+    generation = 0
+    summed_again = SkuNetwork(sku="SKU-1001")   # every fold sums all locations (no generation)
+    from_sums = SkuNetwork(sku="SKU-1001")      # folds reuse the sums while the master is unchanged
+    for step in steps:
+        if step[0] == "master":
+            served[step[1]] = step[2]
+            generation += 1
+        elif step[0] == "reparse":
+            from_sums = SkuNetwork.model_validate_json(from_sums.model_dump_json())
+        else:
+            _, location_id, available, version = step
+            expected = fold_location(summed_again, location_id, available, version, lambda loc: served[loc])
+            # The stage folds into a working copy of the network it holds (agents/positions.py).
+            from_sums = working_copy(from_sums)
+            changed = fold_location(from_sums, location_id, available, version, lambda loc: served[loc], generation)
+            assert changed == expected
+            assert from_sums.model_dump() == summed_again.model_dump()
+            for channel in ("store", "web", "amazon"):
+                assert channel_shares(from_sums, channel, lambda loc: served[loc], generation) == \
+                    channel_shares(summed_again, channel, lambda loc: served[loc])
+
+
+def test_sums_taken_under_another_master_are_not_reused():
+    served = {"S042": ["store", "web"], "DC01": ["web"]}
+    n = SkuNetwork(sku="SKU-1001")
+    fold_location(n, "S042", 5, 1, lambda loc: served[loc], master_generation=1)
+    fold_location(n, "DC01", 40, 1, lambda loc: served[loc], master_generation=1)
+    served["S042"] = ["store"]   # the store no longer sells on the web
+
+    assert fold_location(n, "DC01", 41, 2, lambda loc: served[loc], master_generation=2) == ["web"]
+    assert n.channel_totals["web"] == 41
+    assert channel_shares(n, "web", lambda loc: served[loc], 2) == {"DC01": 41}
 
 
 # --- PublishThrottle -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ re-keyed hop, and a crash cannot leave them behind the positions they sum."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -232,7 +233,12 @@ _resumed_for: set = set()                  # the assignment whose pending values
 def fold_availability(network: SkuNetwork, location_id: str, available: int,
                       version: int) -> list[ChannelAvailability] | None:
     """Fold one location's availability into the network; the channel records to publish now (the
-    throttle holds back the others as pending), or None when no channel changed."""
+    throttle holds back the others as pending), or None when no channel changed.
+
+    A held-back record is built only when it is due: a busy SKU changes its channels many times a
+    throttle interval, and each record lists every location of the channel. What it is built from
+    stays as it is now: the network is not changed after this fold (the next fold works on a copy:
+    PositionBatch.fold_channels) and its channel sums name the members this fold counted."""
     generation = channels_generation()
     changed = fold_location(network, location_id, available, version, channels_of, generation)
     if not changed:
@@ -241,26 +247,26 @@ def fold_availability(network: SkuNetwork, location_id: str, available: int,
     now = time.monotonic()
     ready = []
     for channel in changed:
-        record = _channel_record(network, channel)
-        if throttle.offer(channel_key(channel, network.sku), record, now) is None:
-            network.pending[channel] = record.version
+        record_of = functools.partial(_channel_record, network, channel, generation)
+        if throttle.offer(channel_key(channel, network.sku), record_of, now) is None:
+            network.pending[channel] = network.channel_versions[channel]
         else:
             network.pending.pop(channel, None)
-            ready.append(record)
+            ready.append(record_of())
     return ready
 
 
-def _channel_record(network: SkuNetwork, channel: str) -> ChannelAvailability:
+def _channel_record(network: SkuNetwork, channel: str, master_generation: int | None) -> ChannelAvailability:
     return ChannelAvailability(
         channel=channel, sku=network.sku, available=network.channel_totals[channel],
-        by_location=channel_shares(network, channel, channels_of, channels_generation()),
+        by_location=channel_shares(network, channel, channels_of, master_generation),
         version=network.channel_versions[channel], emitted_at=utcnow())
 
 
 @app.timer(interval=0.2)
 async def flush_coalesced_channels():
-    for _, record in throttle.due(time.monotonic()):
-        await _publish_channel(record.model_copy(update={"emitted_at": utcnow()}))
+    for _, record_of in throttle.due(time.monotonic()):
+        await _publish_channel(record_of())
 
 
 @app.timer(interval=1.0)
@@ -283,7 +289,13 @@ async def resume_pending_channels():
         for channel, version in network.pending.items():
             key = channel_key(channel, network.sku)
             if published_versions.get(key, -1) < version and channel in network.channel_totals:
-                throttle.keep(key, _channel_record(network, channel))
+                # Built now, from the master as it is now: the network read here has no channel sums.
+                record = _channel_record(network, channel, None)
+                throttle.keep(key, functools.partial(_emitted_now, record))
+
+
+def _emitted_now(record: ChannelAvailability) -> ChannelAvailability:
+    return record.model_copy(update={"emitted_at": utcnow()})
 
 
 async def _publish_channel(record: ChannelAvailability) -> None:

@@ -57,6 +57,9 @@ class PublishThrottle:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
+        # key -> when it was last published, oldest first: a key published longer than an interval
+        # ago is forgotten (it may publish at once, as one never published), so the throttle holds
+        # the keys of the last interval, not every SKU and channel the worker ever published.
         self.last_published: dict[str, float] = {}
         self.pending: dict[str, object] = {}
 
@@ -64,7 +67,7 @@ class PublishThrottle:
         """Return the value to publish right now, or None if it must wait (it is then kept pending)."""
         last = self.last_published.get(key)
         if last is None or now - last >= self.interval:
-            self.last_published[key] = now
+            self._published(key, now)
             self.pending.pop(key, None)
             return value
         self.pending[key] = value
@@ -80,5 +83,15 @@ class PublishThrottle:
         ready = [(k, v) for k, v in self.pending.items() if now - self.last_published.get(k, 0.0) >= self.interval]
         for key, _ in ready:
             del self.pending[key]
-            self.last_published[key] = now
+            self._published(key, now)
+        # Nothing pending is this old now (it was due above): what is forgotten here changes no answer.
+        while self.last_published:
+            oldest = next(iter(self.last_published))
+            if now - self.last_published[oldest] < self.interval:
+                break
+            del self.last_published[oldest]
         return ready
+
+    def _published(self, key: str, now: float) -> None:
+        self.last_published.pop(key, None)   # to the end: the dict stays in publishing order
+        self.last_published[key] = now

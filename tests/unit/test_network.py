@@ -145,6 +145,17 @@ def test_sums_taken_under_another_master_are_not_reused():
 
 # --- PublishThrottle -------------------------------------------------------------------------------
 
+def test_the_throttle_forgets_keys_published_longer_than_an_interval_ago():
+    throttle = PublishThrottle(interval=1.0)
+    for n in range(1000):
+        throttle.offer(f"web:SKU-{n}", n, now=100.0)
+    throttle.offer("web:SKU-0", 0, now=100.5)   # held back: published within the interval
+
+    assert throttle.due(now=101.0) == [("web:SKU-0", 0)]
+    assert list(throttle.last_published) == ["web:SKU-0"]
+    assert throttle.offer("web:SKU-1", 1, now=101.1) == 1   # forgotten: published at once, as before
+
+
 def test_first_value_of_a_key_is_published_at_once():
     throttle = PublishThrottle(interval=1.0)
 

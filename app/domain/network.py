@@ -41,18 +41,18 @@ def fold_location(network: SkuNetwork, location_id: str, available: int, version
     current = network.by_location.get(location_id)
     if current is not None and current[1] >= version:
         return []
-    sums = network.channel_sums
+    sums = _current_sums(network, master_generation)
+    own = channels_of(location_id)
     network.by_location[location_id] = [available, version]
-    if sums is not None and master_generation is not None and sums.master_generation == master_generation:
+    if sums is not None:
         totals, members, marks = _add_location(sums, location_id, available - current[0] if current else available,
-                                               joined=current is None, channels=channels_of(location_id))
+                                               joined=current is None, channels=own)
     else:
         totals, members, marks = _sum_all(network, channels_of)
     network.channel_sums = None if master_generation is None else \
         ChannelSums(master_generation, totals, members, marks)
     # Every channel the SKU is known on, not only the location's own today: one it has just left
     # must stop counting it (SPEC §3 "Master data changes reach the channels").
-    own = channels_of(location_id)
     changed = []
     for channel in [*own, *(c for c in network.channel_totals if c not in own)]:
         total = totals.get(channel, 0)
@@ -67,6 +67,14 @@ def fold_location(network: SkuNetwork, location_id: str, available: int, version
             network.channel_versions[channel] = network.channel_versions.get(channel, 0) + 1
             changed.append(channel)
     return changed
+
+
+def _current_sums(network: SkuNetwork, master_generation: int | None) -> ChannelSums | None:
+    """The network's sums if they were taken under this master (None: sum every location)."""
+    sums = network.channel_sums
+    if sums is None or master_generation is None or sums.master_generation != master_generation:
+        return None
+    return sums
 
 
 def _sum_all(network: SkuNetwork, channels_of: Callable[[str], list[str]]) -> tuple[dict, dict, dict]:
@@ -96,9 +104,8 @@ def channel_shares(network: SkuNetwork, channel: str, channels_of: Callable[[str
                    master_generation: int | None = None) -> dict[str, int]:
     """Each location's availability counted in the channel, by location id (`master_generation` as
     for `fold_location`)."""
-    sums = network.channel_sums
-    if sums is not None and master_generation is not None and sums.master_generation == master_generation:
-        # The members as the last fold found them: no master look-up per location.
+    sums = _current_sums(network, master_generation)
+    if sums is not None:   # the members as the last fold found them: no master look-up per location
         return {loc: network.by_location[loc][0] for loc in sorted(sums.members.get(channel, ()))}
     return {loc: avail for loc, (avail, _) in sorted(network.by_location.items()) if channel in channels_of(loc)}
 

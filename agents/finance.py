@@ -146,7 +146,8 @@ async def _raise_exception(problem: FinanceException) -> None:
                 reason_code=problem.reason_code.value, detail=problem.detail)
 
 
-_announced: dict[str, float] = {}
+ANNOUNCE_AGAIN_AFTER = 10.0   # seconds: an announcement not acted on by then is sent again
+_announced: dict[str, float] = {}   # day ledger key -> when announced, oldest first
 
 
 @app.timer(interval=1.0)
@@ -190,9 +191,15 @@ async def close_days_by_the_clock():
 
 
 async def _announce(key: str, ledger: DayLedger, *, close_due: bool) -> None:
-    if time.monotonic() - _announced.get(key, 0.0) < 10.0:
+    now = time.monotonic()
+    if now - _announced.get(key, -ANNOUNCE_AGAIN_AFTER) < ANNOUNCE_AGAIN_AFTER:
         return  # already announced; it is on its way
-    _announced[key] = time.monotonic()
+    # Announcements older than that answer nothing any more: forgotten, so this holds the last
+    # seconds' days, not every store-day the worker ever closed.
+    while _announced and now - next(iter(_announced.values())) >= ANNOUNCE_AGAIN_AFTER:
+        del _announced[next(iter(_announced))]
+    _announced.pop(key, None)
+    _announced[key] = now
     day = CloseDue(location_id=ledger.location_id, business_date=ledger.business_date)
     await publish(ledger_topic, ledger.location_id,
                   LedgerEntry(close_due=day) if close_due else LedgerEntry(forget_day=day))

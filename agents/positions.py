@@ -18,7 +18,9 @@ from agents.outputs import dead_letter, new_outbox, publish, send_outbox, trace,
 from agents.streams import each_batch
 from app import metrics
 from app import topics as t
-from app.domain.availability import MASTER_SOURCE, PublishThrottle, availability_record, master_change_record
+from app.domain.availability import (
+    MASTER_SOURCE, PublishedVersions, PublishThrottle, availability_record, master_change_record,
+)
 from app.domain.keys import channel_key, position_key, sale_cost_key, split_position_key
 from app.domain.master import shows_change
 from app.domain.network import channel_shares, fold_location, settle_pending
@@ -226,7 +228,8 @@ class ChannelFold:
 # --- Channel sums: coalesced for rate-limited marketplaces (SPEC §3) --------------------------------
 
 throttle = PublishThrottle(settings.channel_publish_interval)
-published_versions: dict[str, int] = {}   # channel key -> last version this worker published
+# Channel key -> last version this worker published, for the most recent keys (a few MB at most).
+published_versions = PublishedVersions(max_keys=100_000)
 _resumed_for: set = set()                  # the assignment whose pending values were picked up
 
 
@@ -288,7 +291,8 @@ async def resume_pending_channels():
     for _, network in networks.items():
         for channel, version in network.pending.items():
             key = channel_key(channel, network.sku)
-            if published_versions.get(key, -1) < version and channel in network.channel_totals:
+            published = published_versions.get(key)
+            if (published is None or published < version) and channel in network.channel_totals:
                 # Built now, from the master as it is now: the network read here has no channel sums.
                 record = _channel_record(network, channel, None)
                 throttle.keep(key, functools.partial(_emitted_now, record))
@@ -301,7 +305,7 @@ def _emitted_now(record: ChannelAvailability) -> ChannelAvailability:
 async def _publish_channel(record: ChannelAvailability) -> None:
     key = channel_key(record.channel, record.sku)
     await publish(channel_availability_topic, key, record)
-    published_versions[key] = max(published_versions.get(key, 0), record.version)
+    published_versions.published(key, record.version)
     metrics.labelled(metrics.CHANNEL_OUT, record.channel).inc()
 
 

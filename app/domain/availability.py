@@ -95,3 +95,29 @@ class PublishThrottle:
     def _published(self, key: str, now: float) -> None:
         self.last_published.pop(key, None)   # to the end: the dict stays in publishing order
         self.last_published[key] = now
+
+
+class PublishedVersions:
+    """The last version this worker published of each channel key, for the `max_keys` keys it
+    published most recently.
+
+    A SKU's network keeps a coalesced value as pending until a later fold sees it was published
+    (`settle_pending`), and the resume after a rebalance skips what this worker published itself.
+    Both only spare a second publish of the same version, which a consumer that keeps the highest
+    version ignores; so a key published long ago may be forgotten, and the map stays bounded by
+    `max_keys`, not by the catalogue times the channels.
+    """
+
+    def __init__(self, max_keys: int) -> None:
+        self.max_keys = max_keys
+        self.versions: dict[str, int] = {}   # oldest publish first
+
+    def get(self, key: str) -> int | None:
+        return self.versions.get(key)
+
+    def published(self, key: str, version: int) -> None:
+        versions = self.versions
+        kept = versions.pop(key, None)   # to the end: the dict stays in publishing order
+        versions[key] = version if kept is None else max(kept, version)
+        if len(versions) > self.max_keys:
+            del versions[next(iter(versions))]

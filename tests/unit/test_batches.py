@@ -530,7 +530,7 @@ def test_the_app_runs_with_our_flow_control():
 def test_a_position_batch_folds_the_skus_channel_sums_in_order_writes_once_and_a_failed_record_leaves_nothing(
         monkeypatch):
     import agents.positions as stage
-    from app.domain.availability import PublishThrottle
+    from app.domain.availability import PublishedVersions, PublishThrottle
     from app.models.canonical import MovementType, Position, SkuNetwork
     from tests.factories import make_item, make_location, make_movement
 
@@ -551,7 +551,7 @@ def test_a_position_batch_folds_the_skus_channel_sums_in_order_writes_once_and_a
                                                               location=lambda loc: make_location(location_id=loc)))
     monkeypatch.setattr(stage, "channels_of", channels_of)
     monkeypatch.setattr(stage, "throttle", PublishThrottle(0.0))
-    monkeypatch.setattr(stage, "published_versions", {})
+    monkeypatch.setattr(stage, "published_versions", PublishedVersions(10))
     monkeypatch.setattr(stage, "_publish_channel", publish_channel)
 
     def receipt(location: str, quantity: int, n: int):
@@ -630,3 +630,36 @@ def test_a_restore_folds_the_topic_into_the_same_entries_the_stage_wrote(monkeyp
         restore.add(record.key, record.value)
     assert restore.write(14) == 2
     assert restored.rows == written_by_stage.rows and restored.source_offsets == written_by_stage.source_offsets
+
+
+# --- the finance stage's announcements of due closes ----------------------------------------------
+
+def test_a_due_close_is_announced_once_per_interval_and_old_announcements_are_forgotten(monkeypatch):
+    import agents.finance as stage
+    from datetime import date
+    from app.domain.day_batches import DayLedger
+
+    clock, sent = [100.0], []
+
+    async def publish(topic, key, entry) -> None:
+        sent.append((key, entry.close_due.location_id if entry.close_due else None))
+
+    monkeypatch.setattr(stage, "publish", publish)
+    monkeypatch.setattr(stage, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(stage, "_announced", {})
+
+    def ledger(location: str) -> DayLedger:
+        return DayLedger(legal_entity="US01", location_id=location, business_date=date(2026, 11, 30))
+
+    run(stage._announce("US01|S1|2026-11-30", ledger("S1"), close_due=True))
+    clock[0] = 105.0
+    run(stage._announce("US01|S1|2026-11-30", ledger("S1"), close_due=True))   # on its way: not again
+    run(stage._announce("US01|S2|2026-11-30", ledger("S2"), close_due=True))
+    assert sent == [("S1", "S1"), ("S2", "S2")]
+    clock[0] = 111.0   # S1's announcement is 11 s old: sent again, and S2's is still held
+    run(stage._announce("US01|S1|2026-11-30", ledger("S1"), close_due=True))
+    run(stage._announce("US01|S2|2026-11-30", ledger("S2"), close_due=True))
+    assert sent[2:] == [("S1", "S1")]
+    clock[0] = 200.0   # long after: announcing another day forgets both
+    run(stage._announce("US01|S3|2026-11-30", ledger("S3"), close_due=True))
+    assert list(stage._announced) == ["US01|S3|2026-11-30"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.domain.availability import PublishThrottle
+from app.domain.availability import PublishedVersions, PublishThrottle
 from app.domain.network import channel_shares, fold_location
 from app.models.canonical import SkuNetwork, working_copy
 
@@ -237,3 +237,15 @@ def test_a_value_kept_from_the_state_is_due_at_once_unless_published_within_the_
     t.keep("store:SKU-1001", "v2")
     assert t.due(now=200.5) == []
     assert t.due(now=201.0) == [("store:SKU-1001", "v2")]
+
+
+def test_published_versions_keep_the_highest_version_of_the_keys_published_last():
+    published = PublishedVersions(max_keys=2)
+    published.published("web|SKU-1", 3)
+    published.published("web|SKU-2", 1)
+    published.published("web|SKU-1", 2)   # an older version after a newer one: the newer stays
+    assert published.get("web|SKU-1") == 3
+    published.published("web|SKU-3", 5)   # SKU-2 was published least recently: forgotten
+    assert published.get("web|SKU-2") is None
+    assert (published.get("web|SKU-1"), published.get("web|SKU-3")) == (3, 5)
+    assert len(published.versions) == 2

@@ -5,7 +5,9 @@ pyproject.toml; the app's broker URLs use its scheme, SCHEME), as `faust.stores`
 restore. Faust's classes are not changed: `Transport` hands Faust our `Consumer`, which overrides
 four of its methods and runs its aiokafka consumer through our `ConsumerInAppLoop`, in the app's
 event loop rather than in a thread of its own. Each override
-calls Faust's own method and says why it is there (RELIABILITY.md §5). Unit tests run Faust's
+calls Faust's own method and says why it is there (RELIABILITY.md §5). A fifth, the drainer that
+hands fetched records to the agents (`_drain_messages`), is ours whole: Faust's raced every record
+against a rebalance, ours races each fetch. Unit tests run Faust's
 methods beside ours (tests/unit/test_batches.py, tests/unit/test_kafka_transport.py), so a
 faust-streaming upgrade that changes what we rely on breaks a test, not a worker.
 
@@ -48,6 +50,7 @@ import aiokafka
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faust.exceptions import ImproperlyConfigured
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 from mode.utils.futures import maybe_async
@@ -247,6 +250,61 @@ class Consumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> ConsumerInAppLoop:
         return ConsumerInAppLoop(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher) -> None:
+        """Faust's drainer, with one race against a rebalance per fetch instead of per record.
+
+        Faust hands each fetched record to the agents inside `wait_first(callback(record),
+        suspend_flow.wait())`: two tasks, an `asyncio.wait` and a cancellation per record, so that a
+        rebalance can interrupt a hand-over blocked on a full agent queue. Here the records of one
+        fetch are handed over in order by one coroutine, raced once against the same event: a
+        rebalance still interrupts it (the rest of the fetch is dropped, not delivered: Faust seeks
+        back after the rebalance and the agents' order check reads it again: agents/streams.py).
+        What Faust does per record besides (read offsets, gaps, commit_every) is unchanged.
+        """
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                fetched = [pair async for pair in self.getmany(timeout=1.0)]
+                await self.sleep(0)
+                if fetched and not self.should_stop:
+                    await self.wait_first(self._hand_over_fetched(fetched), self.suspend_flow.wait())
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _hand_over_fetched(self, fetched: list) -> None:
+        callback = self.callback
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        commit_every = self._commit_every
+        for count, (tp, message) in enumerate(fetched, 1):
+            if count % 100 == 0:
+                await asyncio.sleep(0)   # as Faust's drainer: the agents run between long hand-overs
+            offset = message.offset
+            last_read = read_offset[tp]
+            if last_read is not None and offset < last_read:
+                continue   # Faust's drop of a record below the read offset (not for IN_ORDER_TOPICS)
+            if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, last_read + 1, offset)
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+            await callback(message)
+            read_offset[tp] = offset
 
     def ack(self, message) -> bool:
         """Faust's ack, except for a record of an older generation: let go of, with a hole."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -32,6 +33,18 @@ from bench import workload
 MASTER_GENERATION = 0   # the location master does not change during the measurement
 
 
+def stopwatch() -> tuple[dict[str, float], Callable[[str, float], float]]:
+    """CPU seconds spent per named step, and `step(name, started)`: adds the time since `started`
+    to `name` and returns now, the start of the next step."""
+    spent: dict[str, float] = {}
+
+    def step(name: str, started: float) -> float:
+        now = time.process_time()
+        spent[name] = spent.get(name, 0.0) + now - started
+        return now
+    return spent, step
+
+
 def measure(movements: list[bytes], ledger_entries: list[bytes] | None = None) -> dict[str, float]:
     ctx = PositionContext(now_epoch=int(time.time()), dedupe_retention=604800, safety_stock=1,
                           standard_cost=Decimal("7.25"), legal_entity="US01")
@@ -40,14 +53,8 @@ def measure(movements: list[bytes], ledger_entries: list[bytes] | None = None) -
 
     def channels_of(location_id: str) -> list[str]:
         return ["store", "web"] if location_id.startswith("S") else ["web"]
-    spent: dict[str, float] = {}
+    spent, step = stopwatch()
     clock = time.process_time
-
-    def step(name: str, started: float) -> float:
-        now = clock()
-        spent[name] = spent.get(name, 0.0) + now - started
-        return now
-
     begin = clock()
     for value in movements:
         t = clock()
@@ -94,14 +101,8 @@ def measure_finance(entries: list[bytes]) -> dict[str, float]:
     location = Location(location_id="S1", type=LocationType.STORE, legal_entity="US01", currency="USD")
     charts = parse_chart_overrides("")
     ledgers: dict[str, DayLedger] = {}
-    spent: dict[str, float] = {}
+    spent, step = stopwatch()
     clock = time.process_time
-
-    def step(name: str, started: float) -> float:
-        now = clock()
-        spent[name] = spent.get(name, 0.0) + now - started
-        return now
-
     begin = clock()
     for n, value in enumerate(entries, 1):
         t = clock()

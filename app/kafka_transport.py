@@ -44,7 +44,6 @@ app's configuration as Faust takes them.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 
 import aiokafka
 from aiokafka.partitioner import DefaultPartitioner
@@ -101,22 +100,6 @@ def _head_acked(consumer: Consumer, tp) -> bool:
     acked = consumer._acked[tp]
     head = next_to_process(consumer, tp)
     return not acked or head is None or min(acked) <= head
-
-
-class _ReadOffsets(defaultdict):
-    """Faust's read offsets, except that its drainer never sees one for a topic of IN_ORDER_TOPICS.
-
-    The drainer (`Consumer._drain_messages`, the only reader through `[]`) drops a record below the
-    partition's read offset and counts the offsets it jumped over as processed ("gaps", meant for
-    compacted topics). When records arrive out of order around a rebalance, the first drops the
-    record the agent is waiting for and the second lets a commit pass records nobody handled. For
-    those topics the agents keep the order themselves (agents/streams.py).
-    """
-
-    def __getitem__(self, tp):
-        if tp.topic in IN_ORDER_TOPICS:
-            return None
-        return super().__getitem__(tp)
 
 
 def fetch_settings() -> dict[str, int]:
@@ -244,7 +227,6 @@ class Consumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._read_offset = _ReadOffsets(lambda: None, self._read_offset)
         self.stale_holes: dict = {}     # partition -> lowest offset skipped as stale and not handled since
         self.start_offsets: dict = {}   # partition never committed -> its first offset, sought to after a rebalance
 
@@ -295,9 +277,14 @@ class Consumer(faust_aiokafka.Consumer):
             if count % 100 == 0:
                 await asyncio.sleep(0)   # as Faust's drainer: the agents run between long hand-overs
             offset = message.offset
-            last_read = read_offset[tp]
+            # Faust drops a record below its partition's read offset and counts the offsets it jumped
+            # over as processed ("gaps", meant for compacted topics). When records arrive out of
+            # order around a rebalance, the first drops the record an agent is waiting for and the
+            # second lets a commit pass records nobody handled: on IN_ORDER_TOPICS the agents keep
+            # the order themselves (agents/streams.py), so neither applies.
+            last_read = None if tp.topic in IN_ORDER_TOPICS else read_offset[tp]
             if last_read is not None and offset < last_read:
-                continue   # Faust's drop of a record below the read offset (not for IN_ORDER_TOPICS)
+                continue
             if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
                 await self._add_gap(tp, last_read + 1, offset)
             if commit_every is not None and self._n_acked >= commit_every:

@@ -242,7 +242,8 @@ class Consumer(faust_aiokafka.Consumer):
         fetch are handed over in order by one coroutine, raced once against the same event: a
         rebalance still interrupts it (the rest of the fetch is dropped, not delivered: Faust seeks
         back after the rebalance and the agents' order check reads it again: agents/streams.py).
-        What Faust does per record besides (read offsets, gaps, commit_every) is unchanged.
+        What Faust does per record besides (read offsets, gaps, commit_every) is Faust's, but for
+        the topics whose order our agents keep (`_hand_over_fetched`).
         """
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set

@@ -18,6 +18,7 @@ from app.domain.day_batches import (
 )
 from app.domain.keys import day_batch_key
 from app.domain.postings import postings_for
+from app.domain.throttle import RecentKeys
 from app.faust_app import (
     app, finance_exceptions_topic, journal_batches_topic, ledger_topic, postings_topic, settings,
 )
@@ -147,7 +148,9 @@ async def _raise_exception(problem: FinanceException) -> None:
 
 
 ANNOUNCE_AGAIN_AFTER = 10.0   # seconds: an announcement not acted on by then is sent again
-_announced: dict[str, float] = {}   # day ledger key -> when announced, oldest first
+# The day ledgers announced within that time: older ones answer nothing any more, so this holds the
+# last seconds' days, not every store-day the worker ever closed.
+_announced = RecentKeys(ANNOUNCE_AGAIN_AFTER)
 
 
 @app.timer(interval=1.0)
@@ -192,14 +195,9 @@ async def close_days_by_the_clock():
 
 async def _announce(key: str, ledger: DayLedger, *, close_due: bool) -> None:
     now = time.monotonic()
-    if now - _announced.get(key, -ANNOUNCE_AGAIN_AFTER) < ANNOUNCE_AGAIN_AFTER:
+    if _announced.recent(key, now):
         return  # already announced; it is on its way
-    # Announcements older than that answer nothing any more: forgotten, so this holds the last
-    # seconds' days, not every store-day the worker ever closed.
-    while _announced and now - next(iter(_announced.values())) >= ANNOUNCE_AGAIN_AFTER:
-        del _announced[next(iter(_announced))]
-    _announced.pop(key, None)
-    _announced[key] = now
+    _announced.mark(key, now)
     day = CloseDue(location_id=ledger.location_id, business_date=ledger.business_date)
     await publish(ledger_topic, ledger.location_id,
                   LedgerEntry(close_due=day) if close_due else LedgerEntry(forget_day=day))

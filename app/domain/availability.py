@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app.domain.throttle import RecentKeys
 from app.models.canonical import LocationChange, Movement, Position
 from app.models.records import AvailabilityRecord, Cause
 
@@ -57,17 +58,16 @@ class PublishThrottle:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        # key -> when it was last published, oldest first: a key published longer than an interval
-        # ago is forgotten (it may publish at once, as one never published), so the throttle holds
-        # the keys of the last interval, not every SKU and channel the worker ever published.
-        self.last_published: dict[str, float] = {}
+        # When each key was last published, for the keys of the last interval: a key published
+        # longer ago is forgotten (it may publish at once, as one never published), so the throttle
+        # holds the keys of the last interval, not every SKU and channel the worker ever published.
+        self.last_published = RecentKeys(interval)
         self.pending: dict[str, object] = {}
 
     def offer(self, key: str, value: object, now: float) -> object | None:
         """Return the value to publish right now, or None if it must wait (it is then kept pending)."""
-        last = self.last_published.get(key)
-        if last is None or now - last >= self.interval:
-            self._published(key, now)
+        if not self.last_published.recent(key, now):
+            self.last_published.mark(key, now)
             self.pending.pop(key, None)
             return value
         self.pending[key] = value
@@ -80,21 +80,11 @@ class PublishThrottle:
 
     def due(self, now: float) -> list[tuple[str, object]]:
         """Pending values whose interval has passed: publish them (the final state is never dropped)."""
-        ready = [(k, v) for k, v in self.pending.items() if now - self.last_published.get(k, 0.0) >= self.interval]
+        ready = [(k, v) for k, v in self.pending.items() if not self.last_published.recent(k, now)]
         for key, _ in ready:
             del self.pending[key]
-            self._published(key, now)
-        # Nothing pending is this old now (it was due above): what is forgotten here changes no answer.
-        while self.last_published:
-            oldest = next(iter(self.last_published))
-            if now - self.last_published[oldest] < self.interval:
-                break
-            del self.last_published[oldest]
+            self.last_published.mark(key, now)
         return ready
-
-    def _published(self, key: str, now: float) -> None:
-        self.last_published.pop(key, None)   # to the end: the dict stays in publishing order
-        self.last_published[key] = now
 
 
 class PublishedVersions:

@@ -57,3 +57,34 @@ def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 10.0, rng: ra
         raise ValueError(f"attempt must be >= 1, got {attempt}")
     bound = min(cap, base * 2 ** (attempt - 1))
     return max(base / 2, (rng or random).uniform(0, bound))
+
+
+class RecentKeys:
+    """The keys marked within the last `interval` seconds, when each was marked last.
+
+    A key marked longer ago than that is forgotten (at the next mark), so this holds the keys of one
+    interval, not every key ever marked: the channel throttle's last publishes, the finance stage's
+    announcements of due closes. Marks are kept oldest first, so the ones to forget are at the front.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.marked_at: dict[str, float] = {}
+
+    def __iter__(self):
+        return iter(self.marked_at)
+
+    def recent(self, key: str, now: float) -> bool:
+        """Whether `key` was marked less than an interval before `now`."""
+        at = self.marked_at.get(key)
+        return at is not None and now - at < self.interval
+
+    def mark(self, key: str, now: float) -> None:
+        marked_at = self.marked_at
+        while marked_at:
+            oldest = next(iter(marked_at))
+            if now - marked_at[oldest] < self.interval:
+                break
+            del marked_at[oldest]
+        marked_at.pop(key, None)   # to the end: the dict stays in marking order
+        marked_at[key] = now

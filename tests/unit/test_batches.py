@@ -638,6 +638,7 @@ def test_a_due_close_is_announced_once_per_interval_and_old_announcements_are_fo
     import agents.finance as stage
     from datetime import date
     from app.domain.day_batches import DayLedger
+    from app.domain.throttle import RecentKeys
 
     clock, sent = [100.0], []
 
@@ -646,7 +647,7 @@ def test_a_due_close_is_announced_once_per_interval_and_old_announcements_are_fo
 
     monkeypatch.setattr(stage, "publish", publish)
     monkeypatch.setattr(stage, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(stage, "_announced", {})
+    monkeypatch.setattr(stage, "_announced", RecentKeys(stage.ANNOUNCE_AGAIN_AFTER))
 
     def ledger(location: str) -> DayLedger:
         return DayLedger(legal_entity="US01", location_id=location, business_date=date(2026, 11, 30))

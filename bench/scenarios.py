@@ -87,7 +87,7 @@ def _profile(pid: int, out: str, duration: float) -> subprocess.Popen:
     spy = Path(sys.executable).with_name("py-spy")
     fmt = "raw" if out.endswith(".txt") else "flamegraph"  # raw: collapsed stacks, for self-time tables
     return subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--output", out,
-                             "--format", fmt, "--duration", str(int(duration)), "--rate", "250", "--nonblocking"],
+                             "--format", fmt, "--duration", str(int(duration)), "--rate", "50", "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -140,8 +140,20 @@ _order = PartitionOrder()
 _stalls = StallWatch()
 
 
+# The master topics too: compacted, so their agents keep no offset order, but a master partition
+# that is never read again leaves every worker dead-lettering good sales as UNKNOWN_ITEM.
+STALL_WATCHED_TOPICS = t.IN_ORDER_TOPICS | {t.MASTER_ITEMS, t.MASTER_LOCATIONS}
+
+
+def end_to_reach(tp, end: int) -> int:
+    """The end offset an agent that has handled everything of the partition has reached: the log's
+    end, but on a topic without contiguous offsets one less (a producer's transaction may end it
+    with a commit marker, an offset no record fills)."""
+    return end if tp.topic in t.IN_ORDER_TOPICS else end - 1
+
+
 async def fetch_stalled_partitions_again(app: faust.App) -> None:
-    """Find partitions of IN_ORDER_TOPICS whose records do not reach their agent, and fetch them
+    """Find partitions of STALL_WATCHED_TOPICS whose records do not reach their agent, and fetch them
     again from the offset the agent needs (run every few seconds by a timer, agents/master.py)."""
     consumer = app.consumer
     waiting = {"rebalancing": app.rebalancing, "recovering": not app.tables.recovery.completed.is_set(),
@@ -151,7 +163,7 @@ async def fetch_stalled_partitions_again(app: faust.App) -> None:
         _stalls.report_waiting([reason for reason, on in waiting.items() if on], time.monotonic())
         return
     _stalls.report_waiting([], time.monotonic())
-    partitions = [tp for tp in consumer.assignment() if tp.topic in t.IN_ORDER_TOPICS]
+    partitions = [tp for tp in consumer.assignment() if tp.topic in STALL_WATCHED_TOPICS]
     if not partitions:
         return
     generation = app.consumer_generation_id
@@ -166,7 +178,8 @@ async def fetch_stalled_partitions_again(app: faust.App) -> None:
     # Never-committed partitions were sought to their first offset when the recovery completed
     # (app/kafka_transport.py), so next_to_process knows every partition's offset by now.
     needed = {tp: _order.next_offset(tp, generation, next_to_process(consumer, tp)) for tp in partitions}
-    for tp in _stalls.stalled({tp: (needed[tp], ends.get(tp, 0)) for tp in partitions}, time.monotonic()):
+    for tp in _stalls.stalled({tp: (needed[tp], end_to_reach(tp, ends.get(tp, 0))) for tp in partitions},
+                              time.monotonic()):
         active = consumer._active_partitions
         paused, buffered = tp in consumer._paused_partitions, tp in consumer._buffered_partitions
         log.warning("%s: offset %s has been in the log for %.0f s without reaching its agent (end %s; in "

@@ -238,12 +238,11 @@ class Consumer(faust_aiokafka.Consumer):
 
         Faust hands each fetched record to the agents inside `wait_first(callback(record),
         suspend_flow.wait())`: two tasks, an `asyncio.wait` and a cancellation per record, so that a
-        rebalance can interrupt a hand-over blocked on a full agent queue. Here the records of one
-        fetch are handed over in order by one coroutine, raced once against the same event: a
-        rebalance still interrupts it (the rest of the fetch is dropped, not delivered: Faust seeks
-        back after the rebalance and the agents' order check reads it again: agents/streams.py).
-        What Faust does per record besides (read offsets, gaps, commit_every) is Faust's, but for
-        the topics whose order our agents keep (`_hand_over_fetched`).
+        stop (`Consumer.stop_flow`) can interrupt a hand-over blocked on a full agent queue. Here the
+        records of one fetch are handed over in order by one coroutine, raced once against the same
+        event. A rebalance does not set that event: it stops the hand-over itself, between two
+        records (`_hand_over_fetched`). What Faust does per record besides (read offsets, gaps,
+        commit_every) is Faust's, but for the topics whose order our agents keep.
         """
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
@@ -270,13 +269,27 @@ class Consumer(faust_aiokafka.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def _hand_over_fetched(self, fetched: list) -> None:
+        """Hand the records of one fetch to the agents, in order, while their consumer generation lasts.
+
+        A record's hand-over waits while a rebalance has the flow stopped (Faust's `on_message`
+        acquires the app's flow control), and goes on after it. A record fetched before the
+        rebalance must then not move its partition's read offset: Faust's seek has just set it to
+        the offset the partition is read again from, and the records read again below a moved one
+        would be dropped as already read. Faust's own drainer moves it for the one record in hand;
+        a whole fetch would move it to the fetch's end (a master partition never fully loaded, on
+        two workers started together under load: RELIABILITY.md §5 row 3b). So the hand-over ends
+        at the first record of an older generation; the records left are read again.
+        """
+        app = self.app
         callback = self.callback
         read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
+        acks_enabled_for = app.topics.acks_enabled_for
         commit_every = self._commit_every
         for count, (tp, message) in enumerate(fetched, 1):
             if count % 100 == 0:
                 await asyncio.sleep(0)   # as Faust's drainer: the agents run between long hand-overs
+            if message.generation_id != app.consumer_generation_id:
+                return
             offset = message.offset
             # Faust drops a record below its partition's read offset and counts the offsets it jumped
             # over as processed ("gaps", meant for compacted topics). When records arrive out of
@@ -292,6 +305,8 @@ class Consumer(faust_aiokafka.Consumer):
                 self._n_acked = 0
                 await self.commit()
             await callback(message)
+            if message.generation_id != app.consumer_generation_id:
+                return   # it waited out a rebalance: the agents let it go as stale (agents/streams.py)
             read_offset[tp] = offset
 
     def ack(self, message) -> bool:

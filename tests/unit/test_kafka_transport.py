@@ -56,6 +56,7 @@ class Record:
     def __init__(self, topic: str, offset: int) -> None:
         from faust.types import TP
         self.tp, self.topic, self.offset = TP(topic, 0), topic, offset
+        self.generation_id = app.consumer_generation_id   # as Faust stamps a fetched record
 
 
 def drain(monkeypatch, fetches: list[list[Record]], on_record=None) -> tuple[list, list]:
@@ -116,9 +117,9 @@ def test_the_drainer_hands_each_fetch_over_in_order_dropping_and_gapping_as_faus
     assert app.consumer._read_offset[TP("master.items", 0)] == 45
 
 
-def test_a_rebalance_interrupts_the_hand_over_of_a_fetch_and_the_drainer_goes_on(monkeypatch):
-    # The hand-over of a record blocks (an agent's queue is full) and a rebalance suspends the flow:
-    # the rest of that fetch is not handed over (it is read again after the rebalance); the next is.
+def test_a_stop_interrupts_the_hand_over_of_a_fetch_and_the_drainer_goes_on(monkeypatch):
+    # The hand-over of a record blocks (an agent's queue is full) and a stop suspends the flow
+    # (`Consumer.stop_flow`): the rest of that fetch is not handed over; the next fetch is.
     from app.topics import MOVEMENTS
 
     async def on_record(consumer, record) -> None:
@@ -130,6 +131,33 @@ def test_a_rebalance_interrupts_the_hand_over_of_a_fetch_and_the_drainer_goes_on
     handed, _ = drain(monkeypatch, [[Record(MOVEMENTS, n) for n in range(1, 5)], [Record(MOVEMENTS, 9)]],
                       on_record)
     assert handed == [(MOVEMENTS, 1), (MOVEMENTS, 2), (MOVEMENTS, 9)]
+
+
+def test_a_fetch_handed_over_across_a_rebalance_leaves_the_read_offset_where_the_seek_put_it(monkeypatch):
+    # A record's hand-over waits out a rebalance (Faust's flow control) and then goes on. Faust's
+    # seek has meanwhile set the read offset to where the partition is read again (never committed:
+    # none). The rest of the old fetch must not move it, or the records read again below would be
+    # dropped as read: a compacted master partition was never fully loaded (RELIABILITY.md §5, 3b).
+    from faust.types import TP
+
+    tp = TP("master.items", 0)
+    monkeypatch.setattr(app.consumer, "_read_offset", defaultdict(lambda: None))
+    monkeypatch.setattr(app, "consumer_generation_id", 1)
+
+    async def on_record(consumer, record) -> None:
+        if record.offset == 381:   # the rebalance comes while this record waits for the flow
+            consumer.app.consumer_generation_id = 2
+            consumer._read_offset.pop(tp, None)   # Faust's seek to the committed offset (none)
+
+    old_fetch = [Record("master.items", n) for n in range(380, 384)]
+    read_again = [Record("master.items", n) for n in range(0, 3)]
+    for record in read_again:
+        record.generation_id = 2
+    handed, gaps = drain(monkeypatch, [old_fetch, read_again], on_record)
+    assert handed == [("master.items", 380), ("master.items", 381),
+                      ("master.items", 0), ("master.items", 1), ("master.items", 2)]
+    assert gaps == []
+    assert app.consumer._read_offset[tp] == 2
 
 
 def test_the_fetch_size_and_wait_come_from_the_environment(monkeypatch):

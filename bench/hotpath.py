@@ -5,24 +5,30 @@ does for one movement, without Faust or Kafka: decode the movement, decode the s
 apply the rule, encode the position, build and encode the availability record, fold it into the
 SKU's channel sums, build and encode the ledger record. Then the finance stage's own work for each
 of those ledger records (agents/finance.py): decode it, the posting rules, count the postings into
-their day ledgers, encode the postings and the movement's trace record. Use it for before/after
-figures of hot-path changes; the end-to-end runs show how much of a worker's time this is.
+their day ledgers, encode the postings and the movement's trace record. Before both, the ingest
+stage's (agents/ingest.py: map the raw record, its trace record, stamp and encode its movements and
+ledger records), and after them the lineage stage's (agents/lineage.py: fold each trace record into
+its key's entry). Use it for before/after figures of hot-path changes; its last lines give what the
+four stages' own work costs per raw event, and the end-to-end runs how much of a worker's time
+that is.
 """
 from __future__ import annotations
 
 import argparse
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from app.domain.accounts import parse_chart_overrides
 from app.domain.availability import availability_record
-from app.domain.day_batches import DayLedger, add_posting, open_day
+from app.domain.day_batches import DayLedger, add_pos_totals, add_posting, open_day
 from app.domain.keys import day_batch_key, position_key
+from app.domain.lineage import apply_record, trace_key
 from app.domain.positions import PositionContext, apply, new_position
 from app.domain.network import channel_shares, fold_location
 from app.domain.postings import postings_for
+from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
 from app.models.canonical import Movement, Position, SkuNetwork, working_copy
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.raw import Location, LocationType
@@ -30,7 +36,20 @@ from app.models.records import TraceFact, TraceStage
 from bench import workload
 
 
+RESERVATION_TTL = timedelta(days=3)   # the pipeline's default (settings.reservation_ttl)
 MASTER_GENERATION = 0   # the location master does not change during the measurement
+TraceRecord = tuple[str, bytes]   # (lineage key, the record's JSON lines), as the stages send them
+
+
+def fact_line(system: str, event_id: str, stage: TraceStage, at: datetime, **detail: object) -> bytes:
+    """One trace fact as agents/outputs.Trace encodes it."""
+    return TraceFact(source_system=system, source_event_id=event_id, stage=stage, at=at,
+                     detail=detail).model_dump_json().encode()
+
+
+def per_record(unit: str, count: int, total: float, spent: dict[str, float]) -> dict[str, float]:
+    """CPU µs per record, in all (`total_us`) and per step, from CPU seconds over `count` records."""
+    return {unit: count, "total_us": total / count * 1e6, **{k: v / count * 1e6 for k, v in spent.items()}}
 
 
 def stopwatch() -> tuple[dict[str, float], Callable[[str, float], float]]:
@@ -91,11 +110,10 @@ def measure(movements: list[bytes], ledger_entries: list[bytes] | None = None) -
         if ledger_entries is not None:
             ledger_entries.append(entry)
     total = clock() - begin
-    return {"movements": len(movements), "total_us": total / len(movements) * 1e6,
-            **{k: v / len(movements) * 1e6 for k, v in spent.items()}}
+    return per_record("movements", len(movements), total, spent)
 
 
-def measure_finance(entries: list[bytes]) -> dict[str, float]:
+def measure_finance(entries: list[bytes], trace_records: list[TraceRecord] | None = None) -> dict[str, float]:
     """The finance stage's own work per ledger record, as FinanceBatch._post does it, day ledgers
     kept parsed in a dict (the stage's cache) and encoded once per 500 records (its batches)."""
     location = Location(location_id="S1", type=LocationType.STORE, legal_entity="US01", currency="USD")
@@ -108,6 +126,14 @@ def measure_finance(entries: list[bytes]) -> dict[str, float]:
         t = clock()
         entry = LedgerEntry.model_validate_json(value)
         t = step("decode ledger record", t)
+        if entry.applied is None:   # what a POS transaction sold, counted into its day's control totals
+            facts = entry.pos_totals
+            if facts is not None:
+                key = day_batch_key(location.legal_entity, facts.location_id, facts.business_date)
+                ledger = ledgers.get(key) or open_day(location.legal_entity, facts.location_id, facts.business_date)
+                ledgers[key] = add_pos_totals(ledger, facts.units_sold, facts.gross, facts.transaction_id)
+            step("count into day ledgers (encoded once per 500 records)", t)
+            continue
         now = datetime.now(UTC)
         result = postings_for(entry.applied, location, charts, now)
         t = step("posting rules", t)
@@ -123,17 +149,76 @@ def measure_finance(entries: list[bytes]) -> dict[str, float]:
             posting.model_dump_json().encode()
         t = step("encode postings", t)
         movement, done = entry.applied.movement, entry.applied_trace
-        lines = [TraceFact(source_system=movement.source_system.value, source_event_id=movement.source_event_id,
-                           stage=TraceStage.APPLIED, at=done.at, detail={"key": done.key, "version": done.version})
-                 .model_dump_json().encode()]
-        lines += [TraceFact(source_system=movement.source_system.value, source_event_id=movement.source_event_id,
-                            stage=TraceStage.POSTING, at=now, detail={"posting_id": p.posting_id, "kind": p.kind.value})
-                  .model_dump_json().encode() for p in result.postings]
-        b"\n".join(lines)
+        system, event_id = movement.source_system.value, movement.source_event_id
+        lines = [fact_line(system, event_id, TraceStage.APPLIED, done.at, movement_id=movement.movement_id,
+                           key=done.key, version=done.version, available=done.available, on_hand=done.on_hand,
+                           previous_available=done.previous_available, replay=done.replay)]
+        lines += [fact_line(system, event_id, TraceStage.POSTING, now, posting_id=p.posting_id, kind=p.kind.value,
+                            movement_id=p.movement_id) for p in result.postings]
+        record = b"\n".join(lines)
         step("trace record", t)
+        if trace_records is not None:
+            trace_records.append((trace_key(system, event_id), record))
     total = clock() - begin
-    return {"records": len(entries), "total_us": total / len(entries) * 1e6,
-            **{k: v / len(entries) * 1e6 for k, v in spent.items()}}
+    return per_record("records", len(entries), total, spent)
+
+
+def measure_ingest(raw: list[workload.Record], master, trace_records: list[TraceRecord] | None = None,
+                   ledger_entries: list[bytes] | None = None) -> dict[str, float]:
+    """The ingest stage's own work per raw record, as agents/ingest.py does it: map it, build its
+    trace record (received, one fact per movement), stamp and encode its movements and the ledger
+    records of a POS transaction or a day close."""
+    spent, step = stopwatch()
+    clock = time.process_time
+    begin = clock()
+    for topic, _, value in raw:
+        t = clock()
+        now = datetime.now(UTC)
+        mapped = map_raw(SOURCES[topic], value, MappingContext(master, RESERVATION_TTL, now))
+        t = step("map the raw record", t)
+        if not isinstance(mapped, Mapped):
+            continue
+        system, event_id = mapped.source_system.value, mapped.source_event_id
+        lines = [fact_line(system, event_id, TraceStage.RECEIVED, now, movements=len(mapped.movements))]
+        lines += [fact_line(system, event_id, TraceStage.MOVEMENT, now, movement_id=m.movement_id,
+                            movement_type=m.movement_type.value, key=position_key(m.sku, m.location_id),
+                            quantity=m.quantity) for m in mapped.movements]
+        record = b"\n".join(lines)
+        t = step("trace record", t)
+        for movement in mapped.movements:
+            movement.model_copy(update={"received_at": now}).model_dump_json().encode()
+        entries = [LedgerEntry(pos_totals=mapped.pos_totals).model_dump_json().encode()] if mapped.pos_totals else []
+        if mapped.day_close:
+            entries.append(LedgerEntry(day_close=mapped.day_close).model_dump_json().encode())
+        step("stamp and encode movements and ledger records", t)
+        if trace_records is not None:
+            trace_records.append((trace_key(system, event_id), record))
+        if ledger_entries is not None:
+            ledger_entries += entries
+    total = clock() - begin
+    return per_record("records", len(raw), total, spent)
+
+
+def measure_lineage(trace_records: list[TraceRecord]) -> dict[str, float]:
+    """The lineage stage's own work per trace record: fold it into its key's entry (kept in a dict)."""
+    entries: dict[str, bytes | None] = {}
+    clock = time.process_time
+    begin = clock()
+    for key, record in trace_records:
+        entries[key] = apply_record(entries.get(key), record)
+    total = clock() - begin
+    return per_record("records", len(trace_records), total, {})
+
+
+def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
+    return min(runs, key=lambda r: r["total_us"])
+
+
+def report(title: str, result: dict[str, float]) -> None:
+    print(title)
+    for name, value in result.items():
+        if name not in ("movements", "records"):
+            print(f"  {name:22s} {value:8.1f}")
 
 
 def main() -> None:
@@ -148,21 +233,38 @@ def main() -> None:
     if args.deep_copy:
         import app.domain.positions as rules
         rules.working_copy = lambda position: position.model_copy(deep=True)
+    catalogue = workload.catalogue_for(args.skus, args.locations)
     data = workload.build(args.skus, args.locations, args.events)
+    master = workload.master_data(catalogue)
+    trace_records: list[TraceRecord] = []
+    totals: list[bytes] = []   # the ledger records ingest makes of POS transactions, for the finance stage
+    runs = [measure_ingest(data.raw, master, *((trace_records, totals) if not n else ())) for n in range(args.repeat)]
+    ingest = fastest(runs)
     values = [v for _, _, v in data.movements]
     entries: list[bytes] = []
     runs = [measure(values, entries if not entries else None) for _ in range(args.repeat)]
-    best = min(runs, key=lambda r: r["total_us"])
-    print(f"{best['movements']} movements over {args.skus} SKUs x {args.locations} locations; best of {args.repeat}, "
-          f"CPU µs per movement:")
-    for name, value in best.items():
-        if name != "movements":
-            print(f"  {name:22s} {value:8.1f}")
-    best = min((measure_finance(entries) for _ in range(args.repeat)), key=lambda r: r["total_us"])
-    print(f"finance stage, {best['records']} ledger records; best of {args.repeat}, CPU µs per record:")
-    for name, value in best.items():
-        if name != "records":
-            print(f"  {name:22s} {value:8.1f}")
+    positions = fastest(runs)
+    entries += totals
+    runs = [measure_finance(entries, trace_records if not n else None) for n in range(args.repeat)]
+    finance = fastest(runs)
+    lineage = fastest([measure_lineage(trace_records) for _ in range(args.repeat)])
+    best = f"best of {args.repeat}"
+    report(f"ingest stage, {ingest['records']} raw records; {best}, CPU µs per raw record:", ingest)
+    report(f"position stage, {positions['movements']} movements over {args.skus} SKUs x {args.locations} "
+           f"locations; {best}, CPU µs per movement:", positions)
+    report(f"finance stage, {finance['records']} ledger records; {best}, CPU µs per record:", finance)
+    report(f"lineage stage, {lineage['records']} trace records (ingest's and finance's); {best}, "
+           f"CPU µs per record:", lineage)
+    raw_events = len(data.raw)
+    shares = {"ingest": ingest["total_us"] * ingest["records"],
+              "positions": positions["total_us"] * positions["movements"],
+              "finance": finance["total_us"] * finance["records"],
+              "lineage": lineage["total_us"] * lineage["records"]}
+    print(f"per raw event ({positions['movements'] / raw_events:.2f} movements, {finance['records'] / raw_events:.2f} "
+          f"ledger records, {lineage['records'] / raw_events:.2f} trace records), CPU µs:")
+    for stage, us in shares.items():
+        print(f"  {stage:22s} {us / raw_events:8.1f}")
+    print(f"  {'all four stages':22s} {sum(shares.values()) / raw_events:8.1f}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from app import metrics
 from app import topics as t
 from app.domain.dead_letters import error_detail
 from app.faust_fixes import set_current_event
-from app.kafka_transport import forget_unhandled, let_go_stale, next_to_process
+from app.kafka_transport import forget_unhandled, let_go_stale, next_to_process, of_older_generation
 from app.models.records import ErrorCode, Rejection
 from app.outbox import Outbox
 from tables.catch_up import global_tables
@@ -287,7 +287,7 @@ def _let_go_unhandled(consumer, events: list) -> None:
 
 def fetched_before_rebalance(app: faust.App, message) -> bool:
     """A record of an older consumer generation, or one met while a rebalance has the flow suspended."""
-    return message.generation_id != app.consumer_generation_id or not app.flow_control.is_active()
+    return of_older_generation(app, message) or not app.flow_control.is_active()
 
 
 def ack_handled(app: faust.App, event: faust.EventT) -> None:

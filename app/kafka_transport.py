@@ -69,6 +69,14 @@ def forget_unhandled(consumer: Consumer, message) -> None:
     message.acked = True
 
 
+def of_older_generation(app, message) -> bool:
+    """A record fetched in an earlier consumer generation than the app's current one (a rebalance has
+    come since); one without a generation (not fetched by a consumer) is not."""
+    generation = getattr(message, "generation_id", None)
+    current = getattr(app, "consumer_generation_id", None)
+    return generation is not None and current is not None and generation != current
+
+
 def let_go_stale(consumer: Consumer, message) -> None:
     """A record fetched before the rebalance, not handled: let go of, and no offset of its
     partition is committed until it is read again (the hole, above)."""
@@ -288,7 +296,7 @@ class Consumer(faust_aiokafka.Consumer):
         for count, (tp, message) in enumerate(fetched, 1):
             if count % 100 == 0:
                 await asyncio.sleep(0)   # as Faust's drainer: the agents run between long hand-overs
-            if message.generation_id != app.consumer_generation_id:
+            if of_older_generation(app, message):
                 return
             offset = message.offset
             # Faust drops a record below its partition's read offset and counts the offsets it jumped
@@ -305,17 +313,15 @@ class Consumer(faust_aiokafka.Consumer):
                 self._n_acked = 0
                 await self.commit()
             await callback(message)
-            if message.generation_id != app.consumer_generation_id:
+            if of_older_generation(app, message):
                 return   # it waited out a rebalance: the agents let it go as stale (agents/streams.py)
             read_offset[tp] = offset
 
     def ack(self, message) -> bool:
         """Faust's ack, except for a record of an older generation: let go of, with a hole."""
-        generation = getattr(message, "generation_id", None)
-        current = getattr(self.app, "consumer_generation_id", None)
         holes = self.stale_holes
         tp, offset = message.tp, message.offset
-        if generation is not None and current is not None and generation != current:
+        if of_older_generation(self.app, message):
             let_go_stale(self, message)
             return False
         if tp in holes and offset <= holes[tp]:

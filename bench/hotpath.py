@@ -210,8 +210,10 @@ def measure_lineage(trace_records: list[TraceRecord]) -> dict[str, float]:
     return per_record("records", len(trace_records), total, {})
 
 
-def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
-    return min(runs, key=lambda r: r["total_us"])
+def best_run(repeat: int, measurement: Callable[[bool], dict[str, float]]) -> dict[str, float]:
+    """The fastest of `repeat` runs of `measurement(first)`; `first` is true for the first run only,
+    the one that keeps the records it makes for the stages after it."""
+    return min((measurement(n == 0) for n in range(repeat)), key=lambda r: r["total_us"])
 
 
 def report(title: str, result: dict[str, float]) -> None:
@@ -238,16 +240,14 @@ def main() -> None:
     master = workload.master_data(catalogue)
     trace_records: list[TraceRecord] = []
     totals: list[bytes] = []   # the ledger records ingest makes of POS transactions, for the finance stage
-    runs = [measure_ingest(data.raw, master, *((trace_records, totals) if not n else ())) for n in range(args.repeat)]
-    ingest = fastest(runs)
+    ingest = best_run(args.repeat, lambda first: measure_ingest(data.raw, master, trace_records if first else None,
+                                                                 totals if first else None))
     values = [v for _, _, v in data.movements]
     entries: list[bytes] = []
-    runs = [measure(values, entries if not entries else None) for _ in range(args.repeat)]
-    positions = fastest(runs)
+    positions = best_run(args.repeat, lambda first: measure(values, entries if first else None))
     entries += totals
-    runs = [measure_finance(entries, trace_records if not n else None) for n in range(args.repeat)]
-    finance = fastest(runs)
-    lineage = fastest([measure_lineage(trace_records) for _ in range(args.repeat)])
+    finance = best_run(args.repeat, lambda first: measure_finance(entries, trace_records if first else None))
+    lineage = best_run(args.repeat, lambda first: measure_lineage(trace_records))
     best = f"best of {args.repeat}"
     report(f"ingest stage, {ingest['records']} raw records; {best}, CPU µs per raw record:", ingest)
     report(f"position stage, {positions['movements']} movements over {args.skus} SKUs x {args.locations} "

@@ -8,6 +8,7 @@ import faust
 from mode.utils.objects import cached_property
 
 from app import faust_fixes, kafka_transport
+from app.stop_deadline import StopDeadline
 from app import topics as t
 from app.models import limits
 from app.connection import faust_credentials
@@ -45,11 +46,26 @@ def group_instance_id(s: Settings) -> str | None:
 
 
 class App(faust.App):
-    """Faust's app, with the flow control our record loop needs (app/faust_fixes.py)."""
+    """Faust's app, with the flow control our record loop needs (app/faust_fixes.py) and a stop that
+    ends within STOP_TIMEOUT (app/stop_deadline.py)."""
 
     @cached_property
     def flow_control(self) -> faust_fixes.FlowControl:
         return faust_fixes.FlowControl(loop=self.loop)
+
+    @cached_property
+    def stop_deadline(self) -> StopDeadline:
+        return StopDeadline(settings.stop_timeout, self._still_in_flight)
+
+    async def on_stop(self) -> None:
+        """Faust's stop (drain the streams, commit, flush), bounded by the stop deadline."""
+        self.stop_deadline.arm()
+        await super().on_stop()
+
+    def _still_in_flight(self) -> str:
+        # Called on the deadline's thread, while the loop may still run: a count, nothing more.
+        in_flight = kafka_transport.records_in_flight(self._consumer) if self._consumer is not None else 0
+        return f"{in_flight} records in flight, not acknowledged (is the broker reachable?)"
 
 
 def create_app(s: Settings) -> faust.App:

@@ -69,6 +69,11 @@ def forget_unhandled(consumer: Consumer, message) -> None:
     message.acked = True
 
 
+def records_in_flight(consumer: Consumer) -> int:
+    """How many delivered records the consumer still waits on (tracked, not acked nor let go of)."""
+    return len(consumer._unacked_messages)
+
+
 def of_older_generation(app, message) -> bool:
     """A record fetched in an earlier consumer generation than the app's current one (a rebalance has
     come since); one without a generation (not fetched by a consumer) is not."""

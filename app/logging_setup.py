@@ -5,7 +5,8 @@ import logging
 import logging.config
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -87,6 +88,34 @@ class TimerOverlap(logging.Filter):
         return True
 
 
+class RepeatedClientErrors(logging.Filter):
+    """aiokafka logs every failed connect, metadata refresh, fetch and produce, several times a
+    second per client while a broker is away: 18,000 lines in the first two minutes of an outage
+    (one worker), which buries everything else and fills disks. Per logger and message template,
+    one warning or error per WINDOW seconds passes, carrying the count of those held back since."""
+
+    WINDOW = 10.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.clock = clock
+        self.last_passed: dict[tuple[str, object], tuple[float, int]] = {}   # template -> (passed at, held back since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith("aiokafka"):
+            return True
+        key, now = (record.name, record.msg), self.clock()
+        seen = self.last_passed.get(key)
+        if seen is not None and now - seen[0] < self.WINDOW:
+            self.last_passed[key] = (seen[0], seen[1] + 1)
+            return False
+        if seen is not None and seen[1]:
+            record.msg, record.args = f"{record.getMessage()} ({seen[1]} more like it in the last " \
+                                      f"{now - seen[0]:.0f} s not logged)", None
+        self.last_passed[key] = (now, 0)
+        return True
+
+
 class CorrelationFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "correlation_id", None) is None:
@@ -135,6 +164,7 @@ def logging_config(json_lines: bool, level: str = "INFO", stream: str = "ext://s
             "correlation": {"()": CorrelationFilter},
             "back_pressure": {"()": ProducerBackPressure},
             "timer_overlap": {"()": TimerOverlap},
+            "client_errors": {"()": RepeatedClientErrors},
         },
         "formatters": {"main": {"()": JsonFormatter if json_lines else TextFormatter}},
         "handlers": {
@@ -142,7 +172,7 @@ def logging_config(json_lines: bool, level: str = "INFO", stream: str = "ext://s
                 "class": "logging.StreamHandler",
                 "stream": stream,
                 "formatter": "main",
-                "filters": ["correlation", "redact"],
+                "filters": ["client_errors", "correlation", "redact"],
                 "level": level,
             },
         },

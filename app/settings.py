@@ -73,6 +73,8 @@ class Settings:
     log_json: bool = False
     rocksdb_cache_mb: int = 32
     session_timeout: float = 15.0
+    # A graceful stop that has not finished by then exits the process (app/stop_deadline.py).
+    stop_timeout: float = 20.0
     group_instance_id: str | None = None
     replay_window: int = 600
     producer_linger_ms: int = 25
@@ -140,6 +142,7 @@ class Settings:
             rocksdb_cache_mb=_int(env, "ROCKSDB_CACHE_MB", 32, minimum=1),
             # The broker refuses sessions under group.min.session.timeout.ms (6 s by default).
             session_timeout=_float(env, "KAFKA_SESSION_TIMEOUT", 15.0, minimum=6.0),
+            stop_timeout=_float(env, "STOP_TIMEOUT", 20.0, minimum=1.0),
             group_instance_id=_group_instance_id(env.get("KAFKA_GROUP_INSTANCE_ID", "")),
             replay_window=_int(env, "REPLAY_WINDOW", 600, minimum=1),
             producer_linger_ms=_int(env, "PRODUCER_LINGER_MS", 25, minimum=0),

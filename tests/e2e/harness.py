@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -18,6 +19,18 @@ from app.settings import REPO_ROOT
 
 VIEWER = "viewer-token"
 ADMIN = "admin-token"
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports of our own for a private broker: the session broker (19092) or a parallel run may hold the usual ones."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class WorkerProcess:

@@ -11,22 +11,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.broker import BrokerError, LocalBroker
+from tests.e2e.harness import free_ports
 
 pytestmark = pytest.mark.e2e
 
 TOPIC = "broker-smoke"
-
-
-def _free_ports(n: int) -> list[int]:
-    """Ports of our own: the session broker (19092) or a parallel run may hold the usual ones."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 async def _create_topic(bootstrap: str) -> None:
@@ -80,7 +69,7 @@ def test_a_port_in_use_is_named(tmp_path: Path) -> None:
         squatter.listen()
         port = squatter.getsockname()[1]
         with pytest.raises(BrokerError, match=f"port {port} "):
-            LocalBroker(home=tmp_path, port=port, controller_port=_free_ports(1)[0]).start()
+            LocalBroker(home=tmp_path, port=port, controller_port=free_ports(1)[0]).start()
 
 
 def test_a_broker_that_lost_the_race_for_its_ports_does_not_pass_for_the_one_that_won(tmp_path: Path,
@@ -89,7 +78,7 @@ def test_a_broker_that_lost_the_race_for_its_ports_does_not_pass_for_the_one_tha
     and the other broker answering on the port must not be taken for ours (the hostile-producer test once
     ran against, and wrote into, another checkout's broker that way)."""
     import app.broker as launcher
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     winner = LocalBroker(home=tmp_path / "winner", port=port, controller_port=controller_port)
     loser = LocalBroker(home=tmp_path / "loser", port=port, controller_port=controller_port)
     try:
@@ -106,7 +95,7 @@ def test_a_broker_that_lost_the_race_for_its_ports_does_not_pass_for_the_one_tha
 
 
 def test_start_produce_consume_transactions_restart_stop(tmp_path: Path) -> None:
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     broker = LocalBroker(home=tmp_path / "kafka", port=port, controller_port=controller_port)
     try:
         bootstrap = broker.start()

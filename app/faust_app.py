@@ -46,24 +46,25 @@ def group_instance_id(s: Settings) -> str | None:
 
 
 class App(faust.App):
-    """Faust's app, with the flow control our record loop needs (app/faust_fixes.py) and a stop that
-    ends within STOP_TIMEOUT (app/stop_deadline.py)."""
+    """Faust's app, with the flow control our record loop needs (app/faust_fixes.py) and, in a
+    worker process, a stop that ends within STOP_TIMEOUT (app/stop_deadline.py)."""
+
+    # Set by the worker's entry point (app/worker.py) only: the deadline exits the process, which a
+    # test or a tool that uses the app in-process must never see.
+    stop_deadline: StopDeadline | None = None
 
     @cached_property
     def flow_control(self) -> faust_fixes.FlowControl:
         return faust_fixes.FlowControl(loop=self.loop)
 
-    @cached_property
-    def stop_deadline(self) -> StopDeadline:
-        return StopDeadline(settings.stop_timeout, self._still_in_flight)
-
     async def on_stop(self) -> None:
-        """Faust's stop (drain the streams, commit, flush), bounded by the stop deadline."""
-        self.stop_deadline.arm()
+        """Faust's stop (drain the streams, commit, flush), bounded by the stop deadline if one is set."""
+        if self.stop_deadline is not None:
+            self.stop_deadline.arm()
         await super().on_stop()
 
-    def _still_in_flight(self) -> str:
-        # Called on the deadline's thread, while the loop may still run: a count, nothing more.
+    def records_in_flight(self) -> str:
+        """For the deadline's log line; called on its thread while the loop may still run: a count only."""
         in_flight = kafka_transport.records_in_flight(self._consumer) if self._consumer is not None else 0
         return f"{in_flight} records in flight, not acknowledged (is the broker reachable?)"
 

@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from app.stop_deadline import StopDeadline
 from app.topology import PIPELINE
 
 # Every stage of the pipeline's map, one agents module each. STAGES (comma-separated, default all)
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     # --systems positions --runs 1`): 1,087 movements/s before, 1,704 after.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # A stop that cannot finish (the broker gone) ends the process at STOP_TIMEOUT (RELIABILITY.md §6).
+    app.stop_deadline = StopDeadline(settings.stop_timeout, app.records_in_flight)
     loglevel = "info"
     sys.argv = ["stock-sync", "worker", "-l", loglevel, *(argv or [])]
     app.main()

@@ -1,11 +1,15 @@
 """A graceful stop ends within STOP_TIMEOUT: the deadline exits the process, on a thread of its own."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import types
 
+import faust
 import pytest
 
+from app.faust_app import app
 from app.settings import Settings, SettingsError
 from app.stop_deadline import EXIT_STOP_TIMED_OUT, StopDeadline
 
@@ -55,3 +59,17 @@ def test_stop_timeout_is_configurable_and_at_least_a_second():
     assert Settings.from_env({"STOP_TIMEOUT": "45"}).stop_timeout == 45.0
     with pytest.raises(SettingsError, match="STOP_TIMEOUT must be >= 1.0"):
         Settings.from_env({"STOP_TIMEOUT": "0.5"})
+
+
+def test_only_a_worker_process_arms_a_deadline_when_the_app_stops(monkeypatch):
+    assert app.stop_deadline is None   # the app used in-process (tests, tools) never exits by itself
+    stopped, armed = [], []
+
+    async def fausts_own_stop(self) -> None:
+        stopped.append(bool(armed))
+    monkeypatch.setattr(faust.App, "on_stop", fausts_own_stop)
+    asyncio.run(app.on_stop())
+    assert stopped == [False]
+    monkeypatch.setattr(app, "stop_deadline", types.SimpleNamespace(arm=lambda: armed.append(True)), raising=False)
+    asyncio.run(app.on_stop())
+    assert stopped == [False, True], "the deadline is armed before Faust's stop begins"

@@ -36,23 +36,23 @@ class StopDeadline:
         self.seconds = seconds
         self.waiting_on = waiting_on
         self.exit = exit_
-        self._timer: threading.Timer | None = None
+        self.countdown: threading.Timer | None = None
 
     @property
     def armed(self) -> bool:
-        return self._timer is not None
+        return self.countdown is not None
 
     def arm(self) -> None:
         """Start the countdown (once: a second stop of the app does not push the deadline back)."""
-        if self._timer is not None:
+        if self.countdown is not None:
             return
-        self._timer = threading.Timer(self.seconds, self._expire)
-        self._timer.daemon = True   # a stop that finishes in time exits without waiting for it
-        self._timer.start()
+        self.countdown = threading.Timer(self.seconds, self._expire)
+        self.countdown.daemon = True   # a stop that finishes in time exits without waiting for it
+        self.countdown.start()
 
     def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        if self.countdown is not None:
+            self.countdown.cancel()
 
     def _expire(self) -> None:
         try:

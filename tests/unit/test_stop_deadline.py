@@ -37,10 +37,10 @@ def test_a_second_stop_does_not_push_the_deadline_back():
     exited = threading.Event()
     deadline = StopDeadline(0.2, exit_=lambda code: exited.set())
     deadline.arm()
-    first = deadline._timer
+    first = deadline.countdown
     time.sleep(0.1)
     deadline.arm()
-    assert deadline._timer is first
+    assert deadline.countdown is first
     assert exited.wait(5)
 
 

@@ -38,10 +38,6 @@ class StopDeadline:
         self.exit = exit_
         self.countdown: threading.Timer | None = None
 
-    @property
-    def armed(self) -> bool:
-        return self.countdown is not None
-
     def arm(self) -> None:
         """Start the countdown (once: a second stop of the app does not push the deadline back)."""
         if self.countdown is not None:

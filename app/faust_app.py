@@ -8,11 +8,11 @@ import faust
 from mode.utils.objects import cached_property
 
 from app import faust_fixes, kafka_transport
-from app.stop_deadline import StopDeadline
 from app import topics as t
 from app.models import limits
 from app.connection import faust_credentials
 from app.settings import Settings
+from app.stop_deadline import StopDeadline
 
 settings = Settings.from_env()
 limits.configure(settings.limits)
@@ -63,7 +63,7 @@ class App(faust.App):
             self.stop_deadline.arm()
         await super().on_stop()
 
-    def records_in_flight(self) -> str:
+    def what_the_stop_waits_on(self) -> str:
         """For the deadline's log line; called on its thread while the loop may still run: a count only."""
         in_flight = kafka_transport.records_in_flight(self._consumer) if self._consumer is not None else 0
         return f"{in_flight} records in flight, not acknowledged (is the broker reachable?)"

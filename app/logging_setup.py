@@ -99,7 +99,9 @@ class RepeatedClientErrors(logging.Filter):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.clock = clock
-        self.last_passed: dict[tuple[str, object], tuple[float, int]] = {}   # template -> (passed at, held back since)
+        # (logger, template) -> (passed at, held back since). Bounded: aiokafka logs with constant
+        # templates (its arguments vary, not `record.msg`), a few dozen in all.
+        self.last_passed: dict[tuple[str, object], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or not record.name.startswith("aiokafka"):

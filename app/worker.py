@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     # A stop that cannot finish (the broker gone) ends the process at STOP_TIMEOUT (RELIABILITY.md §6).
-    app.stop_deadline = StopDeadline(settings.stop_timeout, app.records_in_flight)
+    app.stop_deadline = StopDeadline(settings.stop_timeout, app.what_the_stop_waits_on)
     loglevel = "info"
     sys.argv = ["stock-sync", "worker", "-l", loglevel, *(argv or [])]
     app.main()

@@ -19,16 +19,14 @@ from agents.streams import each_batch
 from app import metrics
 from app import topics as t
 from app.domain.availability import (
-    MASTER_SOURCE, PublishedVersions, PublishThrottle, availability_record, master_change_record,
+    MASTER_SOURCE, ChannelFolds, PublishedVersions, PublishThrottle, master_change_record,
 )
 from app.domain.keys import channel_key, position_key, sale_cost_key, split_position_key
 from app.domain.master import shows_change
-from app.domain.network import channel_shares, fold_location, settle_pending
-from app.domain.positions import PositionContext, apply, apply_location_change, new_position, sale_reference_of
-from app.domain.sale_costs import parse_sale_cost, sale_cost_expired, sale_cost_value
+from app.domain.positions import PositionContext, apply, apply_location_change, new_position, outputs_of
+from app.domain.sale_costs import parse_sale_cost, sale_cost_expired
 from app.faust_app import app, availability_topic, channel_availability_topic, ledger_topic, movements_topic, settings
 from app.models.canonical import LocationChange, Movement, MovementType, Position, SkuNetwork, working_copy
-from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage
 from app.replay import is_dlq_replay
 from tables.definitions import positions
@@ -80,7 +78,7 @@ class PositionBatch:
         key = record.sku.encode()
         kept = self.networks.get(key, partition)
         network = SkuNetwork(sku=record.sku) if kept is None else working_copy(kept)
-        ready = fold_availability(network, record.location_id, record.available, record.version)
+        ready = channel_folds.fold(network, record.location_id, record.available, record.version)
         return None if ready is None else ChannelFold(key, network, ready)
 
     async def keep_and_emit(self, key: str, raw_key: bytes, position: Position, record: AvailabilityRecord,
@@ -143,26 +141,17 @@ class PositionBatch:
 
         # Everything the movement produces is built before any of it is kept or sent: a record that
         # fails here is rejected with nothing of it in the batch.
-        applied = outcome.applied
-        sale_reference = sale_reference_of(movement)
-        sale_cost = None
-        if sale_reference is not None and applied.unit_cost is not None:
-            sale_cost = sale_cost_value(applied.unit_cost, context.now_epoch)
         now = utcnow()
-        record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
-                                     applied.unmatched_quantity)
-        # The "applied" trace fact rides on the ledger entry: finance writes the movement's trace record.
-        entry = LedgerEntry(applied=applied, applied_trace=AppliedTrace(
-            key=key, version=record.version, available=record.available, on_hand=record.on_hand,
-            previous_available=record.previous_available, replay=outcome.replay, at=now))
-
+        out = outputs_of(outcome, movement, context, now)
+        record, applied = out.record, outcome.applied
         channels = self.fold_channels(record, partition)
 
         # A replay writes the position again too: the changelog record may be what the crash lost.
         await self.keep_and_emit(key, raw_key, outcome.position, record, channels, partition)
-        if sale_cost is not None:
-            self.sale_costs.set(_sale_cost_key(sale_reference, movement.sku), sale_cost, partition)
-        await publish(ledger_topic, movement.location_id, entry)
+        if out.sale_cost is not None:
+            self.sale_costs.set(_sale_cost_key(out.sale_reference, movement.sku), out.sale_cost, partition)
+        # The "applied" trace fact rides on the ledger entry: finance writes the movement's trace record.
+        await publish(ledger_topic, movement.location_id, out.entry)
         for follow_up in outcome.follow_ups:
             await publish(movements_topic, position_key(follow_up.sku, follow_up.location_id), follow_up)
 
@@ -230,40 +219,8 @@ class ChannelFold:
 throttle = PublishThrottle(settings.channel_publish_interval)
 # Channel key -> last version this worker published, for the most recent keys (a few MB at most).
 published_versions = PublishedVersions(max_keys=100_000)
+channel_folds = ChannelFolds(throttle, published_versions, channels_of, channels_generation)
 _resumed_for: set = set()                  # the assignment whose pending values were picked up
-
-
-def fold_availability(network: SkuNetwork, location_id: str, available: int,
-                      version: int) -> list[ChannelAvailability] | None:
-    """Fold one location's availability into the network; the channel records to publish now (the
-    throttle holds back the others as pending), or None when no channel changed.
-
-    A held-back record is built only when it is due: a busy SKU changes its channels many times a
-    throttle interval, and each record lists every location of the channel. What it is built from
-    stays as it is now: the network is not changed after this fold (the next fold works on a copy:
-    PositionBatch.fold_channels) and its channel sums name the members this fold counted."""
-    generation = channels_generation()
-    changed = fold_location(network, location_id, available, version, channels_of, generation)
-    if not changed:
-        return None
-    settle_pending(network, lambda channel: published_versions.get(channel_key(channel, network.sku)))
-    now = time.monotonic()
-    ready = []
-    for channel in changed:
-        record_of = functools.partial(_channel_record, network, channel, generation)
-        if throttle.offer(channel_key(channel, network.sku), record_of, now) is None:
-            network.pending[channel] = network.channel_versions[channel]
-        else:
-            network.pending.pop(channel, None)
-            ready.append(record_of())
-    return ready
-
-
-def _channel_record(network: SkuNetwork, channel: str, master_generation: int | None) -> ChannelAvailability:
-    return ChannelAvailability(
-        channel=channel, sku=network.sku, available=network.channel_totals[channel],
-        by_location=channel_shares(network, channel, channels_of, master_generation),
-        version=network.channel_versions[channel], emitted_at=utcnow())
 
 
 @app.timer(interval=0.2)
@@ -294,7 +251,7 @@ async def resume_pending_channels():
             published = published_versions.get(key)
             if (published is None or published < version) and channel in network.channel_totals:
                 # Built now, from the master as it is now: the network read here has no channel sums.
-                record = _channel_record(network, channel, None)
+                record = channel_folds.record(network, channel, None)
                 throttle.keep(key, functools.partial(_emitted_now, record))
 
 

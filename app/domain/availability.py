@@ -1,11 +1,16 @@
 """Availability records (SPEC §3) and per-channel network availability, from positions."""
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
+from app.domain.keys import channel_key
+from app.domain.network import channel_shares, fold_location, settle_pending
 from app.domain.throttle import RecentKeys
-from app.models.canonical import LocationChange, Movement, Position
-from app.models.records import AvailabilityRecord, Cause
+from app.models.canonical import LocationChange, Movement, Position, SkuNetwork
+from app.models.records import AvailabilityRecord, Cause, ChannelAvailability
 
 # The cause of a re-emission after a location's safety stock or channels changed (SPEC §3): not a
 # movement type (nothing moved, nothing is posted), only the availability record's `cause`.
@@ -111,3 +116,46 @@ class PublishedVersions:
         versions[key] = version if kept is None else max(kept, version)
         if len(versions) > self.max_keys:
             del versions[next(iter(versions))]
+
+
+class ChannelFolds:
+    """Folds a location's availability into its SKU's network and decides which channel records go
+    out now: a channel published within the throttle's interval is held back as pending (SPEC §3,
+    rate-limited marketplaces) and built only when it is due, since a busy SKU changes its channels
+    many times an interval and each record lists every location of the channel.
+
+    `channels_of` answers a location's channels from the location master, and `master_generation`
+    names the state of that master (app/domain/network.py)."""
+
+    def __init__(self, throttle: PublishThrottle, published: PublishedVersions,
+                 channels_of: Callable[[str], list[str]], master_generation: Callable[[], int | None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.throttle, self.published = throttle, published
+        self.channels_of, self.master_generation, self.clock = channels_of, master_generation, clock
+
+    def fold(self, network: SkuNetwork, location_id: str, available: int,
+             version: int) -> list[ChannelAvailability] | None:
+        """The channel records to publish now, or None when no channel changed. What a held-back
+        record is built from stays as it is now: the network must not be changed after this fold
+        (the next fold works on a copy) and its channel sums name the members this fold counted."""
+        generation = self.master_generation()
+        changed = fold_location(network, location_id, available, version, self.channels_of, generation)
+        if not changed:
+            return None
+        settle_pending(network, lambda channel: self.published.get(channel_key(channel, network.sku)))
+        now = self.clock()
+        ready = []
+        for channel in changed:
+            record_of = functools.partial(self.record, network, channel, generation)
+            if self.throttle.offer(channel_key(channel, network.sku), record_of, now) is None:
+                network.pending[channel] = network.channel_versions[channel]
+            else:
+                network.pending.pop(channel, None)
+                ready.append(record_of())
+        return ready
+
+    def record(self, network: SkuNetwork, channel: str, master_generation: int | None) -> ChannelAvailability:
+        return ChannelAvailability(
+            channel=channel, sku=network.sku, available=network.channel_totals[channel],
+            by_location=channel_shares(network, channel, self.channels_of, master_generation),
+            version=network.channel_versions[channel], emitted_at=datetime.now(UTC))

@@ -5,14 +5,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from app.domain.availability import availability_record
 from app.domain.costing import average_after_inflow, current_cost
+from app.domain.keys import position_key
 from app.domain.marks import forget_oldest, mark_of
+from app.domain.sale_costs import sale_cost_value
 from app.domain.sources.common import build_movement
 from app.models.canonical import (
     Applied, Emitted, InTransitTransfer, LocationChange, Movement, MovementType, OpenReservation, Position, Role,
     SourceSystem, working_copy,
 )
-from app.models.records import ErrorCode, Rejection
+from app.models.finance_ledger import AppliedTrace, LedgerEntry
+from app.models.records import AvailabilityRecord, ErrorCode, Rejection
 
 # Movement types whose on_hand change a later-dated cycle count has already seen (the late rule).
 _DELTA_TYPES = {
@@ -66,6 +70,32 @@ def sale_reference_of(movement: Movement) -> str | None:
     if movement.source_system is SourceSystem.POS:
         return movement.source_event_id
     return movement.order_id
+
+
+@dataclass(frozen=True, slots=True)
+class MovementOutputs:
+    """What an applied movement publishes and keeps beside its position."""
+
+    record: AvailabilityRecord        # to inventory.availability
+    entry: LedgerEntry                # to the finance stage; it carries the "applied" trace fact
+    sale_reference: str | None        # a sale: what a later return names to find its unit cost ...
+    sale_cost: bytes | None           # ... and that cost as the `sale-costs` table holds it
+
+
+def outputs_of(outcome: Outcome, movement: Movement, ctx: PositionContext, now: datetime) -> MovementOutputs:
+    """Everything an applied movement (not a duplicate, not a rejection) produces, built before any
+    of it is kept or sent, so that a record failing here leaves nothing behind."""
+    applied = outcome.applied
+    sale_reference = sale_reference_of(movement)
+    sale_cost = None
+    if sale_reference is not None and applied.unit_cost is not None:
+        sale_cost = sale_cost_value(applied.unit_cost, ctx.now_epoch)
+    record = availability_record(outcome.as_emitted, outcome.previous_available, movement, now,
+                                 applied.unmatched_quantity)
+    entry = LedgerEntry(applied=applied, applied_trace=AppliedTrace(
+        key=position_key(movement.sku, movement.location_id), version=record.version, available=record.available,
+        on_hand=record.on_hand, previous_available=record.previous_available, replay=outcome.replay, at=now))
+    return MovementOutputs(record, entry, sale_reference, sale_cost)
 
 
 def reservation_key(order_id: str, line_id: str | None) -> str:

@@ -10,7 +10,8 @@ from aiokafka.errors import KafkaConnectionError
 
 import agents.streams as streams
 from app.outbox import OneByOne, Outbox
-from tables.store import BatchWrites, DecodedCache
+from tables.decoded_cache import DecodedCache
+from tables.store import BatchWrites
 
 
 class CountingBatch:
@@ -530,7 +531,7 @@ def test_the_app_runs_with_our_flow_control():
 def test_a_position_batch_folds_the_skus_channel_sums_in_order_writes_once_and_a_failed_record_leaves_nothing(
         monkeypatch):
     import agents.positions as stage
-    from app.domain.availability import PublishedVersions, PublishThrottle
+    from app.domain.availability import ChannelFolds, PublishedVersions, PublishThrottle
     from app.models.canonical import MovementType, Position, SkuNetwork
     from tests.factories import make_item, make_location, make_movement
 
@@ -549,9 +550,8 @@ def test_a_position_batch_folds_the_skus_channel_sums_in_order_writes_once_and_a
     monkeypatch.setattr(stage, "sale_costs", fake_table(sale_costs))
     monkeypatch.setattr(stage, "master_data", SimpleNamespace(item=lambda sku: make_item(sku=sku),
                                                               location=lambda loc: make_location(location_id=loc)))
-    monkeypatch.setattr(stage, "channels_of", channels_of)
-    monkeypatch.setattr(stage, "throttle", PublishThrottle(0.0))
-    monkeypatch.setattr(stage, "published_versions", PublishedVersions(10))
+    monkeypatch.setattr(stage, "channel_folds", ChannelFolds(PublishThrottle(0.0), PublishedVersions(10), channels_of,
+                                                             master_generation=lambda: 0))
     monkeypatch.setattr(stage, "_publish_channel", publish_channel)
 
     def receipt(location: str, quantity: int, n: int):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.domain.availability import PublishedVersions, PublishThrottle
+from app.domain.availability import ChannelFolds, PublishedVersions, PublishThrottle
+from app.domain.keys import channel_key
 from app.domain.network import channel_shares, fold_location
 from app.models.canonical import SkuNetwork, working_copy
 
@@ -249,3 +250,23 @@ def test_published_versions_keep_the_highest_version_of_the_keys_published_last(
     assert published.get("web|SKU-2") is None
     assert (published.get("web|SKU-1"), published.get("web|SKU-3")) == (3, 5)
     assert len(published.versions) == 2
+
+
+def test_channel_folds_hold_back_a_channel_published_within_the_interval_and_build_it_once_due():
+    clock = [100.0]
+    folds = ChannelFolds(PublishThrottle(1.0), PublishedVersions(10), lambda location: ["web"],
+                         master_generation=lambda: 0, clock=lambda: clock[0])
+    network = SkuNetwork(sku="SKU-1001")
+    assert [(r.channel, r.available, r.version) for r in folds.fold(network, "S1", 5, 1)] == [("web", 5, 1)]
+    folds.published.published(channel_key("web", "SKU-1001"), 1)
+
+    later = working_copy(network)
+    assert folds.fold(later, "S2", 4, 1) == []          # web changed, but was published 0.2 s ago
+    assert later.pending == {"web": 2}                  # kept with the network until it goes out
+    assert folds.fold(working_copy(later), "S1", 5, 1) is None   # a stale version changes nothing
+
+    clock[0] = 101.0
+    [(key, record_of)] = folds.throttle.due(clock[0])
+    record = record_of()
+    assert key == channel_key("web", "SKU-1001")
+    assert (record.available, record.version, record.by_location) == (9, 2, {"S1": 5, "S2": 4})

@@ -11,8 +11,9 @@ import pytest
 from app.domain.availability import availability_record
 from app.domain.marks import mark_of
 from app.domain.positions import (
-    Outcome, PositionContext, apply, expiry_movements, new_position, on_hand_as_of, reservation_key,
+    Outcome, PositionContext, apply, expiry_movements, new_position, on_hand_as_of, outputs_of, reservation_key,
 )
+from app.domain.sale_costs import parse_sale_cost
 from app.models.canonical import (
     Channel, InTransitTransfer, Movement, MovementType, OpenReservation, Position, Role, SourceSystem,
 )
@@ -729,3 +730,31 @@ def test_a_hot_position_keeps_at_most_replay_keep_emitted_movements():
         p = apply(p, sale(1, f"sale-{i}"), at(f"3@{i}")).position
     assert len(p.emitted) == CTX.replay_keep
     assert p.version == 40 and len(p.applied) == 40  # dedupe marks are not capped
+
+
+# --- What an applied movement publishes (outputs_of: the position stage and the bench's Quix peer) --
+
+def test_an_applied_sale_publishes_one_availability_record_and_a_ledger_record_that_agree_and_keeps_its_cost():
+    m = sale(3, event="S042-R3-000777")
+    outcome = applied(position(on_hand=10, avg_cost=Decimal("7.10")), m)
+
+    out = outputs_of(outcome, m, CTX, T0)
+
+    assert (out.record.on_hand, out.record.version, out.record.previous_available) == \
+        (7, outcome.position.version, 10)
+    assert out.record.cause.movement_id == m.movement_id and out.record.emitted_at == T0
+    assert out.entry.applied is outcome.applied
+    trace = out.entry.applied_trace
+    assert (trace.key, trace.version, trace.available, trace.on_hand, trace.previous_available, trace.at) == \
+        ("SKU-1001@S042", out.record.version, out.record.available, 7, 10, T0)
+    # A later return names the POS transaction and is valued at this sale's unit cost.
+    assert out.sale_reference == "S042-R3-000777"
+    assert parse_sale_cost(out.sale_cost) == (Decimal("7.10"), NOW_EPOCH)
+
+
+def test_a_receipt_publishes_its_records_but_keeps_no_sale_cost():
+    m = receipt(5, "4.00")
+    out = outputs_of(applied(position(), m), m, CTX, T0)
+
+    assert out.record.on_hand == 5 and out.entry.applied.unit_cost == Decimal("4.00")
+    assert out.sale_reference is None and out.sale_cost is None

@@ -8,7 +8,8 @@ from app.settings import REPO_ROOT
 
 DOC = REPO_ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:figures:begin -->", "<!-- bench:figures:end -->"
-LABELS = {"ceiling": "aiokafka ceiling", "quix": "Quix Streams", "positions": "pipeline: position stage",
+LABELS = {"ceiling": "aiokafka ceiling", "quix": "Quix Streams",
+          "quix-stage": "Quix Streams doing the position stage's work", "positions": "pipeline: position stage",
           "pipeline": "pipeline: all stages", "hops": "same-hops floor (bare aiokafka, the pipeline's records)"}
 
 

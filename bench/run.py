@@ -36,7 +36,7 @@ _ensure_bench_extra()
 from bench import kafka, procs, report, scenarios, workload  # noqa: E402  (needs the bench extra)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SYSTEMS = ("ceiling", "quix", "positions", "pipeline", "hops")   # hops replays the pipeline run before it
+SYSTEMS = ("ceiling", "quix", "quix-stage", "positions", "pipeline", "hops")   # hops replays the pipeline run before it
 
 
 def _pin_tree(pid: int, cpus: set[int]) -> None:
@@ -64,7 +64,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--locations", type=int, default=50)
     p.add_argument("--events", type=int, default=60_000, help="raw events pre-loaded for the throughput runs")
     p.add_argument("--positions-events", type=int, default=12_000,
-                   help="raw events (a prefix of the data) whose movements feed the position stage runs")
+                   help="raw events (a prefix of the data) whose movements feed the position stage runs "
+                        "(ours and quix-stage)")
     p.add_argument("--pipeline-events", type=int, default=6_000,
                    help="raw events (a prefix of the data) for the all-stages runs")
     p.add_argument("--runs", type=int, default=3)
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         catalogue = workload.catalogue_for(args.skus, args.locations)
         dataset = workload.build(args.skus, args.locations, args.events)
         data = scenarios.Prepared(dataset, workload.master_records(catalogue), catalogue,
-                                  {"positions": args.positions_events, "pipeline": args.pipeline_events})
+                                  {"positions": args.positions_events, "quix-stage": args.positions_events,
+                                   "pipeline": args.pipeline_events})
         results["sizes"]["movements"] = len(dataset.movements)
         log(f"{len(dataset.raw)} raw events -> {len(dataset.movements)} canonical movements")
         peer_loaded: set[str] = set()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import orjson
 
 from app import topics as t
+from app.domain.keys import split_position_key
 from bench import kafka, procs, systems, workload
 from bench.workload import Dataset
 
@@ -20,7 +21,7 @@ broker_cpu: procs.Sampler | None = None   # the bench broker's process, sampled 
 def _broker_cpu_util(start: float, end: float) -> float | None:
     return broker_cpu.cpu_between(start, end) / max(end - start, 1e-3) if broker_cpu is not None else None
 
-PEERS = ("ceiling", "quix")
+PEERS = systems.PEERS
 # The pipeline's own topics that it reads back (its internal hops); the raw and master topics are its input.
 READ_BACK = (t.MOVEMENTS, t.LEDGER, t.LINEAGE, t.RECON_CHECKS, t.RECON_RESULTS)
 MASTER_CHANGELOGS = ("-master-items-changelog", "-master-locations-changelog", "-master-item-aliases-changelog")
@@ -48,17 +49,20 @@ def _input_records(system: str, data: Prepared, movements: list[workload.Record]
     rows = movements if movements is not None else data.dataset.movements
     if system == "positions":
         return data.master + rows
+    if system == "quix-stage":   # keyed by SKU: Quix scopes state to the key, the stage holds a SKU's network
+        return [(systems.STAGE_INPUT, split_position_key(k.decode())[0].encode(), v) for _, k, v in rows]
     return [(systems.PEER_INPUT, k, v) for _, k, v in rows]
 
 
 def prepare_input(system: str, bootstrap: str, data: Prepared, peer_loaded: set[str]) -> None:
     """Fresh pipeline topics (their names are fixed) or, for peers, the shared input loaded once."""
     if system in PEERS:
-        if systems.PEER_INPUT not in peer_loaded:
-            kafka.delete_topics(bootstrap, lambda t: t == systems.PEER_INPUT)
-            kafka.create_topics(bootstrap, [systems.PEER_INPUT], 8)
+        topic = systems.STAGE_INPUT if system == "quix-stage" else systems.PEER_INPUT
+        if topic not in peer_loaded:
+            kafka.delete_topics(bootstrap, lambda t: t == topic)
+            kafka.create_topics(bootstrap, [topic], 8)
             kafka.preload(bootstrap, _input_records(system, data))
-            peer_loaded.add(systems.PEER_INPUT)
+            peer_loaded.add(topic)
         return
     kafka.reset_pipeline_topics(bootstrap, 8)
     kafka.preload(bootstrap, _input_records(system, data))
@@ -118,13 +122,14 @@ def throughput(system: str, bootstrap: str, data: Prepared, tag: str, workers: i
     """Pre-load, start, and time from the first to the last output record (and from process start).
     `volume`: the pipeline's (`pipeline_volume`), which the same-hops floor (`hops`) replays."""
     data = data.for_system(system)
-    expected = len(data.dataset.movements) if system in PEERS else 1
-    # Peers: the exact output count is known. The pipeline's is not (duplicates, dead letters,
-    # follow-ups), so it ends when no output came for a while; long enough to ride out a busy box.
+    expected = len(data.dataset.movements) if system in ("ceiling", "quix") else 1
+    # The peers doing bench.domain's job: the exact output count is known. The stage's is not
+    # (duplicates, dead letters, follow-ups), so it ends when no output came for a while; long
+    # enough to ride out a busy box.
     idle = idle or (8.0 if system in PEERS or system == "hops" else 20.0)
     if system in PEERS:
         prepare_input(system, bootstrap, data, peer_loaded)
-        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus)
+        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus, catalogue=data.catalogue)
     elif system == "hops":
         if volume is None:
             raise ValueError("the same-hops floor replays a pipeline run's volume: run `pipeline` before `hops`")
@@ -254,7 +259,8 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
         source_topic = f"bench.latency.{tag}"
         kafka.create_topics(bootstrap, [source_topic], 8)
         feed = [(source_topic, k, v) for _, k, v in feed]
-        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus, peer_input=source_topic)
+        d = systems.start(system, bootstrap, tag, workers=workers, cpus=cpus, peer_input=source_topic,
+                          catalogue=data.catalogue)
     else:
         kafka.reset_pipeline_topics(bootstrap, 8)
         kafka.preload(bootstrap, data.master)

@@ -2,6 +2,8 @@
 
 * `ceiling`   bare aiokafka loop (bench.peers.ceiling) on `bench.movements`
 * `quix`      Quix Streams (bench.peers.quix) on `bench.movements`
+* `quix-stage` Quix Streams doing the position stage's own work (bench.peers.quix_stage) on `bench.stage-movements`
+              (the position stage's input keyed by SKU)
 * `positions` our worker with only the position stage (STAGES=positions,master) on `inventory.movements`
 * `pipeline`  our worker with every stage, fed the raw channel topics
 * `hops`      the pipeline's floor (bench.peers.hops): bare aiokafka, fed the raw channel topics, reading and
@@ -20,9 +22,12 @@ from pathlib import Path
 from bench import kafka
 from app.settings import REPO_ROOT
 from bench.procs import SystemProcess, python
+from bench.workload import Catalogue
 
 RUN_DIR = kafka.BENCH_HOME / "runs"
+PEERS = ("ceiling", "quix", "quix-stage")   # the systems that are not our worker
 PEER_INPUT = "bench.movements"
+STAGE_INPUT = "bench.stage-movements"
 TOKEN = "bench-viewer"
 
 
@@ -89,9 +94,10 @@ def worker_env(bootstrap: str, app_id: str, data_dir: Path, web_port: int, stage
 
 
 def start(system: str, bootstrap: str, tag: str, workers: int = 1, cpus: set[int] | None = None,
-          peer_input: str = PEER_INPUT, volume: dict | None = None) -> Deployment:
+          peer_input: str | None = None, volume: dict | None = None, catalogue: Catalogue | None = None) -> Deployment:
     """Start `system` (its input must already be loaded); `tag` makes its group, topics and dirs unique.
-    `volume`: for `hops`, the pipeline run's records per raw event (bench.scenarios.pipeline_volume)."""
+    `volume`: for `hops`, the pipeline run's records per raw event (bench.scenarios.pipeline_volume);
+    `catalogue`: for `quix-stage`, whose master data it is (bench.workload.catalogue_for)."""
     base = _fresh(RUN_DIR / tag)
     if system == "hops":
         output, internal = f"bench.hops-out.{tag}", f"bench.hops-internal.{tag}"
@@ -101,13 +107,21 @@ def start(system: str, bootstrap: str, tag: str, workers: int = 1, cpus: set[int
                 "--read-back", f"{volume['read_back_per_raw_event']:.4f}"]
         proc = SystemProcess(system, python("bench.peers.hops", *args), {}, base / f"{system}.log", cpus=cpus)
         return Deployment(system, [proc.start()], output, f"g-{tag}")
-    if system in ("ceiling", "quix"):
+    if system in PEERS:
         output = f"bench.deltas.{tag}"
         kafka.create_topics(bootstrap, [output], 8)
-        args = ["--bootstrap", bootstrap, "--group", f"g-{tag}", "--input", peer_input, "--output", output]
-        if system == "quix":
+        args = ["--bootstrap", bootstrap, "--group", f"g-{tag}", "--output", output]
+        if system == "quix-stage":
+            side = f"bench.side.{tag}"
+            kafka.create_topics(bootstrap, [side], 8)
+            args += ["--input", peer_input or STAGE_INPUT, "--side", side, "--skus", str(catalogue.n_skus),
+                     "--locations", str(catalogue.n_stores + catalogue.n_dcs)]
+        else:
+            args += ["--input", peer_input or PEER_INPUT]
+        if system != "ceiling":
             args += ["--state", str(base / "state")]
-        proc = SystemProcess(system, python(f"bench.peers.{system}", *args), {}, base / f"{system}.log", cpus=cpus)
+        module = f"bench.peers.{system.replace('-', '_')}"
+        proc = SystemProcess(system, python(module, *args), {}, base / f"{system}.log", cpus=cpus)
         return Deployment(system, [proc.start()], output, f"g-{tag}")
     stages = "positions,master" if system == "positions" else ""
     app_id = f"pipeline-{tag}"
@@ -123,7 +137,7 @@ def start(system: str, bootstrap: str, tag: str, workers: int = 1, cpus: set[int
 
 def wait_started(d: Deployment, bootstrap: str, timeout: float = 180.0) -> float:
     """Pipeline workers: readyz 200 on every worker. Peers: the process is up (they have no probe)."""
-    if d.system in ("ceiling", "quix", "hops"):
+    if d.system in (*PEERS, "hops"):
         time.sleep(0.5)
         if not d.processes[0].alive():
             raise RuntimeError(f"{d.system} exited; see {d.processes[0].log}")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from app.domain.day_batches import DayLedger
 from tables import names
-from tables.store import DecodedCache, RecordTable, make_table
+from tables.decoded_cache import DecodedCache
+from tables.store import RecordTable, make_table
 
 day_ledgers = RecordTable(make_table(names.DAY_LEDGERS), DayLedger)
 

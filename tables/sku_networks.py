@@ -9,8 +9,9 @@ from __future__ import annotations
 from app import topics
 from app.models.canonical import SkuNetwork
 from tables import names
+from tables.decoded_cache import DecodedCache
 from tables.restore import LAID_OUT_LIKE
-from tables.store import DecodedCache, RecordTable, make_table
+from tables.store import RecordTable, make_table
 
 networks = RecordTable(make_table(names.SKU_NETWORKS), SkuNetwork)
 LAID_OUT_LIKE[names.SKU_NETWORKS] = topics.MOVEMENTS

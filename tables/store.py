@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from app.faust_app import app, settings
 from app.outbox import Outbox
+from tables.decoded_cache import DecodedCache
 from tables.restore import after_bulk_restore
 
 M = TypeVar("M", bound=BaseModel)
@@ -128,45 +129,6 @@ class CachedRecordTable(RecordTable[M]):
     def delete(self, key: str) -> None:
         self._forget(key.encode())
         super().delete(key)
-
-
-class DecodedCache:
-    """Decoded values of a table's records kept from one batch to the next, each with the exact bytes
-    it was decoded from or encoded to: a batch that reads those bytes again gets the value unparsed.
-
-    A store's day ledger was ~180 KB of JSON once its day had 4,000 postings: parsing it again for
-    every batch was an eighth of a worker's CPU under sustained load (BENCHMARKS.md). The check is
-    the bytes themselves, so a value written by a recovery, another owner or a batch that failed
-    half-way is never mistaken for the cached one. The values are shared between batches: only for
-    records the stage never changes in place (the day-ledger rules return new ledgers).
-    Bounded by the bytes of the records it holds; the least recently used go first.
-    """
-
-    def __init__(self, decode: Callable[[bytes], Any], max_bytes: int) -> None:
-        self._decode, self.max_bytes = decode, max_bytes
-        self._entries: dict[bytes, tuple[bytes, Any]] = {}   # key -> (bytes, value), least recent first
-        self.bytes = 0
-
-    def decode(self, key: bytes, raw: bytes) -> Any:
-        held = self._entries.get(key)
-        if held is not None and held[0] == raw:
-            self._entries[key] = self._entries.pop(key)   # most recently used last
-            return held[1]
-        value = self._decode(raw)
-        self.remember(key, raw, value)
-        return value
-
-    def remember(self, key: bytes, raw: bytes | None, value: Any) -> None:
-        held = self._entries.pop(key, None)
-        if held is not None:
-            self.bytes -= len(held[0])
-        if raw is None or len(raw) > self.max_bytes:
-            return
-        self._entries[key] = (raw, value)
-        self.bytes += len(raw)
-        while self.bytes > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self.bytes -= len(self._entries.pop(oldest)[0])
 
 
 class BatchWrites:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -92,7 +93,9 @@ class CachedRecordTable(RecordTable[M]):
     MAX_RECORDS = 100_000   # beyond this the oldest cached records are dropped (re-read on demand)
 
     def __init__(self, name: str, model: type[M]) -> None:
-        self._parsed: dict[bytes, M] = {}
+        # An OrderedDict: a full dict that drops its first key on every miss scans past the slots
+        # the dropped keys left (10-15 µs a drop at 100,000 keys, against 0.3-0.4).
+        self._parsed: OrderedDict[bytes, M] = OrderedDict()
         # Counts the changes seen: what was derived from the records under one generation holds
         # until it moves (the position stage's channel sums: app/domain/network.py).
         self.generation = 0
@@ -118,7 +121,7 @@ class CachedRecordTable(RecordTable[M]):
             record = super().get(key)
             if record is not None:   # unknown keys are not cached: they are looked up again
                 if len(self._parsed) >= self.MAX_RECORDS:
-                    del self._parsed[next(iter(self._parsed))]
+                    self._parsed.popitem(last=False)
                 self._parsed[raw_key] = record
         return record
 

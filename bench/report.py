@@ -94,6 +94,10 @@ def tables(results: dict) -> str:
         lines.append("")
         lines.append(f"Position stage / Quix Streams: **{med['positions/w1']['outputs_per_s'] / med['quix/w1']['outputs_per_s']:.3f}**."
                      + (f" All stages / ceiling: **{rat.get('pipeline/w1', 0):.4f}**." if "pipeline/w1" in rat else ""))
+    if "quix-stage/w1" in med and "positions/w1" in med:
+        lines.append("")
+        lines.append(f"Position stage / Quix Streams doing the position stage's work (the same rules, input and "
+                     f"outputs): **{med['positions/w1']['outputs_per_s'] / med['quix-stage/w1']['outputs_per_s']:.2f}**.")
     if results["latency"]:
         lines += ["", "| system | workers | load | offered rate /s | achieved /s | p50 ms | p95 ms | p99 ms | max ms | "
                       "samples | last output after producer stopped, s | worker CPU | broker stalled |",

@@ -124,11 +124,13 @@ class SystemProcess:
     def start(self) -> SystemProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")
-        cpus = self.cpus
+        # Unpinned means every CPU: a child inherits the harness's own affinity, and the harness
+        # pins itself to CPU 0 (bench/run.py), so two-worker runs used to share CPU 0 with the
+        # broker and the harness while CPU 1 sat idle.
+        cpus = self.cpus or set(range(os.cpu_count() or 1))
 
         def pin() -> None:
-            if cpus:
-                os.sched_setaffinity(0, cpus)
+            os.sched_setaffinity(0, cpus)
 
         self.started_at = time.time()
         self.proc = subprocess.Popen(self.command, cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,

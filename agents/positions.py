@@ -216,16 +216,16 @@ class ChannelFold:
 
 # --- Channel sums: coalesced for rate-limited marketplaces (SPEC §3) --------------------------------
 
-throttle = PublishThrottle(settings.channel_publish_interval)
-# Channel key -> last version this worker published, for the most recent keys (a few MB at most).
-published_versions = PublishedVersions(max_keys=100_000)
-channel_folds = ChannelFolds(throttle, published_versions, channels_of, channels_generation)
+# The throttle, and the last version this worker published of each channel key for the most
+# recent keys (a few MB at most).
+channel_folds = ChannelFolds(PublishThrottle(settings.channel_publish_interval),
+                             PublishedVersions(max_keys=100_000), channels_of, channels_generation)
 _resumed_for: set = set()                  # the assignment whose pending values were picked up
 
 
 @app.timer(interval=0.2)
 async def flush_coalesced_channels():
-    for _, record_of in throttle.due(time.monotonic()):
+    for _, record_of in channel_folds.throttle.due(time.monotonic()):
         await _publish_channel(record_of())
 
 
@@ -248,11 +248,11 @@ async def resume_pending_channels():
     for _, network in networks.items():
         for channel, version in network.pending.items():
             key = channel_key(channel, network.sku)
-            published = published_versions.get(key)
+            published = channel_folds.published.get(key)
             if (published is None or published < version) and channel in network.channel_totals:
                 # Built now, from the master as it is now: the network read here has no channel sums.
                 record = channel_folds.record(network, channel, None)
-                throttle.keep(key, functools.partial(_emitted_now, record))
+                channel_folds.throttle.keep(key, functools.partial(_emitted_now, record))
 
 
 def _emitted_now(record: ChannelAvailability) -> ChannelAvailability:
@@ -262,7 +262,7 @@ def _emitted_now(record: ChannelAvailability) -> ChannelAvailability:
 async def _publish_channel(record: ChannelAvailability) -> None:
     key = channel_key(record.channel, record.sku)
     await publish(channel_availability_topic, key, record)
-    published_versions.published(key, record.version)
+    channel_folds.published.published(key, record.version)
     metrics.labelled(metrics.CHANNEL_OUT, record.channel).inc()
 
 

@@ -50,14 +50,14 @@ def _input_records(system: str, data: Prepared, movements: list[workload.Record]
     if system == "positions":
         return data.master + rows
     if system == "quix-stage":   # keyed by SKU: Quix scopes state to the key, the stage holds a SKU's network
-        return [(systems.STAGE_INPUT, split_position_key(k.decode())[0].encode(), v) for _, k, v in rows]
-    return [(systems.PEER_INPUT, k, v) for _, k, v in rows]
+        return [(systems.input_topic(system), split_position_key(k.decode())[0].encode(), v) for _, k, v in rows]
+    return [(systems.input_topic(system), k, v) for _, k, v in rows]
 
 
 def prepare_input(system: str, bootstrap: str, data: Prepared, peer_loaded: set[str]) -> None:
     """Fresh pipeline topics (their names are fixed) or, for peers, the shared input loaded once."""
     if system in PEERS:
-        topic = systems.STAGE_INPUT if system == "quix-stage" else systems.PEER_INPUT
+        topic = systems.input_topic(system)
         if topic not in peer_loaded:
             kafka.delete_topics(bootstrap, lambda t: t == topic)
             kafka.create_topics(bootstrap, [topic], 8)

@@ -28,6 +28,12 @@ RUN_DIR = kafka.BENCH_HOME / "runs"
 PEERS = ("ceiling", "quix", "quix-stage")   # the systems that are not our worker
 PEER_INPUT = "bench.movements"
 STAGE_INPUT = "bench.stage-movements"
+
+
+def input_topic(peer: str) -> str:
+    """Where a peer's throughput input is loaded: the position stage's movements, keyed by SKU for
+    `quix-stage` (Quix scopes state to the key), by SKU@LOCATION for the others."""
+    return STAGE_INPUT if peer == "quix-stage" else PEER_INPUT
 TOKEN = "bench-viewer"
 
 
@@ -114,10 +120,9 @@ def start(system: str, bootstrap: str, tag: str, workers: int = 1, cpus: set[int
         if system == "quix-stage":
             side = f"bench.side.{tag}"
             kafka.create_topics(bootstrap, [side], 8)
-            args += ["--input", peer_input or STAGE_INPUT, "--side", side, "--skus", str(catalogue.n_skus),
+            args += ["--side", side, "--skus", str(catalogue.n_skus),
                      "--locations", str(catalogue.n_stores + catalogue.n_dcs)]
-        else:
-            args += ["--input", peer_input or PEER_INPUT]
+        args += ["--input", peer_input or input_topic(system)]
         if system != "ceiling":
             args += ["--state", str(base / "state")]
         module = f"bench.peers.{system.replace('-', '_')}"

@@ -45,6 +45,16 @@ ERP_CALL_SECONDS = Histogram("stock_sync_erp_call_seconds", "ERP call latency", 
 ERP_REACHABLE = Gauge("stock_sync_erp_reachable",
                       "1 when the ERP answered the poster's last call, else 0 (only where the poster runs)",
                       ["erp_url"])
+# A stage's micro-batches (agents/streams.py, each_batch): how many records each took and how long it
+# took to apply and hand to the producer. Small batches at a steady rate cost more per record than
+# a drain's full ones; these show which stage a worker's time goes to.
+STAGE_BATCH_RECORDS = Histogram("stock_sync_stage_batch_records", "Records per micro-batch of a stage", ["stage"],
+                                buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000))
+STAGE_BATCH_SECONDS = Histogram("stock_sync_stage_batch_seconds",
+                                "Time a stage's micro-batch took to apply (phase apply) and to hand its outputs to "
+                                "the producer (phase send: waits while the producer still holds the partition's "
+                                "previous record batch)", ["stage", "phase"],
+                                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 STAGE_ERRORS = Counter("stock_sync_stage_errors_total",
                        "Records a stage raised on, dead-lettered as PROCESSING_ERROR", ["stage", "error"])
 RECORDS_STUCK = Gauge("stock_sync_records_waiting_for_dead_letter",

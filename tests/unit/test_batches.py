@@ -224,6 +224,23 @@ def test_a_stage_with_a_linger_takes_what_came_meanwhile_in_the_same_list(fresh_
     assert first == [0, 1, 2, 3] and 0.09 < waited < 0.5 and second == [4]
 
 
+def test_a_lingering_stage_takes_a_full_list_without_waiting_the_linger_out(fresh_order):
+    async def scenario():
+        stream = fake_stream(committed={("inventory.movements", 0): 0})
+        loop = asyncio.get_running_loop()
+        put(stream, 0)
+        loop.call_later(0.02, put, stream, 1, 2, 3)
+        lists = streams.delivered(stream, 4, linger=5.0)
+        started = loop.time()
+        first = await asyncio.wait_for(lists.__anext__(), 3.0)
+        waited = loop.time() - started
+        await lists.aclose()
+        return offsets_of(first), waited
+
+    first, waited = run(scenario())
+    assert first == [0, 1, 2, 3] and waited < 2.0   # full after 20 ms; the next look at the queue is at 1 s
+
+
 def test_a_record_fetched_before_the_rebalance_is_let_go_of_with_a_hole_not_acked(fresh_order):
     async def scenario():
         stream = fake_stream(committed={("inventory.movements", 0): 3}, generation=2)

@@ -142,6 +142,13 @@ class SystemProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def http_text(self, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as response:
+                return response.read().decode()
+        except OSError:
+            return None
+
     def http_status(self, path: str, token: str | None = None) -> int | None:
         request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}")
         if token:

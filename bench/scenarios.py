@@ -9,6 +9,7 @@ from pathlib import Path
 from dataclasses import dataclass
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from app import topics as t
 from app.domain.keys import split_position_key
@@ -89,7 +90,9 @@ def wait_master_loaded(bootstrap: str, d: systems.Deployment, data: Prepared, ti
     # s from here with two workers; a fixed 2 s left one worker without its items in some two-worker
     # runs, and half its raw events were dead-lettered as UNKNOWN_ITEM (the "cut short" runs of
     # BENCHMARKS.md). Ask each worker for every location and every 100th item, through its master
-    # views, until all are there; the rest of the items and their aliases get two seconds more.
+    # views, until all are there; then until it has applied the whole of its master changelogs
+    # (stock_sync_master_data_behind): a fixed 2 s more left the worker still applying the rest in
+    # the first seconds of a latency point, seconds of latency that came from the harness.
     probes = [f"/v1/master/locations/{orjson.loads(v)['location_id']}" for t, _, v in data.master
               if t != "master.items"]
     probes += [f"/v1/master/items/{orjson.loads(v)['sku']}" for t, _, v in data.master if t == "master.items"][::100]
@@ -101,7 +104,18 @@ def wait_master_loaded(bootstrap: str, d: systems.Deployment, data: Prepared, ti
             missing = [path for path in missing if worker.http_status(path, systems.TOKEN) != 200]
             if missing:
                 time.sleep(0.2)
-    time.sleep(2.0)
+    for worker in d.processes:
+        while (behind := _master_data_behind(worker)) != 0:
+            if time.time() > deadline:
+                raise TimeoutError(f"{worker.name}: master data changes still to apply after {timeout}s: {behind}")
+            time.sleep(0.2)
+
+
+def _master_data_behind(worker: procs.SystemProcess) -> float | None:
+    for family in text_string_to_metric_families(worker.http_text("/metrics") or ""):
+        if family.name == "stock_sync_master_data_behind":
+            return family.samples[0].value
+    return None
 
 
 def _profile(pid: int, out: str, duration: float) -> subprocess.Popen:
@@ -110,6 +124,27 @@ def _profile(pid: int, out: str, duration: float) -> subprocess.Popen:
     return subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--output", out,
                              "--format", fmt, "--duration", str(int(duration)), "--rate", "50", "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stage_batches(d: systems.Deployment) -> dict:
+    """Per stage, summed over the workers: micro-batches, records, and the seconds spent applying
+    them and handing their outputs to the producer, from the workers' /metrics
+    (stock_sync_stage_batch_*)."""
+    stages: dict[str, dict[str, float]] = {}
+    for worker in d.processes:
+        for family in text_string_to_metric_families(worker.http_text("/metrics") or ""):
+            if family.name not in ("stock_sync_stage_batch_records", "stock_sync_stage_batch_seconds"):
+                continue
+            for sample in family.samples:
+                figures = stages.setdefault(sample.labels["stage"],
+                                            {"batches": 0, "records": 0, "apply_s": 0.0, "send_s": 0.0})
+                if family.name.endswith("records") and sample.name.endswith("_count"):
+                    figures["batches"] += int(sample.value)
+                elif family.name.endswith("records") and sample.name.endswith("_sum"):
+                    figures["records"] += int(sample.value)
+                elif family.name.endswith("seconds") and sample.name.endswith("_sum"):
+                    figures[f"{sample.labels['phase']}_s"] += sample.value
+    return stages
 
 
 def pipeline_volume(bootstrap: str, app_id: str, raw_events: int) -> dict:
@@ -310,6 +345,7 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
         cores.stop()
         collector.wait_idle(5.0, timeout=600, at_least=1)
         result = collector.stop()
+        batches = stage_batches(d) if system == "pipeline" else None
         cpu = sum(p.sampler.cpu_between(started, ended) for p in d.processes)
         rss = sum(p.sampler.peak_rss() for p in d.processes) / 2**20
         if profiler is not None:
@@ -341,7 +377,7 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
             "broker_stalled": broker_stalled(probes_by_second),
             "cores": cores.shares_between(started, ended),
             "per_second": per_second(result.ids, sent, started, ended, probes_by_second),
-            "peak_rss_mb": rss}
+            "peak_rss_mb": rss, **({"stage_batches": batches} if batches else {})}
 
 
 def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started: float, ended: float,

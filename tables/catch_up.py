@@ -97,6 +97,25 @@ class GlobalTablesCatchUp:
             await asyncio.sleep(POLL_INTERVAL)
 
 
+def master_changes_behind(app: faust.App) -> int | None:
+    """Changes in the global tables' changelogs that this worker has not applied yet, as of the
+    consumer's last fetch of each (None: none of their partitions fetched yet). Master data sent
+    while the worker runs is read in the background: until this is 0, a raw event may still meet
+    an item the worker does not know."""
+    if not app.started:
+        return None
+    tables = {table.changelog_topic.get_topic_name(): table for table in app.tables.values() if table.is_global}
+    consumer = app.consumer
+    ends = {}
+    for tp in consumer.assignment():
+        if tp.topic in tables and (highwater := consumer.highwater(tp)) is not None:
+            ends[tp] = highwater
+    if not ends:
+        return None
+    applied = {tp: tables[tp.topic].data.persisted_offset(tp) for tp in ends}
+    return sum(changes_behind(ends, applied).values())
+
+
 def _by_topic(partitions) -> dict[str, list[int]]:
     grouped: dict[str, list[int]] = {}
     for tp in partitions:

@@ -10,6 +10,7 @@ from app.faust_app import app
 from app.web.auth import VIEWER
 from app.web.dlq import index as dead_letters
 from app.web.http import guarded, json_response, owner_url
+from tables.catch_up import master_changes_behind
 
 
 def _is_input(tp: TP) -> bool:
@@ -54,6 +55,11 @@ class PipelineCollector:
         yield GaugeMetricFamily("stock_sync_worker_unprocessed",
                                 "Records in assigned input partitions not yet taken by this worker",
                                 value=sum(r["unprocessed"] for r in rows))
+        behind = master_changes_behind(app)
+        if behind is not None:
+            yield GaugeMetricFamily("stock_sync_master_data_behind",
+                                    "Master data changes (global tables' changelogs) this worker has not applied yet",
+                                    value=behind)
         dlq = GaugeMetricFamily("stock_sync_dlq_topic_records", "Dead letters in inventory.dlq, by error code",
                                 labels=["code"])
         for code, count in sorted(dead_letters.by_code.items()):

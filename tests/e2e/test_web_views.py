@@ -303,3 +303,21 @@ def test_metrics_move_with_traffic(bootstrap, pipeline, shop):
     assert metric(after, "stock_sync_event_to_availability_seconds_count") > metric(
         before, "stock_sync_event_to_availability_seconds_count")
     assert "stock_sync_worker_lag" in after and "stock_sync_worker_unprocessed" in after
+    # The receipt went through the position stage's micro-batches: counted, with their time per phase.
+    assert metric(after, "stock_sync_stage_batch_records_count", stage="positions") > metric(
+        before, "stock_sync_stage_batch_records_count", stage="positions")
+    assert metric(after, "stock_sync_stage_batch_seconds_count", stage="positions", phase="apply") > metric(
+        before, "stock_sync_stage_batch_seconds_count", stage="positions", phase="apply")
+
+
+def test_metrics_say_when_the_worker_has_applied_all_master_data(pipeline, shop):
+    # The shop's items and locations were sent before its traffic; the worker reads them back in the
+    # background, and says how many changes it still has to apply.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = scrape(pipeline)
+        assert "stock_sync_master_data_behind " in text
+        if metric(text, "stock_sync_master_data_behind") == 0:
+            break
+        time.sleep(0.5)
+    assert metric(text, "stock_sync_master_data_behind") == 0

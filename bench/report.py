@@ -109,6 +109,7 @@ def tables(results: dict) -> str:
                          f"{_fmt(r.get('cpu_util'), 2)} | {_stalled(r)} |")
         for f in results.get("failed", []):
             lines.append(f"| {f['point']} | | | | | failed: {f['error'][:120]} | | | | | | | |")
+        lines += stage_batch_table(results["latency"])
     rec = results.get("recovery")
     if rec:
         lines += ["", "| recovery | positions | ready (readyz 200) s | position lookup 200 s | probe movement applied s | "
@@ -127,6 +128,25 @@ def tables(results: dict) -> str:
                   f"{'one-worker systems pinned to CPU 1, broker and harness to CPU 0' if results['pinned'] else 'no pinning'}; "
                   f"sizes {results['sizes']}."]
     return "\n".join(lines)
+
+
+def stage_batch_table(points: list[dict]) -> list[str]:
+    """Where the all-stages workers' time went at each latency point, per stage (`stage_batches`:
+    the workers' own metrics, counted from their start, so the master stage's count is the master
+    data loaded before the load)."""
+    points = [r for r in points if r.get("stage_batches")]
+    if not points:
+        return []
+    lines = ["", "| all stages: workers, load | stage | batches | records per batch | applying s | µs per record | "
+                 "handing over s |", "|---|---|---|---|---|---|---|"]
+    for r in points:
+        for stage, b in sorted(r["stage_batches"].items()):
+            if not b["records"]:
+                continue
+            lines.append(f"| {r['workers']}, {int(r['share'] * 100)}% | {stage} | {b['batches']:,} | "
+                         f"{b['records'] / max(b['batches'], 1):.1f} | {b['apply_s']:.2f} | "
+                         f"{1e6 * b['apply_s'] / b['records']:.0f} | {b['send_s']:.2f} |")
+    return lines
 
 
 def plot(results: dict, out: Path) -> list[Path]:

@@ -34,7 +34,7 @@ charts = parse_chart_overrides(settings.chart_overrides)
 # Postings are not on the stock path, and a finance batch rewrites every store day it touches (its
 # day ledger, up to ~140 KB of JSON, and that ledger's changelog record). At a steady rate, taking
 # whatever had arrived made ~15 small batches a second; up to 250 ms more makes ~3, cuts the stage's
-# own CPU by a fifth and leaves the position stage the CPU it needs (one worker at 782 raw events/s:
+# own CPU by 6-17 % and leaves the position stage the CPU it needs (one worker at 782 raw events/s:
 # p99 to availability 435 and 548 ms without, 291-328 ms with; BENCHMARKS.md, twentieth session).
 LINGER = 0.25
 

@@ -45,8 +45,8 @@ ERP_CALL_SECONDS = Histogram("stock_sync_erp_call_seconds", "ERP call latency", 
 ERP_REACHABLE = Gauge("stock_sync_erp_reachable",
                       "1 when the ERP answered the poster's last call, else 0 (only where the poster runs)",
                       ["erp_url"])
-# A stage's micro-batches (agents/streams.py, each_batch): how many records each took and how long it
-# took to apply and hand to the producer. Small batches at a steady rate cost more per record than
+# A stage's micro-batches (agents/streams.py: each_batch, and each_event's lists): how many records
+# each took and how long it took to apply and hand to the producer. Small batches at a steady rate cost more per record than
 # a drain's full ones; these show which stage a worker's time goes to.
 STAGE_BATCH_RECORDS = Histogram("stock_sync_stage_batch_records", "Records per micro-batch of a stage", ["stage"],
                                 buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000))

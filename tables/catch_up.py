@@ -66,7 +66,7 @@ class GlobalTablesCatchUp:
                 await self._catch_up(app, app.consumer_generation_id)
 
     async def _catch_up(self, app: faust.App, generation: int) -> None:
-        tables = {table.changelog_topic.get_topic_name(): table for table in app.tables.values() if table.is_global}
+        tables = _global_tables(app)
         partitions = [tp for tp in app.consumer.assignment() if tp.topic in tables]
         try:
             ends = await asyncio.wait_for(app.consumer.highwaters(*partitions), OFFSETS_TIMEOUT) if partitions else {}
@@ -104,7 +104,7 @@ def master_changes_behind(app: faust.App) -> int | None:
     an item the worker does not know."""
     if not app.started:
         return None
-    tables = {table.changelog_topic.get_topic_name(): table for table in app.tables.values() if table.is_global}
+    tables = _global_tables(app)
     consumer = app.consumer
     ends = {}
     for tp in consumer.assignment():
@@ -114,6 +114,11 @@ def master_changes_behind(app: faust.App) -> int | None:
         return None
     applied = {tp: tables[tp.topic].data.persisted_offset(tp) for tp in ends}
     return sum(changes_behind(ends, applied).values())
+
+
+def _global_tables(app: faust.App) -> dict:
+    """Changelog topic → global table."""
+    return {table.changelog_topic.get_topic_name(): table for table in app.tables.values() if table.is_global}
 
 
 def _by_topic(partitions) -> dict[str, list[int]]:

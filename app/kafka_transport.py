@@ -425,8 +425,13 @@ class Producer(faust_aiokafka.Producer):
 
     @staticmethod
     async def _submit(producer, builder, topic: str, partition: int, records: list[OutgoingRecord]) -> asyncio.Future:
+        # A stage batch's records for one partition are already the record batch: closed, aiokafka
+        # sends it as soon as the broker connection is free instead of letting it linger
+        # `linger_ms` for records that are not coming. (A record sent alone to that partition
+        # meanwhile waits until it has left, rather than joining it.)
+        builder.close()
         delivery = await producer.send_batch(builder, topic, partition=partition)
-        # The batch's own records come first in it (another sender may append after them).
+        # Closed, the record batch holds exactly `records`, in their order.
         for index, record in enumerate(records):
             if record.on_delivered is not None:
                 delivery.add_done_callback(call_with_offset(record.on_delivered, index))

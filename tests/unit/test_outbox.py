@@ -22,6 +22,7 @@ class Client:
 
     def __init__(self, batch_size: int = 16384) -> None:
         self.batch_size, self.sent, self.ends = batch_size, [], {}
+        self.open_when_sent = 0   # record batches handed over open: aiokafka would let them linger
         self.client = SimpleNamespace(cluster=SimpleNamespace(
             available_partitions_for_topic=lambda topic: set(range(PARTITIONS))))
 
@@ -32,6 +33,7 @@ class Client:
         return BatchBuilder(self.batch_size, 0)
 
     async def send_batch(self, builder, topic, *, partition):
+        self.open_when_sent += not builder.closed()
         count = builder.record_count()
         base = self.ends.get((topic, partition), 0)
         self.ends[(topic, partition)] = base + count
@@ -118,6 +120,7 @@ def test_records_go_per_partition_in_their_order_in_as_few_record_batches_as_fit
                                           ("changelog", 1, 2), ("availability", app.producer._partition_of(
                                               b"SKU1@S1", list(range(PARTITIONS)), client, "availability"), 1)])
     assert len(deliveries) == 5
+    assert client.open_when_sent == 0   # each goes as soon as the connection is free, no linger
     # each record's own offset, in its partition's order
     assert sorted(delivered) == [(0, 0), (1, 0), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3), (7, 3), (8, 4), (9, 4)]
     assert outbox.records == []

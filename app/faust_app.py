@@ -117,7 +117,8 @@ def create_app(s: Settings) -> faust.App:
         consumer_group_instance_id=group_instance_id(s),
         # Records wait up to this long to share a produce request (one per broker, a batch per
         # partition): at 5 ms a batch held about one record and the producer's per-request work
-        # was a large part of the worker's CPU (BENCHMARKS.md, "What was optimised").
+        # was a large part of the worker's CPU (BENCHMARKS.md, "What was optimised"). Only records
+        # sent alone wait for it now: a stage batch's record batches go closed (kafka_transport).
         producer_linger=s.producer_linger_ms / 1000,
         # aiokafka keeps one batch per partition and, once it is full, makes every further send to
         # that partition wait until the batch has gone out: at the 16 KiB default (~30 availability

@@ -36,23 +36,19 @@ class IngestBatch:
     A record that raises is dead-lettered alone (each_batch); nothing is kept between records."""
 
     async def take(self, event) -> None:
-        await ingest_record(event)
+        source = SOURCES[event.message.topic]
+        now = utcnow()
+        raw = event.value or b""
+        result = map_raw(source, raw, MappingContext(master_data, RESERVATION_TTL, now))
+        if isinstance(result, Rejection):
+            metrics.EVENTS_IN.labels(source=source.system.value, type="rejected").inc()
+            await dead_letter(event.message, source.topic, raw, result, source_system=source.system.value,
+                              source_event_id=result.source_event_id, stage="ingest")
+            return
+        await forward(result, now)
 
     def finish(self, outbox) -> None:
         """No table to write: the outputs are the batch."""
-
-
-async def ingest_record(event) -> None:
-    source = SOURCES[event.message.topic]
-    now = utcnow()
-    raw = event.value or b""
-    result = map_raw(source, raw, MappingContext(master_data, RESERVATION_TTL, now))
-    if isinstance(result, Rejection):
-        metrics.EVENTS_IN.labels(source=source.system.value, type="rejected").inc()
-        await dead_letter(event.message, source.topic, raw, result, source_system=source.system.value,
-                          source_event_id=result.source_event_id, stage="ingest")
-        return
-    await forward(result, now)
 
 
 async def forward(mapped: Mapped, now) -> None:

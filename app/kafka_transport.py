@@ -118,22 +118,22 @@ def _head_acked(consumer: Consumer, tp) -> bool:
 def fetch_settings() -> dict[str, int]:
     """How long a fetch may wait on the broker, and for how many bytes.
 
-    FETCH_MAX_WAIT_MS (default 50; Kafka's Java consumer waits 500 ms). aiokafka keeps one fetch in
-    flight per broker, and a partition whose fetched records were still being handed over when that
-    fetch left is not in it: its next records wait until the fetch returns. At 200 ms that wait was
-    most of the pipeline's latency under a steady load (p99 205–799 ms at 193 raw events/s in three
-    runs, 50 ms: 212–261 ms), while a backlog drained about a fifth faster (575 against 465 raw
-    events/s, medians of three; BENCHMARKS.md, ninth session). An idle worker fetches 20 times a second.
+    Each fetch names every partition the worker reads (~160: the raw topics, the internal hops, the
+    global tables' changelogs), encoded and decoded in pure Python by aiokafka, so what a fetch
+    costs hardly depends on what it brings. With FETCH_MIN_BYTES at 1 the broker answered as soon
+    as any record was there: a steady load was fetched a few records at a time, and at 96 raw
+    events/s the worker spent 0.64 of a core and the broker 0.41, most of it on fetches.
 
-    FETCH_MIN_BYTES (default 1, Kafka's). With one byte the broker answers a fetch as soon as any
-    record of any partition is there, so a steady trickle is fetched a few records at a time, and
-    each fetch costs the same whatever it brings: a request for every assigned partition, decoding
-    the answer, the hand-over from Faust's consumer thread, a small batch in every stage. 64 KiB
-    lets a fetch wait (up to the fetch wait) for more: the worker's CPU at 96 raw events/s went from
-    0.83–0.93 to 0.67–0.73, and at 8/s from 0.32 to 0.20. But a stage that has caught up then waits
-    out a fetch for its next records, and so does a near-idle one: the drain fell from a median of
-    588 to 523 raw events/s (four runs each) and the p99 at 8/s rose from 83 to 176 ms
-    (BENCHMARKS.md, tenth session). So it stays at 1; a mostly idle deployment short of CPU may raise it.
+    FETCH_MIN_BYTES (default 16 KiB) lets the broker hold a fetch until that much is there, at most
+    FETCH_MAX_WAIT_MS (default 20; Kafka's Java consumer waits 500 ms). Against 1 byte / 50 ms,
+    one worker, interleaved (BENCHMARKS.md, twenty-second session): 0.27 of a core at 96/s (broker
+    0.24), 0.79 against 0.93 at 482/s with the same p99, the same drain (medians of three 1,246
+    and 1,241 raw events/s), and p50 ~30 ms more in a trickle (43 against 13 ms at 8/s: each hop
+    waits out the fetch wait). The wait also bounds an idle worker: 50 fetches a second.
+
+    Tried before and not kept: 64 KiB with 50 ms drained a backlog about a tenth slower, and a
+    fetch wait of 200 ms made a partition whose records were still being handed over when the fetch
+    left wait for its return (p99 205–799 ms at 193/s; BENCHMARKS.md, ninth and tenth sessions).
     """
     from app.faust_app import settings   # here, not at import: the app module loads this transport
     return {"fetch_max_wait_ms": settings.fetch_max_wait_ms, "fetch_min_bytes": settings.fetch_min_bytes}

@@ -120,16 +120,20 @@ def fetch_settings() -> dict[str, int]:
 
     Each fetch names every partition the worker reads (~160: the raw topics, the internal hops, the
     global tables' changelogs), encoded and decoded in pure Python by aiokafka, so what a fetch
-    costs hardly depends on what it brings. With FETCH_MIN_BYTES at 1 the broker answered as soon
-    as any record was there: a steady load was fetched a few records at a time, and at 96 raw
+    costs hardly depends on what it brings. With FETCH_MIN_BYTES at 1 the broker answers as soon
+    as any record is there: a steady load is fetched a few records at a time, and at 96 raw
     events/s the worker spent 0.64 of a core and the broker 0.41, most of it on fetches.
 
-    FETCH_MIN_BYTES (default 16 KiB) lets the broker hold a fetch until that much is there, at most
-    FETCH_MAX_WAIT_MS (default 20; Kafka's Java consumer waits 500 ms). Against 1 byte / 50 ms,
-    one worker, interleaved (BENCHMARKS.md, twenty-second session): 0.27 of a core at 96/s (broker
-    0.24), 0.79 against 0.93 at 482/s with the same p99, the same drain (medians of three 1,246
-    and 1,241 raw events/s), and p50 ~30 ms more in a trickle (43 against 13 ms at 8/s: each hop
-    waits out the fetch wait). The wait also bounds an idle worker: 50 fetches a second.
+    FETCH_MIN_BYTES (default 1) lets the broker hold a fetch until that many bytes are there, at
+    most FETCH_MAX_WAIT_MS (default 50; Kafka's Java consumer waits 500 ms). 16 KiB with 20 ms,
+    against the defaults, one worker, interleaved (BENCHMARKS.md, twenty-second session): 0.27 of
+    a core at 96/s instead of 0.64 (broker 0.24 instead of 0.41), 0.79 instead of 0.93 at 482/s
+    with the same p99, the same drain, and p50 ~30 ms more in a trickle (each hop waits out the
+    fetch wait). It is not the default because the master data's path is longer than a raw
+    event's: a master record reaches the worker's global table through the master stage and the
+    table's changelog, two fetches more, so a receipt sent right after its store's master record
+    was dead-lettered (UNKNOWN_LOCATION; the e2e test that sends them back to back failed). A
+    deployment short of CPU whose master data comes well ahead of its traffic may set it.
 
     Tried before and not kept: 64 KiB with 50 ms drained a backlog about a tenth slower, and a
     fetch wait of 200 ms made a partition whose records were still being handed over when the fetch

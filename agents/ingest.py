@@ -41,7 +41,7 @@ class IngestBatch:
         raw = event.value or b""
         result = map_raw(source, raw, MappingContext(master_data, RESERVATION_TTL, now))
         if isinstance(result, Rejection):
-            metrics.EVENTS_IN.labels(source=source.system.value, type="rejected").inc()
+            metrics.labelled(metrics.EVENTS_IN, source.system.value, "rejected").inc()
             await dead_letter(event.message, source.topic, raw, result, source_system=source.system.value,
                               source_event_id=result.source_event_id, stage="ingest")
             return
@@ -57,17 +57,17 @@ async def forward(mapped: Mapped, now) -> None:
     metrics.labelled(metrics.EVENTS_IN, system, kind).inc()
     # The event's trace goes out first, as one record: its facts reach the lineage partition before
     # anything the position stage records about the same event.
+    keys = [position_key(movement.sku, movement.location_id) for movement in mapped.movements]
     facts = Trace(system, mapped.source_event_id)
     facts.add(TraceStage.RECEIVED, movements=len(mapped.movements))
-    for movement in mapped.movements:
+    for movement, key in zip(mapped.movements, keys):
         facts.add(TraceStage.MOVEMENT, movement_id=movement.movement_id, movement_type=movement.movement_type.value,
-                  key=position_key(movement.sku, movement.location_id), quantity=movement.quantity)
+                  key=key, quantity=movement.quantity)
     for problem in mapped.finance_exceptions:
         facts.add(TraceStage.FINANCE_EXCEPTION, reason_code=problem.reason_code.value, detail=problem.detail)
     await facts.send()
-    for movement in mapped.movements:
-        stamped = movement.model_copy(update={"received_at": now})
-        await publish(movements_topic, position_key(movement.sku, movement.location_id), stamped)
+    for movement, key in zip(mapped.movements, keys):
+        await publish(movements_topic, key, movement.model_copy(update={"received_at": now}))
     if mapped.pos_totals:
         await publish(ledger_topic, mapped.pos_totals.location_id, LedgerEntry(pos_totals=mapped.pos_totals))
     if mapped.day_close:

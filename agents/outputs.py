@@ -12,9 +12,10 @@ from pydantic import BaseModel
 
 from app import metrics
 from app.domain.dead_letters import raw_for_letter
+from app.domain.lineage import fact_line
 from app.faust_app import app, dlq_topic, lineage_topic
 from app.logging_setup import exit_now
-from app.models.records import DeadLetter, ErrorCode, Rejection, TraceFact, TraceStage
+from app.models.records import DeadLetter, ErrorCode, Rejection, TraceStage
 from app.outbox import OneByOne, Outbox
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,7 @@ class Trace:
     def add(self, stage: TraceStage, at: datetime | None = None, **detail: object) -> None:
         """One fact; `at` is when it happened, if that was before now (another stage saw it)."""
         if self.source_event_id:
-            self.lines.append(TraceFact(source_system=self.source_system, source_event_id=self.source_event_id,
-                                        stage=stage, at=at or utcnow(), detail=detail).model_dump_json().encode())
+            self.lines.append(fact_line(self.source_system, self.source_event_id, stage, at or utcnow(), detail))
 
     async def send(self) -> None:
         if self.lines:

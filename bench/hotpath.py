@@ -24,7 +24,7 @@ from app.domain.accounts import parse_chart_overrides
 from app.domain.availability import availability_record
 from app.domain.day_batches import DayLedger, add_pos_totals, add_posting, open_day
 from app.domain.keys import day_batch_key, position_key
-from app.domain.lineage import apply_record, trace_key
+from app.domain.lineage import apply_record, fact_line, trace_key
 from app.domain.positions import PositionContext, apply, new_position
 from app.domain.network import channel_shares, fold_location
 from app.domain.postings import postings_for
@@ -32,7 +32,7 @@ from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
 from app.models.canonical import Movement, Position, SkuNetwork, working_copy
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.raw import Location, LocationType
-from app.models.records import TraceFact, TraceStage
+from app.models.records import TraceStage
 from bench import workload
 
 
@@ -41,10 +41,9 @@ MASTER_GENERATION = 0   # the location master does not change during the measure
 TraceRecord = tuple[str, bytes]   # (lineage key, the record's JSON lines), as the stages send them
 
 
-def fact_line(system: str, event_id: str, stage: TraceStage, at: datetime, **detail: object) -> bytes:
+def fact(system: str, event_id: str, stage: TraceStage, at: datetime, **detail: object) -> bytes:
     """One trace fact as agents/outputs.Trace encodes it."""
-    return TraceFact(source_system=system, source_event_id=event_id, stage=stage, at=at,
-                     detail=detail).model_dump_json().encode()
+    return fact_line(system, event_id, stage, at, detail)
 
 
 def per_record(unit: str, count: int, total: float, spent: dict[str, float]) -> dict[str, float]:
@@ -150,10 +149,10 @@ def measure_finance(entries: list[bytes], trace_records: list[TraceRecord] | Non
         t = step("encode postings", t)
         movement, done = entry.applied.movement, entry.applied_trace
         system, event_id = movement.source_system.value, movement.source_event_id
-        lines = [fact_line(system, event_id, TraceStage.APPLIED, done.at, movement_id=movement.movement_id,
+        lines = [fact(system, event_id, TraceStage.APPLIED, done.at, movement_id=movement.movement_id,
                            key=done.key, version=done.version, available=done.available, on_hand=done.on_hand,
                            previous_available=done.previous_available, replay=done.replay)]
-        lines += [fact_line(system, event_id, TraceStage.POSTING, now, posting_id=p.posting_id, kind=p.kind.value,
+        lines += [fact(system, event_id, TraceStage.POSTING, now, posting_id=p.posting_id, kind=p.kind.value,
                             movement_id=p.movement_id) for p in result.postings]
         record = b"\n".join(lines)
         step("trace record", t)
@@ -179,8 +178,8 @@ def measure_ingest(raw: list[workload.Record], master, trace_records: list[Trace
         if not isinstance(mapped, Mapped):
             continue
         system, event_id = mapped.source_system.value, mapped.source_event_id
-        lines = [fact_line(system, event_id, TraceStage.RECEIVED, now, movements=len(mapped.movements))]
-        lines += [fact_line(system, event_id, TraceStage.MOVEMENT, now, movement_id=m.movement_id,
+        lines = [fact(system, event_id, TraceStage.RECEIVED, now, movements=len(mapped.movements))]
+        lines += [fact(system, event_id, TraceStage.MOVEMENT, now, movement_id=m.movement_id,
                             movement_type=m.movement_type.value, key=position_key(m.sku, m.location_id),
                             quantity=m.quantity) for m in mapped.movements]
         record = b"\n".join(lines)

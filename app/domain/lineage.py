@@ -14,11 +14,13 @@ changelog of its own.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 
 import orjson
 
-from app.models.records import TraceFact
+from app.models.records import TraceFact, TraceStage
 
 MAX_FACTS = 200
 DROPPED = b'{"dropped":'
@@ -27,6 +29,25 @@ FORGET = b'{"forget_before":'   # the retention sweep's request (never a TraceFa
 
 def trace_key(source_system: str, source_event_id: str) -> str:
     return f"{source_system}:{source_event_id}"
+
+
+def fact_line(source_system: str, source_event_id: str, stage: TraceStage, at: datetime,
+              detail: Mapping[str, object]) -> bytes:
+    """One trace fact as one JSON line: the bytes `TraceFact.model_dump_json` makes (a property test
+    compares), without building and validating the model. A raw event makes about seven facts on
+    its way through the stages; this takes ~0.5 µs a fact against ~3 µs through the model."""
+    try:
+        return orjson.dumps({"source_system": source_system, "source_event_id": source_event_id, "stage": stage,
+                             "at": at, "detail": detail}, default=_decimal_as_text, option=orjson.OPT_UTC_Z)
+    except TypeError:   # what orjson does not encode as pydantic would (an int beyond 64 bits)
+        return TraceFact(source_system=source_system, source_event_id=source_event_id, stage=stage, at=at,
+                         detail=dict(detail)).model_dump_json().encode()
+
+
+def _decimal_as_text(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)   # as pydantic writes a Decimal it meets in a dict of objects
+    raise TypeError(type(value).__name__)
 
 
 def append_fact(entry: bytes | None, fact: bytes, limit: int = MAX_FACTS) -> bytes:

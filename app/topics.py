@@ -14,6 +14,7 @@ RAW_TOPICS = (POS, ECOM, MARKETPLACE, OMS, WMS, INSPECTIONS)
 
 MASTER_ITEMS = "master.items"
 MASTER_LOCATIONS = "master.locations"
+MASTER_TOPICS = frozenset({MASTER_ITEMS, MASTER_LOCATIONS})
 ERP_SNAPSHOTS = "erp.stock_snapshots"
 
 # Pipeline outputs (public contract).

@@ -117,6 +117,19 @@ def test_the_drainer_hands_each_fetch_over_in_order_dropping_and_gapping_as_faus
     assert app.consumer._read_offset[TP("master.items", 0)] == 45
 
 
+def test_the_drainer_hands_a_fetchs_master_data_over_first_each_partition_in_order(monkeypatch):
+    # A receipt fetched together with its store's master record must find the store loaded.
+    from app.topics import MASTER_ITEMS, MASTER_LOCATIONS, WMS
+    monkeypatch.setattr(app.consumer, "_read_offset", defaultdict(lambda: None))
+    handed, _ = drain(monkeypatch, [
+        [Record(WMS, 5), Record(WMS, 6), Record(MASTER_LOCATIONS, 2), Record(WMS, 7), Record(MASTER_ITEMS, 8),
+         Record(MASTER_LOCATIONS, 3)],
+        [Record(WMS, 8)],
+    ])
+    assert handed == [(MASTER_LOCATIONS, 2), (MASTER_ITEMS, 8), (MASTER_LOCATIONS, 3),
+                      (WMS, 5), (WMS, 6), (WMS, 7), (WMS, 8)]
+
+
 def test_a_stop_interrupts_the_hand_over_of_a_fetch_and_the_drainer_goes_on(monkeypatch):
     # The hand-over of a record blocks (an agent's queue is full) and a stop suspends the flow
     # (`Consumer.stop_flow`): the rest of that fetch is not handed over; the next fetch is.

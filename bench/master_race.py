@@ -20,12 +20,13 @@ import os
 import shutil
 import threading
 import time
+from collections import Counter
 
 from app import topics as t
 from app.broker import LocalBroker
 from app.kafka_io import create_topics
 from app.settings import REPO_ROOT
-from tests.e2e.harness import WorkerProcess, free_ports, read, send, wait_for_master
+from tests.e2e.harness import WorkerProcess, free_ports, group_caught_up, read, send, wait_for_master
 from tests.e2e.scenario import Scenario
 
 HOME = REPO_ROOT / ".run" / "bench" / "master-race"
@@ -42,8 +43,9 @@ def sales_load(bootstrap: str, background: Scenario, stop: threading.Event) -> N
         n += 1
 
 
-def run_pairs(bootstrap: str, worker: WorkerProcess, pairs: int, load: bool) -> int:
-    """Receipts applied (an availability record for their SKU at their store) out of `pairs`."""
+def run_pairs(bootstrap: str, worker: WorkerProcess, pairs: int, load: bool) -> tuple[int, Counter]:
+    """Receipts applied (an availability record for their SKU at their store) out of `pairs`, and the
+    dead letters of the others by code, counted once the worker has read everything sent."""
     run = f"r{os.getpid()}{int(time.time()) % 100000}{'L' if load else 'I'}"
     background = Scenario(f"{run}bg")
     send(bootstrap, [background.item(i) for i in range(1, BACKGROUND_SKUS + 1)] + [background.location("S1")])
@@ -53,23 +55,29 @@ def run_pairs(bootstrap: str, worker: WorkerProcess, pairs: int, load: bool) -> 
     loader = threading.Thread(target=sales_load, args=(bootstrap, background, stop), daemon=True)
     if load:
         loader.start()
-    keys = []
+    keys, receipt_ids = [], set()
     try:
         for i in range(pairs):
             s = Scenario(f"{run}x{i}")
             store, sku = s.loc("S1"), s.sku(1)
+            receipt = s.receipt(store, [(sku, 10, "7.00")], at=0)
             send(bootstrap, [s.item(1), s.location("S1")])
-            send(bootstrap, [s.receipt(store, [(sku, 10, "7.00")], at=0)])
+            send(bootstrap, [receipt])
             keys.append(f"{sku}@{store}")
+            receipt_ids.add(receipt[2]["event_id"])
             time.sleep(0.25)
     finally:
         stop.set()
         if load:
             loader.join()
-    time.sleep(8)
+    # A busy worker is still working through the sales: count once it has committed all it was sent.
+    group_caught_up(bootstrap, worker.app_id, [*t.RAW_TOPICS, t.MOVEMENTS], timeout=600)
     wanted = set(keys)
-    records = read(bootstrap, t.AVAILABILITY, where=lambda r: r.key in wanted, expect=pairs, timeout=30)
-    return len({r.key for r in records})
+    applied = {r.key for r in read(bootstrap, t.AVAILABILITY, where=lambda r: r.key in wanted, expect=pairs,
+                                   timeout=10)}
+    letters = read(bootstrap, t.DLQ, where=lambda r: r.value.get("source_event_id") in receipt_ids,
+                   expect=pairs - len(applied), timeout=10)
+    return len(applied), Counter(r.value["error_code"] for r in letters)
 
 
 def main() -> None:
@@ -88,9 +96,9 @@ def main() -> None:
         worker = WorkerProcess(bootstrap, HOME / "worker", web_port=web_port, app_id="master-race").start()
         fetch = (os.environ.get("FETCH_MIN_BYTES", "default"), os.environ.get("FETCH_MAX_WAIT_MS", "default"))
         for _ in range(args.runs):
-            applied = run_pairs(bootstrap, worker, args.pairs, args.load)
+            applied, letters = run_pairs(bootstrap, worker, args.pairs, args.load)
             print(f"{'busy' if args.load else 'idle'} worker, fetch min bytes / max wait {fetch[0]} / {fetch[1]}: "
-                  f"{applied} of {args.pairs} receipts applied", flush=True)
+                  f"{applied} of {args.pairs} receipts applied, dead letters {dict(letters)}", flush=True)
     finally:
         if worker is not None:
             worker.stop()

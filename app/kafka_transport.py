@@ -144,11 +144,12 @@ def fetch_settings() -> dict[str, int]:
     against the defaults, one worker, interleaved (BENCHMARKS.md, twenty-second session): 0.27 of
     a core at 96/s instead of 0.64 (broker 0.24 instead of 0.41), 0.79 instead of 0.93 at 482/s
     with the same p99, the same drain, and p50 ~30 ms more in a trickle (each hop waits out the
-    fetch wait). It is not the default because the master data's path is longer than a raw
-    event's: a master record reaches the worker's global table through the master stage and the
-    table's changelog, two fetches more, so a receipt sent right after its store's master record
-    was dead-lettered (UNKNOWN_LOCATION; the e2e test that sends them back to back failed). A
-    deployment short of CPU whose master data comes well ahead of its traffic may set it.
+    fetch wait). It is not the default because of master data sent right before its traffic: with
+    it, a receipt fetched together with its store's master record was often mapped first and
+    dead-lettered (UNKNOWN_LOCATION; an e2e test failed). Since `master_data_first` an idle worker
+    does not do that any more, but a busy one still dead-letters some such records with either
+    setting (BENCHMARKS.md, twenty-third session). A deployment short of CPU whose master data
+    comes well ahead of its traffic may set it.
 
     Tried before and not kept: 64 KiB with 50 ms drained a backlog about a tenth slower, and a
     fetch wait of 200 ms made a partition whose records were still being handed over when the fetch

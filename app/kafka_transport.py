@@ -44,6 +44,7 @@ app's configuration as Faust takes them.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiokafka
 from aiokafka.partitioner import DefaultPartitioner
@@ -60,6 +61,7 @@ from app.partitions import key_hash
 from app.topics import IN_ORDER_TOPICS, MASTER_TOPICS
 
 SCHEME = "stock-sync-kafka"
+log = logging.getLogger(__name__)
 
 
 def forget_unhandled(consumer: Consumer, message) -> None:
@@ -113,6 +115,17 @@ def _head_acked(consumer: Consumer, tp) -> bool:
     acked = consumer._acked[tp]
     head = next_to_process(consumer, tp)
     return not acked or head is None or min(acked) <= head
+
+
+def with_master_records(records: dict, master_left: dict) -> dict:
+    """One fetch's records per partition with the master records taken after it, master partitions
+    first; a partition's records stay in offset order."""
+    if not master_left:
+        return records
+    merged = {tp: [*records.get(tp, ()), *rest] for tp, rest in master_left.items()}
+    for tp, taken in records.items():
+        merged.setdefault(tp, taken)
+    return merged
 
 
 def master_data_first(fetched: list) -> list:
@@ -221,6 +234,28 @@ class ConsumerInAppLoop(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _stop_exit_stacks(self) -> None:
         await self._default_stop_exit_stacks()
+
+    async def _fetch_records(self, consumer, active_partitions, timeout=None, max_records=None):
+        """Faust's fetch of buffered records, then what is left buffered of the master topics.
+
+        aiokafka returns at most `max_records` a call, taking partitions in the order their records
+        were buffered, so a fetch response holding a new store's master record and, behind it, a
+        receipt at that store could be cut between the two: the receipt handed over now, the
+        master record a call later. The ingest stage then dead-lettered the receipt as
+        UNKNOWN_LOCATION (a busy worker, 6-12 of 40 such receipts; BENCHMARKS.md, twenty-third
+        session). Taken in the same call, the master records go first (`master_data_first`).
+        """
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
+        master = {tp for tp in (active_partitions or consumer.assignment()) if tp.topic in MASTER_TOPICS}
+        if not records or not master:
+            return records
+        try:
+            # No wait: only what is already buffered. No limit: the master topics are small.
+            left = await super()._fetch_records(consumer, master, timeout=0, max_records=None)
+        except Exception as error:   # a partition's fetch error: the partition's next fetch raises it again
+            log.warning("buffered master records not taken with the rest of the fetch: %r", error)
+            return records
+        return with_master_records(records, left)
 
     def _create_worker_consumer(self, transport) -> aiokafka.AIOKafkaConsumer:
         app, conf = self.app, self.app.conf

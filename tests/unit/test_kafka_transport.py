@@ -130,6 +130,47 @@ def test_the_drainer_hands_a_fetchs_master_data_over_first_each_partition_in_ord
                       (WMS, 5), (WMS, 6), (WMS, 7), (WMS, 8)]
 
 
+def test_master_records_left_buffered_by_a_fetch_are_taken_with_it_and_go_first(monkeypatch):
+    # aiokafka stops at max_records: a receipt may be returned while its store's master record,
+    # buffered from the same response, is left for the next call.
+    from faust.types import TP
+
+    from app.topics import MASTER_ITEMS, MASTER_LOCATIONS, WMS
+    wms, items, locations = TP(WMS, 3), TP(MASTER_ITEMS, 1), TP(MASTER_LOCATIONS, 3)
+    calls = []
+
+    async def buffered(self, consumer, partitions, timeout=None, max_records=None):
+        calls.append((sorted(partitions), timeout, max_records))
+        if len(calls) == 1:   # the normal call: cut at max_records after part of the items partition
+            return {wms: ["receipt"], items: ["item 7"]}
+        return {items: ["item 8"], locations: ["store"]}
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", buffered)
+    consumer = type("Consumer", (), {"assignment": lambda self: {wms, items, locations}})()
+    thread = app.consumer._thread
+    records = asyncio.run(thread._fetch_records(consumer, {wms, items, locations}, timeout=1.0, max_records=2))
+    assert calls == [(sorted([wms, items, locations]), 1.0, 2), (sorted([items, locations]), 0, None)]
+    assert list(records) == [items, locations, wms]
+    assert records[items] == ["item 7", "item 8"] and records[locations] == ["store"] and records[wms] == ["receipt"]
+
+
+def test_an_error_taking_the_buffered_master_records_loses_nothing_of_the_fetch(monkeypatch):
+    from faust.types import TP
+
+    from app.topics import MASTER_ITEMS, WMS
+    wms, items = TP(WMS, 0), TP(MASTER_ITEMS, 0)
+
+    async def buffered(self, consumer, partitions, timeout=None, max_records=None):
+        if timeout:
+            return {wms: ["receipt"]}
+        raise RuntimeError("a master partition's fetch error")
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", buffered)
+    consumer = type("Consumer", (), {"assignment": lambda self: {wms, items}})()
+    records = asyncio.run(app.consumer._thread._fetch_records(consumer, {wms, items}, timeout=1.0, max_records=500))
+    assert records == {wms: ["receipt"]}
+
+
 def test_a_stop_interrupts_the_hand_over_of_a_fetch_and_the_drainer_goes_on(monkeypatch):
     # The hand-over of a record blocks (an agent's queue is full) and a stop suspends the flow
     # (`Consumer.stop_flow`): the rest of that fetch is not handed over; the next fetch is.

@@ -146,9 +146,11 @@ def test_master_records_left_buffered_by_a_fetch_are_taken_with_it_and_go_first(
         return {items: ["item 8"], locations: ["store"]}
 
     monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", buffered)
-    consumer = type("Consumer", (), {"assignment": lambda self: {wms, items, locations}})()
+    consumer = type("Consumer", (), {"assignment": lambda self: {wms, items, locations}, "_max_poll_records": 2})()
     thread = app.consumer._thread
-    records = asyncio.run(thread._fetch_records(consumer, {wms, items, locations}, timeout=1.0, max_records=2))
+    monkeypatch.setattr(thread, "_ensure_consumer", lambda: consumer)
+    # Through Faust's `getmany`, which must still fetch by `_fetch_records` for ours to run.
+    records = asyncio.run(thread.getmany({wms, items, locations}, timeout=1.0))
     assert calls == [(sorted([wms, items, locations]), 1.0, 2), (sorted([items, locations]), 0, None)]
     assert list(records) == [items, locations, wms]
     assert records[items] == ["item 7", "item 8"] and records[locations] == ["store"] and records[wms] == ["receipt"]

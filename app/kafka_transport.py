@@ -159,10 +159,11 @@ def fetch_settings() -> dict[str, int]:
     with the same p99, the same drain, and p50 ~30 ms more in a trickle (each hop waits out the
     fetch wait). It is not the default because of master data sent right before its traffic: with
     it, a receipt fetched together with its store's master record was often mapped first and
-    dead-lettered (UNKNOWN_LOCATION; an e2e test failed). Since `master_data_first` an idle worker
-    does not do that any more, but a busy one still dead-letters some such records with either
-    setting (BENCHMARKS.md, twenty-third session). A deployment short of CPU whose master data
-    comes well ahead of its traffic may set it.
+    dead-lettered (UNKNOWN_LOCATION; an e2e test failed). Since a fetch's master records are handed
+    over first (`master_data_first`, `ConsumerInAppLoop._fetch_records`) an idle worker with it
+    does not do that any more; a busy worker with it has not been measured since (BENCHMARKS.md,
+    twenty-third session). A deployment short of CPU whose master data comes well ahead of its
+    traffic may set it.
 
     Tried before and not kept: 64 KiB with 50 ms drained a backlog about a tenth slower, and a
     fetch wait of 200 ms made a partition whose records were still being handed over when the fetch

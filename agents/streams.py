@@ -142,7 +142,7 @@ _stalls = StallWatch()
 
 # The master topics too: compacted, so their agents keep no offset order, but a master partition
 # that is never read again leaves every worker dead-lettering good sales as UNKNOWN_ITEM.
-STALL_WATCHED_TOPICS = t.IN_ORDER_TOPICS | {t.MASTER_ITEMS, t.MASTER_LOCATIONS}
+STALL_WATCHED_TOPICS = t.IN_ORDER_TOPICS | t.MASTER_TOPICS
 
 
 def end_to_reach(tp, end: int) -> int:

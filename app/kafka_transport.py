@@ -245,10 +245,15 @@ class ConsumerInAppLoop(faust_aiokafka.AIOKafkaConsumerThread):
         master record a call later. The ingest stage then dead-lettered the receipt as
         UNKNOWN_LOCATION (a busy worker, 6-12 of 40 such receipts; BENCHMARKS.md, twenty-third
         session). Taken in the same call, the master records go first (`master_data_first`).
+        Only a call that returned `max_records` can have been cut: one that returned fewer drained
+        every buffered partition (up to a partition's fetch error, which the next call raises), so
+        a worker at a steady rate makes the second call rarely.
         """
         records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
+        if max_records is None or sum(map(len, records.values())) < max_records:
+            return records
         master = {tp for tp in (active_partitions or consumer.assignment()) if tp.topic in MASTER_TOPICS}
-        if not records or not master:
+        if not master:
             return records
         try:
             # No wait: only what is already buffered. No limit: the master topics are small.

@@ -24,6 +24,7 @@ from collections import Counter
 
 from app import topics as t
 from app.broker import LocalBroker
+from app.domain.keys import position_key
 from app.kafka_io import create_topics
 from app.settings import REPO_ROOT
 from tests.e2e.harness import WorkerProcess, free_ports, group_caught_up, read, send, wait_for_master
@@ -63,7 +64,7 @@ def run_pairs(bootstrap: str, worker: WorkerProcess, pairs: int, load: bool) -> 
             receipt = s.receipt(store, [(sku, 10, "7.00")], at=0)
             send(bootstrap, [s.item(1), s.location("S1")])
             send(bootstrap, [receipt])
-            keys.append(f"{sku}@{store}")
+            keys.append(position_key(sku, store))
             receipt_ids.add(receipt[2]["event_id"])
             time.sleep(0.25)
     finally:

@@ -169,8 +169,27 @@ def test_an_error_taking_the_buffered_master_records_loses_nothing_of_the_fetch(
 
     monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", buffered)
     consumer = type("Consumer", (), {"assignment": lambda self: {wms, items}})()
-    records = asyncio.run(app.consumer._thread._fetch_records(consumer, {wms, items}, timeout=1.0, max_records=500))
+    # max_records=1: the fetch was full, so it may have been cut before the master records.
+    records = asyncio.run(app.consumer._thread._fetch_records(consumer, {wms, items}, timeout=1.0, max_records=1))
     assert records == {wms: ["receipt"]}
+
+
+def test_a_fetch_that_was_not_full_left_nothing_buffered_and_is_not_read_again(monkeypatch):
+    from faust.types import TP
+
+    from app.topics import MASTER_ITEMS, WMS
+    wms, items = TP(WMS, 0), TP(MASTER_ITEMS, 0)
+    calls = []
+
+    async def buffered(self, consumer, partitions, timeout=None, max_records=None):
+        calls.append(sorted(partitions))
+        return {wms: ["receipt"], items: ["item"]}
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", buffered)
+    consumer = type("Consumer", (), {"assignment": lambda self: {wms, items}})()
+    records = asyncio.run(app.consumer._thread._fetch_records(consumer, {wms, items}, timeout=1.0, max_records=500))
+    assert calls == [sorted([wms, items])]
+    assert records == {wms: ["receipt"], items: ["item"]}
 
 
 def test_a_stop_interrupts_the_hand_over_of_a_fetch_and_the_drainer_goes_on(monkeypatch):

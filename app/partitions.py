@@ -2,43 +2,26 @@
 client and Faust's router hash) over the bytes `app.domain.keys.partition_key` picks from its key."""
 from __future__ import annotations
 
-import functools
-import struct
 from collections.abc import Iterable
+
+from murmurhash2 import murmurhash2
 
 from app.domain.keys import partition_key, position_key
 from app.topics import MOVEMENTS
 
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
+KAFKA_SEED = 0x9747B28C   # org.apache.kafka.common.utils.Utils.murmur2's seed
 
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as aiokafka's `murmur2`
-    computes it, a 32-bit word at a time: aiokafka's pure-Python loop takes each byte apart and
-    masks after every operation, about twice the time (3.4 against 1.8 µs for a position key; a
-    unit test compares the two)."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    whole = length & ~3
-    for k in struct.unpack_from(f"<{length >> 2}I", data):
-        k = (k * _M) & _MASK
-        k = ((k ^ (k >> 24)) * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
-    extra = length & 3
-    if extra:
-        if extra == 3:
-            h ^= data[whole + 2] << 16
-        if extra >= 2:
-            h ^= data[whole + 1] << 8
-        h = ((h ^ data[whole]) * _M) & _MASK
-    h = ((h ^ (h >> 13)) * _M) & _MASK
-    return h ^ (h >> 15)
+    computes it (a unit test compares them on any bytes). The producer hashes every keyed output
+    record, most of them under keys seen once (a posting's, a trace's): compiled, ~0.2 µs a key,
+    where aiokafka's pure-Python loop takes ~3 µs (2.9 µs for a 40-byte key with our own
+    word-at-a-time Python before it)."""
+    return murmurhash2(data, KAFKA_SEED)
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def key_hash(key: bytes) -> int:
-    # SKU and location keys repeat all the time.
     return murmur2(key) & 0x7FFFFFFF
 
 

@@ -23,8 +23,8 @@ from app.faust_app import (
     app, finance_exceptions_topic, journal_batches_topic, ledger_topic, postings_topic, settings,
 )
 from app.models.finance_ledger import CloseDue, LedgerEntry
-from app.models.records import FinanceException, JournalBatch, TraceStage
-from tables.day_ledgers import day_ledgers, ledger_json, parsed_ledgers
+from app.models.records import FinanceException, JournalBatch, TraceStage, json_bytes
+from tables.day_ledgers import day_ledgers, parsed_ledgers
 from tables.master import master_data
 from tables.store import BatchWrites
 
@@ -54,7 +54,7 @@ class FinanceBatch:
     """
 
     def __init__(self) -> None:
-        self.ledgers = BatchWrites(day_ledgers.table, encode=ledger_json, cache=parsed_ledgers)
+        self.ledgers = BatchWrites(day_ledgers.table, encode=json_bytes, cache=parsed_ledgers)
 
     def finish(self, outbox) -> None:
         self.ledgers.write(outbox)

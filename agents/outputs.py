@@ -15,7 +15,7 @@ from app.domain.dead_letters import raw_for_letter
 from app.domain.lineage import fact_line
 from app.faust_app import app, dlq_topic, lineage_topic
 from app.logging_setup import exit_now
-from app.models.records import DeadLetter, ErrorCode, Rejection, TraceStage
+from app.models.records import DeadLetter, ErrorCode, Rejection, TraceStage, json_bytes
 from app.outbox import OneByOne, Outbox
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,12 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, pa
     the record's own serialisation and which nothing here reads. At-least-once is unchanged: Faust
     flushes this producer before it commits the input offsets; with exactly_once,
     `maybe_start_producer` returns the transaction manager, as it does for `Topic.send`.
-    An explicit `partition` overrides the key's (control records meant for every partition).
+    An explicit `partition` overrides the key's (control records meant for every partition). A
+    record with a `to_json` of its own (an internal one's compact form) is written with it.
     """
+    to_json = getattr(record, "to_json", None)
     await send_record(topic.get_topic_name(), key.encode() if key is not None else None,
-                      record.model_dump_json().encode(), partition, headers)
+                      json_bytes(record) if to_json is None else to_json(), partition, headers)
 
 
 async def send_record(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,

@@ -27,12 +27,12 @@ from app.domain.positions import PositionContext, apply, apply_location_change, 
 from app.domain.sale_costs import parse_sale_cost, sale_cost_expired
 from app.faust_app import app, availability_topic, channel_availability_topic, ledger_topic, movements_topic, settings
 from app.models.canonical import LocationChange, Movement, MovementType, Position, SkuNetwork, working_copy
-from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage
+from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage, json_bytes
 from app.replay import is_dlq_replay
 from tables.definitions import positions
 from tables.master import channels_generation, channels_of, master_data
 from tables.sale_costs import sale_costs
-from tables.sku_networks import network_json, networks, parsed_networks
+from tables.sku_networks import networks, parsed_networks
 from tables.store import BatchWrites
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,6 @@ MASTER_WAIT = 5.0   # seconds a location change waits for this worker's copy of 
 
 def _sale_cost_key(reference: str, sku: str) -> bytes:
     return sale_cost_key(reference, sku).encode()
-
-
-def _position_json(position: Position) -> bytes:
-    return position.model_dump_json().encode()
 
 
 @app.agent(movements_topic)
@@ -63,8 +59,8 @@ class PositionBatch:
     """
 
     def __init__(self) -> None:
-        self.positions = BatchWrites(positions.table, Position.model_validate_json, _position_json)
-        self.networks = BatchWrites(networks.table, encode=network_json, cache=parsed_networks)
+        self.positions = BatchWrites(positions.table, Position.model_validate_json, json_bytes)
+        self.networks = BatchWrites(networks.table, encode=json_bytes, cache=parsed_networks)
         self.sale_costs = BatchWrites(sale_costs)
 
     def finish(self, outbox) -> None:

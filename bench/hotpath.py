@@ -32,7 +32,7 @@ from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
 from app.models.canonical import Movement, Position, SkuNetwork, working_copy
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.raw import Location, LocationType
-from app.models.records import TraceStage
+from app.models.records import TraceStage, json_bytes
 from bench import workload
 
 
@@ -86,11 +86,11 @@ def measure(movements: list[bytes], ledger_entries: list[bytes] | None = None) -
         t = step("apply rule", t)
         if outcome.duplicate or outcome.rejection:
             continue
-        store[key] = outcome.position.model_dump_json().encode()
+        store[key] = json_bytes(outcome.position)
         t = step("encode position", t)
         now = datetime.now(UTC)
         record = availability_record(outcome.position, outcome.previous_available, m, now)
-        record.model_dump_json().encode()
+        json_bytes(record)
         t = step("availability record", t)
         # As the stage does: the network kept parsed (with its channel sums), folded into a working
         # copy, encoded for its changelog record (once per SKU and batch; here once per movement).
@@ -99,12 +99,12 @@ def measure(movements: list[bytes], ledger_entries: list[bytes] | None = None) -
         for channel in fold_location(network, m.location_id, record.available, record.version, channels_of,
                                      MASTER_GENERATION):
             channel_shares(network, channel, channels_of, MASTER_GENERATION)
-        network.model_dump_json().encode()
+        json_bytes(network)
         networks[m.sku] = network
         t = step("channel sums (the SKU's network copied, folded, encoded)", t)
         entry = LedgerEntry(applied=outcome.applied, applied_trace=AppliedTrace(
             key=key, version=record.version, available=record.available, on_hand=record.on_hand,
-            previous_available=record.previous_available, at=now)).model_dump_json().encode()
+            previous_available=record.previous_available, at=now)).to_json()
         step("ledger record (it carries the applied trace fact)", t)
         if ledger_entries is not None:
             ledger_entries.append(entry)
@@ -142,10 +142,10 @@ def measure_finance(entries: list[bytes], trace_records: list[TraceRecord] | Non
             ledgers[key] = add_posting(ledger, posting)
         if n % 500 == 0:
             for ledger in ledgers.values():
-                ledger.model_dump_json()
+                json_bytes(ledger)
         t = step("count into day ledgers (encoded once per 500 records)", t)
         for posting in result.postings:
-            posting.model_dump_json().encode()
+            json_bytes(posting)
         t = step("encode postings", t)
         movement, done = entry.applied.movement, entry.applied_trace
         system, event_id = movement.source_system.value, movement.source_event_id
@@ -185,10 +185,10 @@ def measure_ingest(raw: list[workload.Record], master, trace_records: list[Trace
         record = b"\n".join(lines)
         t = step("trace record", t)
         for movement in mapped.movements:
-            movement.model_copy(update={"received_at": now}).model_dump_json().encode()
-        entries = [LedgerEntry(pos_totals=mapped.pos_totals).model_dump_json().encode()] if mapped.pos_totals else []
+            json_bytes(movement.model_copy(update={"received_at": now}))
+        entries = [LedgerEntry(pos_totals=mapped.pos_totals).to_json()] if mapped.pos_totals else []
         if mapped.day_close:
-            entries.append(LedgerEntry(day_close=mapped.day_close).model_dump_json().encode())
+            entries.append(LedgerEntry(day_close=mapped.day_close).to_json())
         step("stamp and encode movements and ledger records", t)
         if trace_records is not None:
             trace_records.append((trace_key(system, event_id), record))

@@ -13,10 +13,6 @@ from tables.store import RecordTable, make_table
 day_ledgers = RecordTable(make_table(names.DAY_LEDGERS), DayLedger)
 
 
-def ledger_json(ledger: DayLedger) -> bytes:
-    return ledger.model_dump_json().encode()
-
-
 # The day ledgers this worker read or wrote last, parsed (~140 KB of JSON each once a store's day is
 # busy): 32 MB of their JSON, about 230 busy store days, and about as much again as Python objects.
 LEDGERS_KEPT_PARSED_BYTES = 32 << 20

@@ -17,10 +17,6 @@ networks = RecordTable(make_table(names.SKU_NETWORKS), SkuNetwork)
 LAID_OUT_LIKE[names.SKU_NETWORKS] = topics.MOVEMENTS
 
 
-def network_json(network: SkuNetwork) -> bytes:
-    return network.model_dump_json().encode()
-
-
 # The networks this worker folded last, parsed and with their channel sums (app/domain/network.py):
 # a SKU that moves again is neither parsed nor summed over all its locations again. 16 MB of their
 # JSON (tens of thousands of SKUs), a few times that as Python objects.

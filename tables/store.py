@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from app.faust_app import app, settings
 from app.outbox import Outbox
+from app.models.records import json_bytes
 from tables.decoded_cache import DecodedCache
 from tables.restore import after_bulk_restore
 
@@ -64,7 +65,7 @@ class RecordTable(Generic[M]):
         return None if raw is None else self.model.model_validate_json(raw)
 
     def set(self, key: str, record: M) -> None:
-        self.table[key.encode()] = record.model_dump_json().encode()
+        self.table[key.encode()] = json_bytes(record)
 
     def delete(self, key: str) -> None:
         self.table.pop(key.encode(), None)

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import orjson
 
-from app.models.records import TraceFact, TraceStage
+from app.models.records import TraceFact, TraceStage, json_bytes
 
 MAX_FACTS = 200
 DROPPED = b'{"dropped":'
@@ -40,8 +40,8 @@ def fact_line(source_system: str, source_event_id: str, stage: TraceStage, at: d
         return orjson.dumps({"source_system": source_system, "source_event_id": source_event_id, "stage": stage,
                              "at": at, "detail": detail}, default=_decimal_as_text, option=orjson.OPT_UTC_Z)
     except TypeError:   # what orjson does not encode as pydantic would (an int beyond 64 bits)
-        return TraceFact(source_system=source_system, source_event_id=source_event_id, stage=stage, at=at,
-                         detail=dict(detail)).model_dump_json().encode()
+        return json_bytes(TraceFact(source_system=source_system, source_event_id=source_event_id, stage=stage,
+                                    at=at, detail=dict(detail)))
 
 
 def _decimal_as_text(value: object) -> str:

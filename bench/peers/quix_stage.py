@@ -39,6 +39,7 @@ from app.domain.keys import channel_key, position_key
 from app.domain.positions import PositionContext, apply, new_position, outputs_of
 from app.domain.sale_costs import parse_sale_cost
 from app.models.canonical import Movement, MovementType, Position, SkuNetwork, working_copy
+from app.models.records import json_bytes
 from app.settings import Settings
 from bench import workload
 from tables.decoded_cache import DecodedCache
@@ -97,7 +98,7 @@ class PositionStage:
             return due
         if outcome.rejection:
             if outcome.position is not position:
-                state.set_bytes(movement.location_id, outcome.position.model_dump_json().encode())
+                state.set_bytes(movement.location_id, json_bytes(outcome.position))
             return [*due, (self.side, movement.sku.encode(), value)]
         out = outputs_of(outcome, movement, context, datetime.now(UTC))
         record = out.record
@@ -107,27 +108,27 @@ class PositionStage:
             working_copy(self.parsed_networks.decode(network_key, raw_network))
         ready = self.folds.fold(network, record.location_id, record.available, record.version)
 
-        state.set_bytes(movement.location_id, outcome.position.model_dump_json().encode())
+        state.set_bytes(movement.location_id, json_bytes(outcome.position))
         outputs = [(self.output, position_key(movement.sku, movement.location_id).encode(),
-                    record.model_dump_json().encode())]
+                    json_bytes(record))]
         if ready is not None:
-            encoded = network.model_dump_json().encode()
+            encoded = json_bytes(network)
             state.set_bytes(NETWORK, encoded)
             self.parsed_networks.remember(network_key, encoded, network)
             outputs += [self.channel_output(channel_record) for channel_record in ready]
         if out.sale_cost is not None:
             state.set_bytes(SALE_COST + out.sale_reference, out.sale_cost)
-        outputs.append((self.side, movement.location_id.encode(), out.entry.model_dump_json().encode()))
+        outputs.append((self.side, movement.location_id.encode(), out.entry.to_json()))
         # Movements the rule derives (a transfer's legs) come back through the input, as the
         # worker sends them to inventory.movements.
-        outputs += [(self.input, follow_up.sku.encode(), follow_up.model_dump_json().encode())
+        outputs += [(self.input, follow_up.sku.encode(), json_bytes(follow_up))
                     for follow_up in outcome.follow_ups]
         return [*outputs, *due]
 
     def channel_output(self, record) -> Output:
         key = channel_key(record.channel, record.sku)
         self.folds.published.published(key, record.version)
-        return self.side, key.encode(), record.model_dump_json().encode()
+        return self.side, key.encode(), json_bytes(record)
 
     def due_channels(self) -> list[Output]:
         now = time.monotonic()

@@ -5,10 +5,13 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.domain.accounts import Account, ChartOfAccounts, Charts, parse_chart_overrides
 from app.domain.postings import PostingResult, check_tenders, posting_id, postings_for
 from app.models.canonical import Applied, Channel, MovementType, Role, SourceSystem
+from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.raw import PosTransaction
 from app.models.records import FinanceExceptionCode, Posting, PostingKind
 from tests.factories import make_applied, make_location, make_movement
@@ -359,3 +362,35 @@ def test_discounts_count_against_the_tenders():
 
 def test_day_close_has_no_tenders_to_check():
     assert check_tenders(pos("DAY_CLOSE", [], [])) is None
+
+
+# --- The ledger record between the position and finance stages ----------------------------------
+
+_amounts = st.sampled_from([Decimal("0"), Decimal("0.00"), Decimal("0.0000"), Decimal("1.5"), Decimal("19.99")])
+
+
+@settings(max_examples=200, deadline=None)
+@given(movement_type=st.sampled_from(list(MovementType)), channel=st.sampled_from(list(Channel)),
+       role=st.sampled_from(list(Role)), quantity=st.integers(0, 50), discount=_amounts, tax=_amounts,
+       unit_price=st.one_of(st.none(), _amounts), unit_cost=st.one_of(st.none(), _amounts),
+       cost_adjustment=_amounts, late_quantity=st.integers(-3, 3), count_difference=st.integers(-3, 3),
+       revenue_on_hold=st.booleans(), reason=st.sampled_from([None, "SHRINK", "FOUND", "WRITE_OFF", "SCRAP"]),
+       legal_entity=st.sampled_from([None, "US01"]), with_trace=st.booleans())
+def test_a_ledger_record_without_its_defaults_reads_back_equal_and_posts_the_same(
+        movement_type, channel, role, quantity, discount, tax, unit_price, unit_cost, cost_adjustment,
+        late_quantity, count_difference, revenue_on_hold, reason, legal_entity, with_trace):
+    movement = make_movement(movement_type=movement_type, channel=channel, role=role, quantity=quantity,
+                             discount=discount, tax=tax, unit_price=unit_price, revenue_on_hold=revenue_on_hold,
+                             reason=reason)
+    applied = make_applied(movement, unit_cost=unit_cost, cost_adjustment=cost_adjustment,
+                           late_quantity=late_quantity, count_difference=count_difference, legal_entity=legal_entity)
+    trace = AppliedTrace(key="SKU-1001@S042", version=3, available=4, on_hand=5, at=NOW) if with_trace else None
+    entry = LedgerEntry(applied=applied, applied_trace=trace)
+
+    compact = entry.to_json()
+    read = LedgerEntry.model_validate_json(compact)
+
+    assert len(compact) < len(entry.model_dump_json())
+    assert read == entry
+    location = make_location()
+    assert post(read.applied, location=location) == post(entry.applied, location=location)

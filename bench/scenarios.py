@@ -1,6 +1,7 @@
 """The measurements: drain throughput, open-loop latency, and changelog recovery of a fresh worker."""
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -119,10 +120,13 @@ def _master_data_behind(worker: procs.SystemProcess) -> float | None:
 
 
 def _profile(pid: int, out: str, duration: float) -> subprocess.Popen:
+    """py-spy on `pid` for `duration` s, 50 samples a second unless BENCH_PROFILE_RATE says otherwise
+    (a single drain of a few seconds needs more to tell functions of ~1 % apart)."""
     spy = Path(sys.executable).with_name("py-spy")
+    rate = os.environ.get("BENCH_PROFILE_RATE", "50")
     fmt = "raw" if out.endswith(".txt") else "flamegraph"  # raw: collapsed stacks, for self-time tables
     return subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--output", out,
-                             "--format", fmt, "--duration", str(int(duration)), "--rate", "50", "--nonblocking"],
+                             "--format", fmt, "--duration", str(int(duration)), "--rate", rate, "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from agents.outputs import publish, utcnow
 from app.domain.keys import position_key
-from app.domain.positions import expiry_movements
+from app.domain.positions import expiry_movements, may_hold_reservations
 from app.faust_app import app, movements_topic, settings
 from app.models.canonical import Position
 from tables.definitions import positions
@@ -17,7 +17,7 @@ from tables.definitions import positions
 async def expire_reservations():
     now = utcnow()
     for _, raw in list(positions.table.items()):
-        if b'"reservations":{}' in raw:
-            continue  # most positions hold no reservation: skip parsing them
+        if not may_hold_reservations(raw):
+            continue
         for release in expiry_movements(Position.model_validate_json(raw), now):
             await publish(movements_topic, position_key(release.sku, release.location_id), release)

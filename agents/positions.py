@@ -27,7 +27,7 @@ from app.domain.positions import PositionContext, apply, apply_location_change, 
 from app.domain.sale_costs import parse_sale_cost, sale_cost_expired
 from app.faust_app import app, availability_topic, channel_availability_topic, ledger_topic, movements_topic, settings
 from app.models.canonical import LocationChange, Movement, MovementType, Position, SkuNetwork, working_copy
-from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage, json_bytes
+from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage, compact_json, json_bytes
 from app.replay import is_dlq_replay
 from tables.definitions import positions
 from tables.master import channels_generation, channels_of, master_data
@@ -59,7 +59,7 @@ class PositionBatch:
     """
 
     def __init__(self) -> None:
-        self.positions = BatchWrites(positions.table, Position.model_validate_json, json_bytes)
+        self.positions = BatchWrites(positions.table, Position.model_validate_json, compact_json)
         self.networks = BatchWrites(networks.table, encode=json_bytes, cache=parsed_networks)
         self.sale_costs = BatchWrites(sale_costs)
 

@@ -32,7 +32,7 @@ from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
 from app.models.canonical import Movement, Position, SkuNetwork, working_copy
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
 from app.models.raw import Location, LocationType
-from app.models.records import TraceStage, json_bytes
+from app.models.records import TraceStage, compact_json, json_bytes
 from bench import workload
 
 
@@ -86,7 +86,7 @@ def measure(movements: list[bytes], ledger_entries: list[bytes] | None = None) -
         t = step("apply rule", t)
         if outcome.duplicate or outcome.rejection:
             continue
-        store[key] = json_bytes(outcome.position)
+        store[key] = compact_json(outcome.position)
         t = step("encode position", t)
         now = datetime.now(UTC)
         record = availability_record(outcome.position, outcome.previous_available, m, now)

@@ -527,6 +527,13 @@ def on_hand_as_of(position: Position, as_of: datetime) -> int:
     return position.on_hand - sum(delta for _, occurred, delta in position.applied.values() if occurred > cutoff)
 
 
+def may_hold_reservations(encoded: bytes) -> bool:
+    """Whether a position's stored JSON may hold a reservation, without parsing it: most positions
+    hold none, and the expiry sweep reads every one. Written whole (`"reservations":{}`) or without
+    its defaults (no "reservations" at all), an empty one never has `"reservations":{"`."""
+    return b'"reservations":{"' in encoded
+
+
 def expiry_movements(position: Position, now: datetime) -> list[Movement]:
     """RELEASE movements for reservations past their expiry (RESERVATION_TTL after the order)."""
     return [

@@ -15,6 +15,15 @@ def json_bytes(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
 
+def compact_json(model: BaseModel) -> bytes:
+    """`json_bytes` without the fields at their defaults, for records that only this code reads back,
+    with the same model (a position in its table, an internal ledger record): a position is ~170
+    bytes instead of ~350 and read in 3.7 instead of 5.5 µs. A default left out reads back equal,
+    not always as written (a discount of "0.00" comes back as Decimal("0")), and a scan of the raw
+    bytes must not look for a field at its default (agents/expiry.py)."""
+    return model.__pydantic_serializer__.to_json(model, exclude_defaults=True)
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -39,7 +39,7 @@ from app.domain.keys import channel_key, position_key
 from app.domain.positions import PositionContext, apply, new_position, outputs_of
 from app.domain.sale_costs import parse_sale_cost
 from app.models.canonical import Movement, MovementType, Position, SkuNetwork, working_copy
-from app.models.records import json_bytes
+from app.models.records import compact_json, json_bytes
 from app.settings import Settings
 from bench import workload
 from tables.decoded_cache import DecodedCache
@@ -98,7 +98,7 @@ class PositionStage:
             return due
         if outcome.rejection:
             if outcome.position is not position:
-                state.set_bytes(movement.location_id, json_bytes(outcome.position))
+                state.set_bytes(movement.location_id, compact_json(outcome.position))
             return [*due, (self.side, movement.sku.encode(), value)]
         out = outputs_of(outcome, movement, context, datetime.now(UTC))
         record = out.record
@@ -108,7 +108,7 @@ class PositionStage:
             working_copy(self.parsed_networks.decode(network_key, raw_network))
         ready = self.folds.fold(network, record.location_id, record.available, record.version)
 
-        state.set_bytes(movement.location_id, json_bytes(outcome.position))
+        state.set_bytes(movement.location_id, compact_json(outcome.position))
         outputs = [(self.output, position_key(movement.sku, movement.location_id).encode(),
                     json_bytes(record))]
         if ready is not None:

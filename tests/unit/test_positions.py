@@ -7,17 +7,20 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.domain.availability import availability_record
 from app.domain.marks import mark_of
 from app.domain.positions import (
-    Outcome, PositionContext, apply, expiry_movements, new_position, on_hand_as_of, outputs_of, reservation_key,
+    Outcome, PositionContext, apply, expiry_movements, may_hold_reservations, new_position, on_hand_as_of, outputs_of,
+    reservation_key,
 )
 from app.domain.sale_costs import parse_sale_cost
 from app.models.canonical import (
     Channel, InTransitTransfer, Movement, MovementType, OpenReservation, Position, Role, SourceSystem,
 )
-from app.models.records import ErrorCode
+from app.models.records import ErrorCode, compact_json, json_bytes
 from tests.factories import make_movement
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
@@ -642,6 +645,17 @@ def test_on_hand_as_of_takes_back_the_movements_that_happened_after_it():
 
 # --- Reservation expiry ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("encode", [json_bytes, compact_json])
+def test_the_expiry_sweep_parses_exactly_the_positions_holding_a_reservation(encode):
+    empty = position(on_hand=10)
+    holding = position(on_hand=10, reservations=held("W1", "1", 2, expires_at=T0))
+
+    assert not may_hold_reservations(encode(empty))
+    assert may_hold_reservations(encode(holding))
+    assert Position.model_validate_json(encode(holding)) == holding
+
+
+
 def test_expiry_movements_release_only_expired_reservations_with_deterministic_ids():
     now = T0 + timedelta(hours=72)
     start = position(on_hand=10, reservations={
@@ -758,3 +772,36 @@ def test_a_receipt_publishes_its_records_but_keeps_no_sale_cost():
 
     assert out.record.on_hand == 5 and out.entry.applied.unit_cost == Decimal("4.00")
     assert out.sale_reference is None and out.sale_cost is None
+
+
+# --- A position as the table keeps it (compact_json) -------------------------------------------------
+
+_STEP = st.one_of(
+    st.builds(lambda q, n: sale(q, f"sale-{n}"), st.integers(0, 5), st.integers(0, 9)),
+    st.builds(lambda q, n: ret(q, f"ret-{n}"), st.integers(1, 3), st.integers(0, 9)),
+    st.builds(lambda q, c, n: receipt(q, c, f"rcv-{n}"), st.integers(1, 20), st.sampled_from(["0", "0.00", "7.10"]),
+              st.integers(0, 9)),
+    st.builds(lambda q, o, n: reserve(q, f"W{o}", "1", f"res-{n}"), st.integers(1, 4), st.integers(0, 3),
+              st.integers(0, 9)),
+    st.builds(lambda q, o, n: fulfil(q, f"W{o}", "1", f"ful-{n}"), st.integers(1, 4), st.integers(0, 3),
+              st.integers(0, 9)),
+    st.builds(lambda q, o, n: release(q, f"W{o}", "1", f"rel-{n}"), st.integers(1, 4), st.integers(0, 3),
+              st.integers(0, 9)),
+    st.builds(lambda q, n: count(q, f"cnt-{n}"), st.integers(0, 30), st.integers(0, 9)),
+    st.builds(lambda q, r, n: adjust(q, r, f"adj-{n}"), st.integers(1, 3), st.sampled_from(["SHRINK", "FOUND", "DAMAGED"]),
+              st.integers(0, 9)),
+    st.builds(lambda q, n: transfer_in(q, f"tin-{n}"), st.integers(1, 5), st.integers(0, 9)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_STEP, max_size=25))
+def test_a_position_kept_without_its_defaults_reads_back_equal_and_applies_the_next_movement_the_same(steps):
+    p = new_position("SKU-1001", "S042")
+    for step in steps:
+        kept = Position.model_validate_json(compact_json(p))
+        assert kept == p
+        assert len(compact_json(p)) <= len(json_bytes(p))
+        original, read_back = apply(p, step, CTX), apply(kept, step, CTX)
+        assert read_back == original
+        p = original.position

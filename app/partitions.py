@@ -14,10 +14,9 @@ KAFKA_SEED = 0x9747B28C   # org.apache.kafka.common.utils.Utils.murmur2's seed
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as aiokafka's `murmur2`
-    computes it (a unit test compares them on any bytes). The producer hashes every keyed output
-    record, most of them under keys seen once (a posting's, a trace's): compiled, ~0.2 µs a key,
-    where aiokafka's pure-Python loop takes ~3 µs (2.9 µs for a 40-byte key with our own
-    word-at-a-time Python before it)."""
+    computes it (a unit test compares them on any bytes). Compiled, because the producer hashes
+    every keyed output record and most keys are seen once (a posting's, a trace's), so no cache
+    helps: 0.16 µs for a 40-byte key, 2.9 µs in Python."""
     return murmurhash2(data, KAFKA_SEED)
 
 

@@ -2,10 +2,11 @@
 
 Times (process CPU time, so a busy box inflates it less than wall time) each step agents/positions.py
 does for one movement, without Faust or Kafka: decode the movement, decode the stored position,
-apply the rule, encode the position, build and encode the availability record, fold it into the
-SKU's channel sums, build and encode the ledger record. Then the finance stage's own work for each
-of those ledger records (agents/finance.py): decode it, the posting rules, count the postings into
-their day ledgers, encode the postings and the movement's trace record. Before both, the ingest
+apply the rule, encode the position, build the availability and ledger records (`outputs_of`, as
+the stage does) and encode the first, fold it into the SKU's channel sums, encode the ledger
+record. Then the finance stage's own work for each of those ledger records (agents/finance.py):
+decode it, the posting rules, count the postings into their day ledgers, encode the postings and
+the movement's trace record. Before both, the ingest
 stage's (agents/ingest.py: map the raw record, its trace record, stamp and encode its movements and
 ledger records), and after them the lineage stage's (agents/lineage.py: fold each trace record into
 its key's entry). Use it for before/after figures of hot-path changes; its last lines give what the
@@ -21,16 +22,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from app.domain.accounts import parse_chart_overrides
-from app.domain.availability import availability_record
 from app.domain.day_batches import DayLedger, add_pos_totals, add_posting, open_day
 from app.domain.keys import day_batch_key, position_key
 from app.domain.lineage import apply_record, fact_line, trace_key
-from app.domain.positions import PositionContext, apply, new_position
+from app.domain.positions import PositionContext, apply, new_position, outputs_of
 from app.domain.network import channel_shares, fold_location
 from app.domain.postings import postings_for
 from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
 from app.models.canonical import Movement, Position, SkuNetwork, working_copy
-from app.models.finance_ledger import AppliedTrace, LedgerEntry
+from app.models.finance_ledger import LedgerEntry
 from app.models.raw import Location, LocationType
 from app.models.records import TraceStage, compact_json, json_bytes
 from bench import workload
@@ -89,9 +89,10 @@ def measure(movements: list[bytes], ledger_entries: list[bytes] | None = None) -
         store[key] = compact_json(outcome.position)
         t = step("encode position", t)
         now = datetime.now(UTC)
-        record = availability_record(outcome.position, outcome.previous_available, m, now)
+        out = outputs_of(outcome, m, ctx, now)   # the availability record and the ledger entry, as the stage builds them
+        record = out.record
         json_bytes(record)
-        t = step("availability record", t)
+        t = step("availability record and ledger entry built, the record encoded", t)
         # As the stage does: the network kept parsed (with its channel sums), folded into a working
         # copy, encoded for its changelog record (once per SKU and batch; here once per movement).
         kept = networks.get(m.sku)
@@ -102,10 +103,8 @@ def measure(movements: list[bytes], ledger_entries: list[bytes] | None = None) -
         json_bytes(network)
         networks[m.sku] = network
         t = step("channel sums (the SKU's network copied, folded, encoded)", t)
-        entry = LedgerEntry(applied=outcome.applied, applied_trace=AppliedTrace(
-            key=key, version=record.version, available=record.available, on_hand=record.on_hand,
-            previous_available=record.previous_available, at=now)).to_json()
-        step("ledger record (it carries the applied trace fact)", t)
+        entry = out.entry.to_json()
+        step("ledger record encoded (it carries the applied trace fact)", t)
         if ledger_entries is not None:
             ledger_entries.append(entry)
     total = clock() - begin

@@ -6,6 +6,7 @@ possible while a system is measured. Keys are partitioned with murmur2, as the J
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -121,21 +122,34 @@ def preload(bootstrap: str, records: Iterable[tuple], **conf) -> int:
     return sent
 
 
-def produce_at_rate(bootstrap: str, records: list[tuple[str, bytes, bytes]], rate: float) -> tuple[float, float]:
+def produce_at_rate(bootstrap: str, records: list[tuple[str, bytes, bytes]], rate: float,
+                    ) -> tuple[float, float, list[tuple[float, float]]]:
     """Open-loop producer: record i is sent at start + i/rate whatever the consumers do.
 
-    Returns (start, end) wall times. It catches up after a stall rather than slowing down.
+    Returns (start, end) wall times and, per record, (when it was handed to the producer, seconds
+    until the broker acknowledged it, as librdkafka measured it): a latency point whose inputs
+    reached the broker late measures the harness, not the system. It catches up after a stall
+    rather than slowing down.
     """
     producer = Producer(_producer_conf(bootstrap))
+    acked: list[tuple[float, float]] = []
+
+    def on_delivery(sent_at: float, error, message) -> None:
+        latency = message.latency()
+        if error is None and latency is not None:
+            acked.append((sent_at, latency))
+
     start = time.time()
     for i, (topic, key, value) in enumerate(records):
         due = start + i / rate
-        delay = due - time.time()
-        if delay > 0.001:
-            time.sleep(delay)
+        while (delay := due - time.time()) > 0.001:
+            # Waiting in poll serves the delivery reports as they come: librdkafka measures a record's
+            # latency when its report is served, so a report left until the next poll 200 records
+            # later read as a 190 ms acknowledgement at 1,091 records/s.
+            producer.poll(delay)
         while True:
             try:
-                producer.produce(topic, value, key or None)
+                producer.produce(topic, value, key or None, on_delivery=functools.partial(on_delivery, time.time()))
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -143,7 +157,7 @@ def produce_at_rate(bootstrap: str, records: list[tuple[str, bytes, bytes]], rat
             producer.poll(0)
     end = time.time()
     producer.flush(60)
-    return start, end
+    return start, end, acked
 
 
 class ProduceProbe(threading.Thread):

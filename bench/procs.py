@@ -1,6 +1,7 @@
 """Systems under test as subprocesses, with their CPU time and memory sampled by psutil."""
 from __future__ import annotations
 
+import bisect
 import os
 import signal
 import subprocess
@@ -56,6 +57,16 @@ class Sampler(threading.Thread):
         """CPU seconds the tree used between two wall times (nearest samples)."""
         inside = [s for s in self.samples if start - self.interval <= s[0] <= end + self.interval]
         return (inside[-1][1] - inside[0][1]) if len(inside) >= 2 else 0.0
+
+    def cpu_at(self, when: float) -> float | None:
+        """CPU seconds the tree had used at wall time `when`, interpolated between the two samples
+        around it (None outside the samples)."""
+        samples = self.samples
+        index = bisect.bisect_left(samples, when, key=lambda s: s[0])
+        if index == 0 or index >= len(samples):
+            return None
+        (t0, c0, *_), (t1, c1, *_) = samples[index - 1], samples[index]
+        return c0 + (c1 - c0) * (when - t0) / max(t1 - t0, 1e-9)
 
     def system_share(self, start: float, end: float) -> float | None:
         """Share of the CPU time spent in the kernel (socket writes, mostly) between two wall times."""

@@ -6,6 +6,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass
 
@@ -121,12 +122,15 @@ def _master_data_behind(worker: procs.SystemProcess) -> float | None:
 
 def _profile(pid: int, out: str, duration: float) -> subprocess.Popen:
     """py-spy on `pid` for `duration` s, 50 samples a second unless BENCH_PROFILE_RATE says otherwise
-    (a single drain of a few seconds needs more to tell functions of ~1 % apart)."""
+    (a single drain of a few seconds needs more to tell functions of ~1 % apart). BENCH_PROFILE_IDLE=1
+    keeps the samples of threads that wait (the event loop in `select`): where a worker that has
+    work waiting still idles."""
     spy = Path(sys.executable).with_name("py-spy")
     rate = os.environ.get("BENCH_PROFILE_RATE", "50")
     fmt = "raw" if out.endswith(".txt") else "flamegraph"  # raw: collapsed stacks, for self-time tables
     return subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--output", out,
-                             "--format", fmt, "--duration", str(int(duration)), "--rate", rate, "--nonblocking"],
+                             "--format", fmt, "--duration", str(int(duration)), "--rate", rate, "--nonblocking",
+                             *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") == "1" else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -344,7 +348,7 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
         probe, cores = kafka.ProduceProbe(bootstrap), procs.CoreSampler()
         probe.start()
         cores.start()
-        started, ended = kafka.produce_at_rate(bootstrap, feed, rate)
+        started, ended, acked = kafka.produce_at_rate(bootstrap, feed, rate)
         probe.stop()
         cores.stop()
         collector.wait_idle(5.0, timeout=600, at_least=1)
@@ -380,14 +384,29 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
             "broker_probe_max_ms": max(probes) if probes else None,
             "broker_stalled": broker_stalled(probes_by_second),
             "cores": cores.shares_between(started, ended),
-            "per_second": per_second(result.ids, sent, started, ended, probes_by_second),
+            "per_second": per_second(result.ids, sent, started, ended, probes_by_second,
+                                     worker_cpu=lambda at: _tree_cpu_at(d, at), acked=acked),
+            "input_ack_p99_ms": percentile([1000 * a for _, a in acked], 99) if acked else None,
             "peak_rss_mb": rss, **({"stage_batches": batches} if batches else {})}
 
 
+def _tree_cpu_at(d: systems.Deployment, when: float) -> float | None:
+    used = [p.sampler.cpu_at(when) for p in d.processes]
+    return None if None in used else sum(used)
+
+
 def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started: float, ended: float,
-               probes_by_second: list[list[float]]) -> list[list]:
+               probes_by_second: list[list[float]], worker_cpu: Callable[[float], float | None] | None = None,
+               acked: list[tuple[float, float]] = ()) -> list[list]:
     """Each second of the load (by when the input was sent): [second, samples, p50 ms, max ms,
-    slowest probe ms]. A stall shows as a run of seconds whose latency falls by one second per second."""
+    slowest probe ms, the workers' CPU in that second of the clock, the slowest acknowledgement of
+    an input sent in that second, ms]. A stall shows as a run of seconds whose latency falls by one
+    second per second; a worker below one core in such a run was waiting for something, not short
+    of CPU; inputs acknowledged late reached the system late."""
+    slowest_ack: dict[int, float] = {}
+    for at, latency in acked:
+        second = int(at - started)
+        slowest_ack[second] = max(slowest_ack.get(second, 0.0), latency)
     by_second: dict[int, list[float]] = {}
     for source_id, ts in outputs:
         if source_id in sent and started * 1000 <= sent[source_id] <= ended * 1000:
@@ -396,7 +415,13 @@ def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started
     for second in sorted(by_second):
         lat = by_second[second]
         probes = probes_by_second[second] if second < len(probes_by_second) else []
-        rows.append([second, len(lat), round(percentile(lat, 50)), round(max(lat)), round(max(probes)) if probes else None])
+        cpu = None
+        if worker_cpu is not None:
+            begin, end = worker_cpu(started + second), worker_cpu(started + second + 1)
+            cpu = round(end - begin, 2) if begin is not None and end is not None else None
+        ack = slowest_ack.get(second)
+        rows.append([second, len(lat), round(percentile(lat, 50)), round(max(lat)), round(max(probes)) if probes else None,
+                     cpu, round(1000 * ack) if ack is not None else None])
     return rows
 
 

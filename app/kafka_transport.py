@@ -47,6 +47,7 @@ import asyncio
 import logging
 
 import aiokafka
+from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faust.exceptions import ImproperlyConfigured
@@ -141,6 +142,39 @@ def master_data_first(fetched: list) -> list:
     if not any(tp.topic in MASTER_TOPICS for tp, _ in fetched):
         return fetched
     return sorted(fetched, key=lambda pair: pair[0].topic not in MASTER_TOPICS)   # stable: offsets stay in order
+
+
+def fetch_only(consumer: aiokafka.AIOKafkaConsumer, wanted) -> None:
+    """Let aiokafka fetch only the partitions Faust asks records of, pausing the rest of the assignment.
+
+    Faust's `pause_partitions` (an active table's changelog after its recovery) and its flow control
+    (an agent's full queue) only leave partitions out of what `getmany` asks for: aiokafka goes on
+    fetching them. The records fetched for such a partition are never taken, and aiokafka sends no
+    fetch to a broker while a fetched result there is fresh (under 100 ms old, its
+    `prefetch_backoff`) and not taken. Each time the position stage wrote the first record of one
+    of its 24 changelog partitions, the worker's next fetch waited for that, so a load starting on
+    an idle worker was fetched ~10 times a second for its first seconds instead of ~80, with the
+    worker at 0.1-0.4 of its core and the latency at 2-3 s (BENCHMARKS.md, twenty-fifth session).
+    Pausing them in aiokafka too stops those fetches, and each fetch names fewer partitions.
+    """
+    assigned = consumer.assignment()
+    paused = consumer.paused()
+    to_pause, to_resume = partitions_to_pause(assigned, wanted, paused)
+    if to_pause:
+        consumer.pause(*to_pause)
+    if to_resume:
+        consumer.resume(*to_resume)
+
+
+def partitions_to_pause(assigned, wanted, paused) -> tuple[list, list]:
+    """(assigned partitions to pause, paused ones to resume) so that exactly `wanted` is fetched,
+    as aiokafka's TopicPartitions (Faust's TP is another class, which aiokafka refuses)."""
+    wanted = {(tp.topic, tp.partition) for tp in wanted}
+    to_pause = [TopicPartition(tp.topic, tp.partition) for tp in assigned
+                if (tp.topic, tp.partition) not in wanted and tp not in paused]
+    to_resume = [TopicPartition(tp.topic, tp.partition) for tp in paused
+                 if (tp.topic, tp.partition) in wanted]
+    return to_pause, to_resume
 
 
 def fetch_settings() -> dict[str, int]:
@@ -249,6 +283,8 @@ class ConsumerInAppLoop(faust_aiokafka.AIOKafkaConsumerThread):
         every buffered partition (up to a partition's fetch error, which the next call raises), so
         a worker at a steady rate makes the second call rarely.
         """
+        if active_partitions:   # None: a client-only app, which fetches every partition it has
+            fetch_only(consumer, active_partitions)
         records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
         if max_records is None or sum(map(len, records.values())) < max_records:
             return records
@@ -502,3 +538,4 @@ class Producer(faust_aiokafka.Producer):
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
     Producer = Producer
+

@@ -59,7 +59,10 @@ def _stalled(r: dict) -> str:
     """Whether the broker stalled during a latency point (no probe before the fourteenth session)."""
     if "broker_stalled" not in r:
         return "–"
-    return f"**yes** (probe {r['broker_probe_max_ms']:.0f} ms)" if r["broker_stalled"] else "no"
+    if not r["broker_stalled"]:
+        return "no"
+    inputs = r.get("input_ack_max_ms")
+    return f"**yes** (probe {r['broker_probe_max_ms']:.0f} ms" + (f", inputs {inputs:.0f} ms)" if inputs is not None else ")")
 
 
 def _fmt(v, digits: int = 0) -> str:

@@ -151,11 +151,11 @@ def fetch_only(consumer: aiokafka.AIOKafkaConsumer, wanted) -> None:
     (an agent's full queue) only leave partitions out of what `getmany` asks for: aiokafka goes on
     fetching them. The records fetched for such a partition are never taken, and aiokafka sends no
     fetch to a broker while a fetched result there is fresh (under 100 ms old, its
-    `prefetch_backoff`) and not taken. Each time the position stage wrote the first record of one
-    of its 24 changelog partitions, the worker's next fetch waited for that, so a load starting on
-    an idle worker was fetched ~10 times a second for its first seconds instead of ~80, with the
-    worker at 0.1-0.4 of its core and the latency at 2-3 s (BENCHMARKS.md, twenty-fifth session).
-    Pausing them in aiokafka too stops those fetches, and each fetch names fewer partitions.
+    `prefetch_backoff`) and not taken. A worker logging its fetches at the start of a load held
+    such a result for each of the position stage's 24 changelog partitions, while `getmany` waited
+    70-200 ms at a time. Pausing them in aiokafka too stops those fetches, and each fetch names
+    fewer partitions; what it changes in latency or CPU was too small for the twenty-fifth
+    session's runs to show (BENCHMARKS.md).
     """
     assigned = consumer.assignment()
     paused = consumer.paused()
@@ -538,4 +538,3 @@ class Producer(faust_aiokafka.Producer):
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
     Producer = Producer
-

@@ -47,7 +47,6 @@ import asyncio
 import logging
 
 import aiokafka
-from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faust.exceptions import ImproperlyConfigured
@@ -167,13 +166,13 @@ def fetch_only(consumer: aiokafka.AIOKafkaConsumer, wanted) -> None:
 
 
 def partitions_to_pause(assigned, wanted, paused) -> tuple[list, list]:
-    """(assigned partitions to pause, paused ones to resume) so that exactly `wanted` is fetched,
-    as aiokafka's TopicPartitions (Faust's TP is another class, which aiokafka refuses)."""
-    wanted = {(tp.topic, tp.partition) for tp in wanted}
-    to_pause = [TopicPartition(tp.topic, tp.partition) for tp in assigned
-                if (tp.topic, tp.partition) not in wanted and tp not in paused]
-    to_resume = [TopicPartition(tp.topic, tp.partition) for tp in paused
-                 if (tp.topic, tp.partition) in wanted]
+    """(assigned partitions to pause, paused ones to resume) so that exactly `wanted` is fetched.
+
+    Both lists hold aiokafka's own partitions (from `assigned` and `paused`), the only class its
+    `pause` takes; Faust's `TP` in `wanted` is a named tuple too, so membership compares them as
+    tuples without converting either side (this runs before every fetch)."""
+    to_pause = [tp for tp in assigned if tp not in wanted and tp not in paused]
+    to_resume = [tp for tp in paused if tp in wanted]
     return to_pause, to_resume
 
 

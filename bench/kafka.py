@@ -195,7 +195,18 @@ class ProduceProbe(threading.Thread):
 
     def by_second(self, start: float, end: float) -> list[list[float]]:
         """Round trips (ms) of the probes sent in each second from `start` to `end`."""
-        return [self.between(start + second, start + second + 1) for second in range(int(end - start) + 1)]
+        return acks_by_second(self.acks, start, end)
+
+
+def acks_by_second(acks: list[tuple[float, float]], start: float, end: float) -> list[list[float]]:
+    """(sent at, seconds to the acknowledgement) pairs → for each second from `start` to `end`, the
+    acknowledgements (ms) of what was sent in it: the probe's round trips, or the load's inputs'."""
+    seconds: list[list[float]] = [[] for _ in range(int(end - start) + 1)]
+    for sent, ack in acks:
+        second = int(sent - start) if sent >= start else -1
+        if 0 <= second < len(seconds):   # the last second is a whole one, past `end`
+            seconds[second].append(ack * 1000)
+    return seconds
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

@@ -62,7 +62,8 @@ def _stalled(r: dict) -> str:
     if not r["broker_stalled"]:
         return "no"
     inputs = r.get("input_ack_max_ms")
-    return f"**yes** (probe {r['broker_probe_max_ms']:.0f} ms" + (f", inputs {inputs:.0f} ms)" if inputs is not None else ")")
+    late_inputs = f", inputs {inputs:.0f} ms" if inputs is not None else ""
+    return f"**yes** (probe {r['broker_probe_max_ms']:.0f} ms{late_inputs})"
 
 
 def _fmt(v, digits: int = 0) -> str:

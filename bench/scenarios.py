@@ -292,22 +292,13 @@ BROKER_SLOW_SECONDS = 2
 INPUT_STALL_MS = 400
 
 
-def broker_stalled(probes_by_second: list[list[float]], slowest_input_ms: dict[int, float] | None = None) -> bool:
-    """From the probe round trips (ms) of each second of the load, and the slowest acknowledgement
-    of the inputs sent in each second (ms)."""
+def broker_stalled(probes_by_second: list[list[float]], inputs_by_second: list[list[float]] = ()) -> bool:
+    """From the probe round trips (ms) of each second of the load, and the acknowledgements (ms) of
+    the inputs sent in each second."""
     slowest = [max(probes) for probes in probes_by_second if probes]
     return any(ms > BROKER_STALL_MS for ms in slowest) or \
         sum(ms > BROKER_SLOW_MS for ms in slowest) >= BROKER_SLOW_SECONDS or \
-        any(ms > INPUT_STALL_MS for ms in (slowest_input_ms or {}).values())
-
-
-def slowest_ack_by_second(acked: list[tuple[float, float]], started: float) -> dict[int, float]:
-    """Second of the load → the slowest acknowledgement (ms) of an input sent in it."""
-    slowest: dict[int, float] = {}
-    for sent_at, latency in acked:
-        second = int(sent_at - started)
-        slowest[second] = max(slowest.get(second, 0.0), 1000 * latency)
-    return slowest
+        any(max(inputs) > INPUT_STALL_MS for inputs in inputs_by_second if inputs)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -387,7 +378,7 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
     if not lat:
         raise RuntimeError(f"{system}: no latency samples; see {d.processes[0].log}")
     probes, probes_by_second = probe.between(started, ended), probe.by_second(started, ended)
-    slowest_input_ms = slowest_ack_by_second(acked, started)
+    inputs_by_second = kafka.acks_by_second(acked, started, ended)
     return {"system": system, "workers": workers, "rate": rate, "offered_s": ended - started,
             "achieved_rate": count / max(ended - started, 1e-3), "samples": len(lat),
             "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
@@ -400,11 +391,11 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
             # each core's busy and stolen share (the broker and the harness share one core).
             "broker_probe_p50_ms": percentile(probes, 50) if probes else None,
             "broker_probe_max_ms": max(probes) if probes else None,
-            "broker_stalled": broker_stalled(probes_by_second, slowest_input_ms),
-            "input_ack_max_ms": max(slowest_input_ms.values(), default=None),
+            "broker_stalled": broker_stalled(probes_by_second, inputs_by_second),
+            "input_ack_max_ms": max((max(inputs) for inputs in inputs_by_second if inputs), default=None),
             "cores": cores.shares_between(started, ended),
             "per_second": per_second(result.ids, sent, started, ended, probes_by_second,
-                                     worker_cpu=lambda at: _tree_cpu_at(d, at), slowest_input_ms=slowest_input_ms),
+                                     worker_cpu=lambda at: _tree_cpu_at(d, at), inputs_by_second=inputs_by_second),
             "input_ack_p99_ms": percentile([1000 * a for _, a in acked], 99) if acked else None,
             "peak_rss_mb": rss, **({"stage_batches": batches} if batches else {})}
 
@@ -416,7 +407,7 @@ def _tree_cpu_at(d: systems.Deployment, when: float) -> float | None:
 
 def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started: float, ended: float,
                probes_by_second: list[list[float]], worker_cpu: Callable[[float], float | None] | None = None,
-               slowest_input_ms: dict[int, float] | None = None) -> list[list]:
+               inputs_by_second: list[list[float]] = ()) -> list[list]:
     """Each second of the load (by when the input was sent): [second, samples, p50 ms, max ms,
     slowest probe ms, the workers' CPU in that second of the clock, the slowest acknowledgement of
     an input sent in that second, ms]. A stall shows as a run of seconds whose latency falls by one
@@ -430,13 +421,13 @@ def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started
     for second in sorted(by_second):
         lat = by_second[second]
         probes = probes_by_second[second] if second < len(probes_by_second) else []
+        inputs = inputs_by_second[second] if second < len(inputs_by_second) else []
         cpu = None
         if worker_cpu is not None:
             begin, end = worker_cpu(started + second), worker_cpu(started + second + 1)
             cpu = round(end - begin, 2) if begin is not None and end is not None else None
-        ack = (slowest_input_ms or {}).get(second)
         rows.append([second, len(lat), round(percentile(lat, 50)), round(max(lat)), round(max(probes)) if probes else None,
-                     cpu, round(ack) if ack is not None else None])
+                     cpu, round(max(inputs)) if inputs else None])
     return rows
 
 

@@ -221,6 +221,10 @@ class AssignedConsumer:
         assert all(type(tp) is TopicPartition and tp in self.assigned for tp in partitions), partitions
 
 
+async def nothing_buffered(self, consumer, partitions, timeout=None, max_records=None):
+    return {}
+
+
 def test_aiokafka_fetches_only_the_partitions_faust_asks_records_of(monkeypatch):
     # Faust pauses an active table's changelog after its recovery only by leaving it out of
     # `getmany`; aiokafka went on fetching it, and a fetched result nobody takes holds the
@@ -230,10 +234,7 @@ def test_aiokafka_fetches_only_the_partitions_faust_asks_records_of(monkeypatch)
     from app.topics import MOVEMENTS
     movements, changelog, master = TP(MOVEMENTS, 0), TP("app-positions-changelog", 0), TP("master.items", 0)
 
-    async def buffered(self, consumer, partitions, timeout=None, max_records=None):
-        return {}
-
-    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", buffered)
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", nothing_buffered)
     consumer = AssignedConsumer({movements, changelog, master})
     fetch = app.consumer._thread._fetch_records
     asyncio.run(fetch(consumer, {movements, master}, timeout=1.0, max_records=10))
@@ -249,10 +250,7 @@ def test_aiokafka_fetches_only_the_partitions_faust_asks_records_of(monkeypatch)
 def test_a_client_only_fetch_pauses_nothing(monkeypatch):
     from faust.types import TP
 
-    async def buffered(self, consumer, partitions, timeout=None, max_records=None):
-        return {}
-
-    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", buffered)
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", nothing_buffered)
     consumer = AssignedConsumer({TP("a", 0), TP("b", 1)})
     asyncio.run(app.consumer._thread._fetch_records(consumer, None, timeout=1.0, max_records=10))
     assert consumer.paused() == set()

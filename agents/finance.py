@@ -13,8 +13,8 @@ from agents.streams import each_batch
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
 from app.domain.day_batches import (
-    DayLedger, add_pos_totals, add_posting, close_day, close_late, due_to_close_by_clock, due_to_forget,
-    late_batch_due, reopen_day,
+    DayLedger, DayStatus, add_pos_totals, add_posting, close_after_grace_due, close_day, close_late,
+    due_to_close_by_clock, due_to_forget, late_batch_due, reopen_day, status_of,
 )
 from app.domain.keys import day_batch_key
 from app.domain.postings import postings_for
@@ -24,7 +24,7 @@ from app.faust_app import (
 )
 from app.models.finance_ledger import CloseDue, LedgerEntry
 from app.models.records import FinanceException, JournalBatch, TraceStage, json_bytes
-from tables.day_ledgers import day_ledgers, parsed_ledgers
+from tables.day_ledgers import day_ledgers, day_statuses, parsed_ledgers
 from tables.master import master_data
 from tables.store import BatchWrites
 
@@ -55,14 +55,26 @@ class FinanceBatch:
 
     def __init__(self) -> None:
         self.ledgers = BatchWrites(day_ledgers.table, encode=json_bytes, cache=parsed_ledgers)
+        self.statuses = BatchWrites(day_statuses.table, decode=DayStatus.model_validate_json, encode=json_bytes)
+        self.touched: dict[bytes, int] = {}   # every day ledger this batch read or wrote -> its partition
 
     def finish(self, outbox) -> None:
+        # A day's status is brought in line with its ledger whenever the ledger is touched, not
+        # only when it changes: after a crash between the two changelog records, the re-delivered
+        # entries read the same ledgers again and mend the status, though they change nothing.
+        for key, partition in self.touched.items():
+            status = status_of(self.ledgers.get(key, partition))
+            if self.statuses.get(key, partition) != status:
+                self.statuses.set(key, status, partition)
         self.ledgers.write(outbox)
+        self.statuses.write(outbox)
 
     def _get(self, key: str, partition: int) -> DayLedger | None:
+        self.touched[key.encode()] = partition
         return self.ledgers.get(key.encode(), partition)
 
     def _set(self, key: str, ledger: DayLedger | None, partition: int) -> None:
+        self.touched[key.encode()] = partition
         self.ledgers.set(key.encode(), ledger, partition)
 
     def _ledger_for(self, location_id: str, business_date, partition: int) -> tuple[str, DayLedger]:
@@ -165,21 +177,20 @@ _announced = RecentKeys(ANNOUNCE_AGAIN_AFTER)
 async def close_days_after_grace():
     """Timers cannot write tables: announce due closes (a store's day after its DAY_CLOSE, a closed
     day's late postings LATE_BATCH_AFTER after the first) through the ledger topic; the agent closes."""
-    now = datetime.now(UTC)
-    for key, raw in list(day_ledgers.table.items()):
+    await announce_closes_after_grace(list(day_statuses.table.items()), datetime.now(UTC))
+
+
+async def announce_closes_after_grace(statuses, now: datetime) -> None:
+    for key, raw in statuses:
         if b'"closed":true' in raw:
-            if b'"late_since":null' not in raw:
-                ledger = DayLedger.model_validate_json(raw)
-                if late_batch_due(ledger, now, settings.late_batch_after):
-                    await _announce(key, ledger, close_due=True)
-            continue
-        if b'"close_requested_at":null' in raw:
+            if b'"late_since":null' in raw:
+                continue  # closed, nothing late waiting: the slow sweep below forgets it in time
+        elif b'"close_requested_at":null' in raw:
             continue  # no DAY_CLOSE seen; a location without a POS closes by the clock (below)
-        ledger = DayLedger.model_validate_json(raw)
-        requested = ledger.close_requested_at
-        if requested is None or (now - requested).total_seconds() < settings.day_close_grace:
-            continue
-        await _announce(key, ledger, close_due=True)
+        day = DayStatus.model_validate_json(raw)
+        if (close_after_grace_due(day, now, settings.day_close_grace)
+                or late_batch_due(day, now, settings.late_batch_after)):
+            await _announce(key, day, close_due=True)
 
 
 @app.timer(interval=60.0)
@@ -187,25 +198,46 @@ async def close_days_by_the_clock():
     """Locations without a POS (DCs) get no DAY_CLOSE: their days close DAY_CLOSE_AFTER after the
     business date ended in the location's time zone; closed days are forgotten after DEDUPE_RETENTION.
     Both are announced through the ledger topic, as above."""
-    now = datetime.now(UTC)
-    for key, raw in list(day_ledgers.table.items()):
-        ledger = DayLedger.model_validate_json(raw)
-        if ledger.closed:
-            if due_to_forget(ledger, now, settings.dedupe_retention):
-                await _announce(key, ledger, close_due=False)
+    await _touch_days_without_status()
+    await announce_closes_by_the_clock(list(day_statuses.table.items()), datetime.now(UTC))
+
+
+async def announce_closes_by_the_clock(statuses, now: datetime) -> None:
+    for key, raw in statuses:
+        day = DayStatus.model_validate_json(raw)
+        if day.closed:
+            if due_to_forget(day, now, settings.dedupe_retention):
+                await _announce(key, day, close_due=False)
             continue
-        location = master_data.location(ledger.location_id)
+        location = master_data.location(day.location_id)
         if location is None or location.type.value == "STORE":
             continue  # a store closes at its POS DAY_CLOSE
-        if due_to_close_by_clock(ledger, location.timezone, now, settings.day_close_after):
-            await _announce(key, ledger, close_due=True)
+        if due_to_close_by_clock(day, location.timezone, now, settings.day_close_after):
+            await _announce(key, day, close_due=True)
 
 
-async def _announce(key: str, ledger: DayLedger, *, close_due: bool) -> None:
+_looked_for_days_without_status = False
+
+
+async def _touch_days_without_status() -> None:
+    """Day ledgers written before `day-statuses` existed have no status until the agent next reads
+    them: once per worker, announce each such day as one to forget. The agent reads its ledger
+    (which writes its status) and forgets it only if it is due (`due_to_forget`)."""
+    global _looked_for_days_without_status
+    if _looked_for_days_without_status:
+        return
+    _looked_for_days_without_status = True
+    for key in list(day_ledgers.table.keys()):
+        if key not in day_statuses.table:
+            ledger = DayLedger.model_validate_json(day_ledgers.table[key])
+            await _announce(key, ledger, close_due=False)
+
+
+async def _announce(key: str, day: DayStatus | DayLedger, *, close_due: bool) -> None:
     now = time.monotonic()
     if _announced.recent(key, now):
         return  # already announced; it is on its way
     _announced.mark(key, now)
-    day = CloseDue(location_id=ledger.location_id, business_date=ledger.business_date)
-    await publish(ledger_topic, ledger.location_id,
-                  LedgerEntry(close_due=day) if close_due else LedgerEntry(forget_day=day))
+    which = CloseDue(location_id=day.location_id, business_date=day.business_date)
+    await publish(ledger_topic, day.location_id,
+                  LedgerEntry(close_due=which) if close_due else LedgerEntry(forget_day=which))

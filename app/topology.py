@@ -39,7 +39,7 @@ PIPELINE = (
           writes=(t.AVAILABILITY, t.CHANNEL_AVAILABILITY, t.LEDGER)),
     Stage("expiry", reads=(), state=(), writes=(t.MOVEMENTS,)),
     # Financial flow, behind the position stage on its own topic: it never holds stock back.
-    Stage("finance", reads=(t.LEDGER,), state=(table.DAY_LEDGERS,),
+    Stage("finance", reads=(t.LEDGER,), state=(table.DAY_LEDGERS, table.DAY_STATUSES),
           writes=(t.POSTINGS, t.JOURNAL_BATCHES, t.FINANCE_EXCEPTIONS)),
     Stage("erp", reads=(t.JOURNAL_BATCHES,), state=(), writes=(t.ERP_ACKS, t.ERP_REJECTIONS)),
     # Master data on every worker; reconciliation against the ERP's stock ledger.

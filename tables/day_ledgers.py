@@ -1,16 +1,19 @@
-"""The `day-ledgers` table: "LEGAL_ENTITY:LOCATION:DATE" → DayLedger, a store day's batch while it fills.
+"""The `day-ledgers` table: "LEGAL_ENTITY:LOCATION:DATE" → DayLedger, a store day's batch while it
+fills; and `day-statuses`, same keys → DayStatus, where that day stands in its close.
 
 Written only by the finance stage (agents/finance.py). internal.finance-ledger is keyed by location,
-so a day's ledger lives in the partition of the entries that change it.
+so a day's ledger and status live in the partition of the entries that change them. The close
+timers read the statuses every second: the ledgers, up to ~140 KB each, are read only by the agent.
 """
 from __future__ import annotations
 
-from app.domain.day_batches import DayLedger
+from app.domain.day_batches import DayLedger, DayStatus
 from tables import names
 from tables.decoded_cache import DecodedCache
 from tables.store import RecordTable, make_table
 
 day_ledgers = RecordTable(make_table(names.DAY_LEDGERS), DayLedger)
+day_statuses = RecordTable(make_table(names.DAY_STATUSES), DayStatus)
 
 
 # The day ledgers this worker read or wrote last, parsed (~140 KB of JSON each once a store's day is

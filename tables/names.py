@@ -13,5 +13,6 @@ MASTER_LOCATIONS = "master-locations"
 MASTER_ITEM_ALIASES = "master-item-aliases"
 SKU_NETWORKS = "sku-network"
 DAY_LEDGERS = "day-ledgers"
+DAY_STATUSES = "day-statuses"
 RECONCILIATION_SUMMARIES = "reconciliation-summaries"
 LINEAGE = "traces"    # the trace facts of each source event (a fold of internal.lineage)

@@ -63,6 +63,30 @@ class DayLedger(BaseModel):
         return "".join(marks) if isinstance(marks, dict) else marks
 
 
+class DayStatus(BaseModel):
+    """Where a day stands in its close: the part of its DayLedger that the close timers read every
+    second (agents/finance.py), ~200 bytes where the ledger is up to ~140 KB (SPEC §4: the timers'
+    work grows with the store-days held, not with what each day sold)."""
+
+    location_id: str
+    business_date: date
+    closed: bool = False
+    closed_at: datetime | None = None
+    close_requested_at: datetime | None = None
+    late_since: datetime | None = None
+
+
+Day = DayLedger | DayStatus   # the close rules below read only the fields both have
+
+
+def status_of(ledger: DayLedger | None) -> DayStatus | None:
+    if ledger is None:
+        return None
+    return DayStatus(location_id=ledger.location_id, business_date=ledger.business_date, closed=ledger.closed,
+                     closed_at=ledger.closed_at, close_requested_at=ledger.close_requested_at,
+                     late_since=ledger.late_since)
+
+
 def open_day(legal_entity: str, location_id: str, business_date: date, currency: str = "USD") -> DayLedger:
     return DayLedger(legal_entity=legal_entity, location_id=location_id, business_date=business_date,
                      currency=currency)
@@ -91,9 +115,16 @@ def add_posting(ledger: DayLedger, posting: Posting) -> DayLedger:
     return ledger.model_copy(update=update)
 
 
-def late_batch_due(ledger: DayLedger, now: datetime, wait: float) -> bool:
+def close_after_grace_due(day: Day, now: datetime, grace: float) -> bool:
+    """A store's day closes `grace` seconds after its DAY_CLOSE: movements of the day may still be on
+    their way through other partitions, and late ones still land in the day batch."""
+    return (not day.closed and day.close_requested_at is not None
+            and now >= day.close_requested_at + timedelta(seconds=grace))
+
+
+def late_batch_due(day: Day, now: datetime, wait: float) -> bool:
     """Late postings of a closed day go out together `wait` seconds after the first of them."""
-    return ledger.closed and ledger.late_since is not None and now >= ledger.late_since + timedelta(seconds=wait)
+    return day.closed and day.late_since is not None and now >= day.late_since + timedelta(seconds=wait)
 
 
 def close_late(ledger: DayLedger, closed_at: datetime) -> tuple[DayLedger, JournalBatch | None]:
@@ -146,19 +177,19 @@ def end_of_business_date(business_date: date, timezone: str) -> datetime:
     return datetime.combine(business_date + timedelta(days=1), time(0), tzinfo=ZoneInfo(timezone))
 
 
-def due_to_close_by_clock(ledger: DayLedger, timezone: str, now: datetime, close_after: float) -> bool:
+def due_to_close_by_clock(day: Day, timezone: str, now: datetime, close_after: float) -> bool:
     """A day of a location without a POS (SPEC §5.3) closes `close_after` seconds after its business
     date ended in the location's time zone; a closed day, or one whose close is on its way, is not due."""
-    if ledger.closed or ledger.close_requested_at is not None:
+    if day.closed or day.close_requested_at is not None:
         return False
-    return now >= end_of_business_date(ledger.business_date, timezone) + timedelta(seconds=close_after)
+    return now >= end_of_business_date(day.business_date, timezone) + timedelta(seconds=close_after)
 
 
-def due_to_forget(ledger: DayLedger, now: datetime, retention: float) -> bool:
+def due_to_forget(day: Day, now: datetime, retention: float) -> bool:
     """A closed day is forgotten from state `retention` seconds after it closed; its batches stay on
     finance.journal_batches. A posting of that day arriving later finds no ledger: see reopen_day."""
-    return (ledger.closed and ledger.late_since is None and ledger.closed_at is not None
-            and now >= ledger.closed_at + timedelta(seconds=retention))
+    return (day.closed and day.late_since is None and day.closed_at is not None
+            and now >= day.closed_at + timedelta(seconds=retention))
 
 
 def reopen_day(legal_entity: str, location_id: str, business_date: date, currency: str, now: datetime,

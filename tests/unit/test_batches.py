@@ -681,3 +681,106 @@ def test_a_due_close_is_announced_once_per_interval_and_old_announcements_are_fo
     clock[0] = 200.0   # long after: announcing another day forgets both
     run(stage._announce("US01|S3|2026-11-30", ledger("S3"), close_due=True))
     assert list(stage._announced) == ["US01|S3|2026-11-30"]
+
+
+def test_a_finance_batch_keeps_each_days_status_in_line_with_its_ledger_and_a_redelivery_mends_a_lost_one(
+        monkeypatch):
+    import agents.finance as stage
+    from datetime import UTC, datetime
+    from app.domain.day_batches import DayLedger, DayStatus
+    from app.models.canonical import DayClose
+    from app.models.finance_ledger import LedgerEntry
+    from tests.factories import make_location
+
+    ledgers, statuses = FakeStore({}), FakeStore({})
+    monkeypatch.setattr(stage, "day_ledgers", SimpleNamespace(table=fake_table(ledgers, "app-day-ledgers-changelog")))
+    monkeypatch.setattr(stage, "day_statuses", SimpleNamespace(table=fake_table(statuses, "app-day-statuses-changelog")))
+    monkeypatch.setattr(stage, "parsed_ledgers", DecodedCache(DayLedger.model_validate_json, 1 << 20))
+    monkeypatch.setattr(stage, "master_data", SimpleNamespace(location=lambda loc: make_location(location_id=loc)))
+
+    today = datetime.now(UTC)   # a day older than DEDUPE_RETENTION would reopen closed (reopen_day)
+    close = LedgerEntry(day_close=DayClose(location_id="S1", business_date=today.date(), transaction_id="Z-1",
+                                           occurred_at=today))
+    event = SimpleNamespace(value=close.to_json(), message=SimpleNamespace(partition=3, offset=7, headers=None))
+
+    def stored() -> tuple[DayLedger, DayStatus | None]:
+        [(key, raw)] = ledgers.rows[3].items()
+        status = statuses.rows[3].get(key)
+        return DayLedger.model_validate_json(raw), status and DayStatus.model_validate_json(status)
+
+    rejected, deliveries = run(apply_batch([event], stage.FinanceBatch))
+    assert rejected == [] and len(deliveries) == 2   # the ledger's changelog record and the status's
+    ledger, status = stored()
+    assert ledger.close_requested_at is not None and status.close_requested_at == ledger.close_requested_at
+    assert (status.location_id, status.business_date, status.closed) == ("S1", today.date(), False)
+
+    statuses.rows[3].clear()   # the status's changelog record was lost with the worker, the ledger's was not
+    _rejected, deliveries = run(apply_batch([event], stage.FinanceBatch))   # the re-delivered record
+    assert len(deliveries) == 1 and stored() == (ledger, status)   # changes no ledger, and mends the status
+    _rejected, deliveries = run(apply_batch([event], stage.FinanceBatch))
+    assert deliveries == [] and len(statuses.batches) == 2   # a status already in line is not written again
+
+
+def test_the_close_sweeps_announce_what_is_due_from_the_days_statuses(monkeypatch):
+    import agents.finance as stage
+    from datetime import UTC, date, datetime, timedelta
+    from app.domain.day_batches import DayStatus
+    from app.domain.throttle import RecentKeys
+    from app.models.records import json_bytes
+    from app.models.raw import LocationType
+    from tests.factories import make_location
+
+    now, sent = datetime(2026, 12, 5, 3, tzinfo=UTC), []
+
+    async def publish(topic, key, entry) -> None:
+        sent.append((key, "close" if entry.close_due else "forget"))
+
+    monkeypatch.setattr(stage, "publish", publish)
+    monkeypatch.setattr(stage, "_announced", RecentKeys(stage.ANNOUNCE_AGAIN_AFTER))
+    monkeypatch.setattr(stage, "settings", SimpleNamespace(day_close_grace=5.0, late_batch_after=60.0,
+                                                           dedupe_retention=604800, day_close_after=7200.0))
+    monkeypatch.setattr(stage, "master_data", SimpleNamespace(location=lambda loc: make_location(
+        location_id=loc, type=LocationType.DC if loc.startswith("DC") else LocationType.STORE)))
+
+    def day(location: str, **fields) -> tuple[bytes, bytes]:
+        status = DayStatus(location_id=location, business_date=date(2026, 12, 4), **fields)
+        return f"US01:{location}:2026-12-04".encode(), json_bytes(status)
+
+    ago = lambda seconds: now - timedelta(seconds=seconds)   # noqa: E731
+    statuses = [day("S1", close_requested_at=ago(6)),                          # grace over: close
+                day("S2", close_requested_at=ago(2)),                          # within its grace
+                day("S3"),                                                     # no DAY_CLOSE yet
+                day("S4", closed=True, closed_at=ago(600), close_requested_at=ago(606), late_since=ago(61)),
+                day("S5", closed=True, closed_at=ago(600), late_since=ago(30)),
+                day("S6", closed=True, closed_at=ago(604800)),                 # a week closed: forget
+                day("DC1")]                                                    # its day ended 3 h ago
+    run(stage.announce_closes_after_grace(statuses, now))
+    assert sent == [("S1", "close"), ("S4", "close")]
+    sent.clear()
+    run(stage.announce_closes_by_the_clock(statuses, now))
+    assert sent == [("S6", "forget"), ("DC1", "close")]
+
+
+def test_days_written_before_their_statuses_existed_are_touched_once_per_worker(monkeypatch):
+    import agents.finance as stage
+    from datetime import date
+    from app.domain.day_batches import open_day
+    from app.domain.throttle import RecentKeys
+    from app.models.records import json_bytes
+
+    sent = []
+
+    async def publish(topic, key, entry) -> None:
+        sent.append((key, entry.forget_day.location_id if entry.forget_day else None))
+
+    old, new = b"US01:S1:2026-12-04", b"US01:S2:2026-12-04"
+    monkeypatch.setattr(stage, "publish", publish)
+    monkeypatch.setattr(stage, "_announced", RecentKeys(stage.ANNOUNCE_AGAIN_AFTER))
+    monkeypatch.setattr(stage, "_looked_for_days_without_status", False)
+    monkeypatch.setattr(stage, "day_ledgers", SimpleNamespace(table={
+        old: json_bytes(open_day("US01", "S1", date(2026, 12, 4))),
+        new: json_bytes(open_day("US01", "S2", date(2026, 12, 4)))}))
+    monkeypatch.setattr(stage, "day_statuses", SimpleNamespace(table={new: b"{}"}))
+    run(stage._touch_days_without_status())
+    run(stage._touch_days_without_status())
+    assert sent == [("S1", "S1")]   # a forget request: the agent reads the ledger, which writes its status

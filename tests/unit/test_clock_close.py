@@ -5,11 +5,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import orjson
 import pytest
+from hypothesis import given, strategies as st
 from pydantic import ValidationError
 
 from app.domain.day_batches import (
-    close_day, due_to_close_by_clock, due_to_forget, end_of_business_date, open_day, reopen_day,
+    close_after_grace_due, close_day, due_to_close_by_clock, due_to_forget, end_of_business_date,
+    late_batch_due, open_day, reopen_day, status_of,
 )
+from app.models.records import json_bytes
 from app.domain.master import InMemoryMasterData
 from app.domain.sources import SOURCES, Mapped, MappingContext, map_raw
 from app.models.raw import Location, LocationType
@@ -50,6 +53,37 @@ def test_closed_days_are_forgotten_after_the_retention_and_open_ones_never():
     assert not due_to_forget(closed, closed_at + timedelta(seconds=WEEK - 1), WEEK)
     assert due_to_forget(closed, closed_at + timedelta(seconds=WEEK), WEEK)
     assert not due_to_forget(open_day("US01", "S1", DAY), closed_at + timedelta(days=365), WEEK)
+
+
+def test_a_stores_day_closes_once_its_grace_after_the_day_close_has_passed():
+    requested = datetime(2026, 11, 27, 22, tzinfo=UTC)
+    day = open_day("US01", "S1", DAY).model_copy(update={"close_requested_at": requested})
+    assert not close_after_grace_due(day, requested + timedelta(seconds=4.9), 5.0)
+    assert close_after_grace_due(day, requested + timedelta(seconds=5), 5.0)
+    assert not close_after_grace_due(open_day("US01", "S1", DAY), requested + timedelta(days=1), 5.0)
+    closed, _batch = close_day(day, requested + timedelta(seconds=5))
+    assert not close_after_grace_due(closed, requested + timedelta(days=1), 5.0)
+
+
+moments = st.none() | st.datetimes(min_value=datetime(2026, 11, 27), max_value=datetime(2026, 12, 10),
+                                   timezones=st.just(UTC))
+
+
+@given(closed=st.booleans(), closed_at=moments, requested=moments, late_since=moments,
+       listed=st.integers(min_value=0, max_value=1000), now=moments.filter(lambda m: m is not None))
+def test_a_days_status_answers_every_close_rule_as_its_ledger_does_in_a_few_hundred_bytes(
+        closed, closed_at, requested, late_since, listed, now):
+    ledger = open_day("US01", "DC1", DAY).model_copy(update={
+        "closed": closed, "closed_at": closed_at, "close_requested_at": requested, "late_since": late_since,
+        "posting_ids": [f"POSTING-{n:06d}" for n in range(listed)], "posting_count": listed})
+    status = status_of(ledger)
+    assert close_after_grace_due(status, now, 5.0) == close_after_grace_due(ledger, now, 5.0)
+    assert late_batch_due(status, now, 60.0) == late_batch_due(ledger, now, 60.0)
+    assert due_to_close_by_clock(status, "America/New_York", now, TWO_HOURS) == \
+        due_to_close_by_clock(ledger, "America/New_York", now, TWO_HOURS)
+    assert due_to_forget(status, now, WEEK) == due_to_forget(ledger, now, WEEK)
+    assert len(json_bytes(status)) < 300   # what the timers read each second, whatever the day sold
+    assert status_of(None) is None
 
 
 def test_a_posting_for_a_forgotten_day_reopens_it_closed_with_batch_ids_that_cannot_collide():

@@ -21,6 +21,7 @@ from app.domain.keys import PARTITIONED_BY_SKU
 from app.partitions import key_partition
 from app.settings import REPO_ROOT
 from app.topics import TOPIC_SPECS, topic_config
+from bench.measures import acks_by_second
 
 BENCH_HOME = REPO_ROOT / ".run" / "bench"
 PORT, CONTROLLER_PORT = 39192, 39193
@@ -196,17 +197,6 @@ class ProduceProbe(threading.Thread):
     def by_second(self, start: float, end: float) -> list[list[float]]:
         """Round trips (ms) of the probes sent in each second from `start` to `end`."""
         return acks_by_second(self.acks, start, end)
-
-
-def acks_by_second(acks: list[tuple[float, float]], start: float, end: float) -> list[list[float]]:
-    """(sent at, seconds to the acknowledgement) pairs → for each second from `start` to `end`, the
-    acknowledgements (ms) of what was sent in it: the probe's round trips, or the load's inputs'."""
-    seconds: list[list[float]] = [[] for _ in range(int(end - start) + 1)]
-    for sent, ack in acks:
-        second = int(sent - start) if sent >= start else -1
-        if 0 <= second < len(seconds):   # the last second is a whole one, past `end`
-            seconds[second].append(ack * 1000)
-    return seconds
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

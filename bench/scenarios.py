@@ -6,7 +6,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import topics as t
 from app.domain.keys import split_position_key
 from bench import kafka, procs, systems, workload
+from bench.measures import acks_by_second, broker_stalled, per_second, percentile
 from bench.workload import Dataset
 
 broker_cpu: procs.Sampler | None = None   # the bench broker's process, sampled by bench/run.py
@@ -277,35 +277,6 @@ def _source_event_id(value: bytes) -> str | None:
         return None
 
 
-# The broker itself stalled during a latency point (every second point of a run did, fourteenth
-# session), so the point measured the broker: one produce round trip from the harness took over
-# BROKER_STALL_MS, or over BROKER_SLOW_MS in BROKER_SLOW_SECONDS seconds of the load or more. A single
-# round trip of 100–200 ms happens in points whose latency it does not move.
-BROKER_STALL_MS = 200
-BROKER_SLOW_MS = 100
-BROKER_SLOW_SECONDS = 2
-# The probe's topic is not the load's: in the twenty-fifth session's stalled points the probe answered
-# within 71 ms while the load's own inputs of the first second were acknowledged after 0.5-1.0 s
-# (and the worker sat at 0.1-0.4 of its core). So the inputs' acknowledgements count too: a second
-# of the load whose slowest input took over INPUT_STALL_MS to be acknowledged (the harness batches
-# its inputs: 100-350 ms at tens of thousands a second, 10-60 ms at our rates).
-INPUT_STALL_MS = 400
-
-
-def broker_stalled(probes_by_second: list[list[float]], inputs_by_second: list[list[float]] = ()) -> bool:
-    """From the probe round trips (ms) of each second of the load, and the acknowledgements (ms) of
-    the inputs sent in each second."""
-    slowest = [max(probes) for probes in probes_by_second if probes]
-    return any(ms > BROKER_STALL_MS for ms in slowest) or \
-        sum(ms > BROKER_SLOW_MS for ms in slowest) >= BROKER_SLOW_SECONDS or \
-        any(max(inputs) > INPUT_STALL_MS for inputs in inputs_by_second if inputs)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
 def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int, cpus: set[int] | None,
             rate: float, seconds: float, warmup: float = 0.2, profile: str | None = None) -> dict:
     """Open-loop load at `rate` inputs/s for `seconds`; latency = output record ts − input record ts.
@@ -378,7 +349,7 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
     if not lat:
         raise RuntimeError(f"{system}: no latency samples; see {d.processes[0].log}")
     probes, probes_by_second = probe.between(started, ended), probe.by_second(started, ended)
-    inputs_by_second = kafka.acks_by_second(acked, started, ended)
+    inputs_by_second = acks_by_second(acked, started, ended)
     return {"system": system, "workers": workers, "rate": rate, "offered_s": ended - started,
             "achieved_rate": count / max(ended - started, 1e-3), "samples": len(lat),
             "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
@@ -403,32 +374,6 @@ def latency(system: str, bootstrap: str, data: Prepared, tag: str, workers: int,
 def _tree_cpu_at(d: systems.Deployment, when: float) -> float | None:
     used = [p.sampler.cpu_at(when) for p in d.processes]
     return None if None in used else sum(used)
-
-
-def per_second(outputs: list[tuple[str, float]], sent: dict[str, float], started: float, ended: float,
-               probes_by_second: list[list[float]], worker_cpu: Callable[[float], float | None] | None = None,
-               inputs_by_second: list[list[float]] = ()) -> list[list]:
-    """Each second of the load (by when the input was sent): [second, samples, p50 ms, max ms,
-    slowest probe ms, the workers' CPU in that second of the clock, the slowest acknowledgement of
-    an input sent in that second, ms]. A stall shows as a run of seconds whose latency falls by one
-    second per second; a worker below one core in such a run was waiting for something, not short
-    of CPU; inputs acknowledged late reached the system late."""
-    by_second: dict[int, list[float]] = {}
-    for source_id, ts in outputs:
-        if source_id in sent and started * 1000 <= sent[source_id] <= ended * 1000:
-            by_second.setdefault(int(sent[source_id] / 1000 - started), []).append(ts - sent[source_id])
-    rows = []
-    for second in sorted(by_second):
-        lat = by_second[second]
-        probes = probes_by_second[second] if second < len(probes_by_second) else []
-        inputs = inputs_by_second[second] if second < len(inputs_by_second) else []
-        cpu = None
-        if worker_cpu is not None:
-            begin, end = worker_cpu(started + second), worker_cpu(started + second + 1)
-            cpu = round(end - begin, 2) if begin is not None and end is not None else None
-        rows.append([second, len(lat), round(percentile(lat, 50)), round(max(lat)), round(max(probes)) if probes else None,
-                     cpu, round(max(inputs)) if inputs else None])
-    return rows
 
 
 def _position_records(changelog: str, catalogue: workload.Catalogue, count: int, partitions: int = 8):

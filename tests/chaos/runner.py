@@ -27,11 +27,11 @@ from app.kafka_io import create_topics
 from app.settings import REPO_ROOT
 from tests.chaos.cluster import Cluster
 from tests.chaos.kafka_tools import (
-    AVAILABILITY, DLQ, POSTINGS, LoopThread, Producer, Tracker, count_keys, group_by_partition_order, group_lag,
+    AVAILABILITY, DLQ, JOURNAL_BATCHES, POSTINGS, LoopThread, Producer, Tracker, count_keys, group_by_partition_order, group_lag,
     lagging, read_to_end,
 )
 from tests.chaos.oracle import MovementRef, Oracle, RawInput, master_from
-from tests.chaos.verify import BUCKETS, Verdict, compare
+from tests.chaos.verify import BUCKETS, Verdict, closed_days, compare, day_batch_mismatches
 from tests.chaos.workload import RAW_TOPICS, ChaosWorkload, RawRecord
 from tests.e2e.harness import VIEWER
 
@@ -330,7 +330,7 @@ class ChaosRun:
 
     # --- the end ---------------------------------------------------------------------------------
     def finish(self, *, settle: float = 3.0, posting_timeout: float = 120.0,
-               consume_timeout: float = 180.0) -> Verdict:
+               consume_timeout: float = 180.0, day_batch_timeout: float = 90.0) -> Verdict:
         # Each posting the oracle expects, (movement, kind): a count of distinct posting ids could be
         # filled by optional ones while an expected one is still on its way.
         expected_postings = self.phase_oracle.result.expected_postings()
@@ -347,6 +347,7 @@ class ChaosRun:
             now = self.tracker.snapshot()
             if now != last:
                 last, quiet_since = now, time.monotonic()
+        day_batches_after = self._wait_day_batches(day_batch_timeout)
         self.cluster.sample_rss("end")
         stalled = self._stalled_partitions()
         web = self.check_web_view()
@@ -359,10 +360,21 @@ class ChaosRun:
         availability = self.loop.run(read_to_end(bootstrap, [AVAILABILITY], namespace=self.namespace), 300)
         postings = self.loop.run(read_to_end(bootstrap, [POSTINGS], namespace=self.namespace), 300)
         dlq = self.loop.run(read_to_end(bootstrap, [DLQ]), 300)
+        batches = self.loop.run(read_to_end(bootstrap, [JOURNAL_BATCHES], namespace=self.namespace), 300)
 
         oracle = Oracle(*master_from(self.workload.master_records()))
         result = oracle.feed_all(group_by_partition_order(raw))
         self.verdict = compare(result, raw, availability, postings, dlq)
+        closed = closed_days(raw)
+        for kind, items in day_batch_mismatches(closed, postings, batches).items():
+            self.verdict.mismatches[kind].extend(items)
+            self.verdict.figures["mismatches"][kind] = len(items)
+        self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
+        self.verdict.figures["day_batches"] = {
+            "days_closed": len(closed), "records_out": len(batches),
+            "distinct": len({b.value["batch_id"] for b in batches}),
+            "late": len({b.value["batch_id"] for b in batches if b.value["late"]}),
+            "covering_postings_after_s": day_batches_after}
         if web.get("mismatches"):
             self.verdict.mismatches["web_view"].extend(web["mismatches"])
             self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
@@ -401,6 +413,22 @@ class ChaosRun:
         }
         self._save()
         return self.verdict
+
+    def _wait_day_batches(self, timeout: float) -> float | None:
+        """Seconds until the closed days' batches cover every posting of those days (late postings
+        go out LATE_BATCH_AFTER after the first of them); None if they did not within `timeout`."""
+        closed = closed_days(self.generated)
+        began = time.monotonic()
+        while closed:
+            postings = self.loop.run(read_to_end(self.broker.bootstrap, [POSTINGS], namespace=self.namespace), 300)
+            batches = self.loop.run(read_to_end(self.broker.bootstrap, [JOURNAL_BATCHES], namespace=self.namespace), 300)
+            if not day_batch_mismatches(closed, postings, batches):
+                break
+            if time.monotonic() - began > timeout:
+                return None
+            time.sleep(2.0)
+            self.watchdog()
+        return round(time.monotonic() - began, 1)
 
     def _wait_consumed(self, timeout: float) -> None:
         """Every input partition committed to its end, the watchdog restarting a stuck worker meanwhile

@@ -5,6 +5,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import orjson
+
+from app.domain.day_batches import posting_digest_of
 from tests.chaos.kafka_tools import BUCKETS, OutRecord
 from tests.chaos.oracle import MovementRef, OracleResult, RawInput
 
@@ -213,3 +216,74 @@ def _movement_key(letter: dict) -> str | None:
         return f"{movement['sku']}@{movement['location_id']}"
     except Exception:  # a dead letter that is not a movement: not ours to explain here
         return None
+
+
+# --- day batches (SPEC §5.3) ---------------------------------------------------------------------
+
+def closed_days(raw: list[RawInput]) -> set[tuple[str, str]]:
+    """(store, business date) of every POS DAY_CLOSE the workload sent."""
+    days = set()
+    for record in raw:
+        if record.topic == "pos.transactions" and record.bad is None and b'"DAY_CLOSE"' in record.value:
+            txn = orjson.loads(record.value)
+            if txn.get("type") == "DAY_CLOSE":
+                days.add((txn["store_id"], txn["business_date"]))
+    return days
+
+
+def day_batch_mismatches(closed: set[tuple[str, str]], postings: list[OutRecord],
+                         batches: list[OutRecord]) -> dict[str, list]:
+    """Each closed store day has its day batch, a batch re-sent under its id says the same again
+    (but for when it was closed), and a day's batches together cover each of its postings on
+    finance.postings exactly once: their counts, digests and per-account totals add up to the
+    postings' own. Late postings go out LATE_BATCH_AFTER after the first, so this holds only once
+    they have (tests/chaos/runner.py waits for it)."""
+    mismatches: dict[str, list] = defaultdict(list)
+    by_id: dict[str, dict] = {}
+    for record in batches:
+        batch, content = record.value, _content({k: v for k, v in record.value.items() if k != "closed_at"})
+        first = by_id.setdefault(batch["batch_id"], batch)
+        if first is not batch and _content({k: v for k, v in first.items() if k != "closed_at"}) != content:
+            mismatches["day_batch_conflicts"].append(batch["batch_id"])
+    day_of = lambda record: (record["location_id"], record["business_date"])   # noqa: E731
+    posted: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for record in postings:
+        posted[day_of(record.value)][record.value["posting_id"]] = record.value
+    batched: dict[tuple, list[dict]] = defaultdict(list)
+    for batch in by_id.values():
+        batched[day_of(batch)].append(batch)
+    for day in sorted(closed - {day_of(b) for b in by_id.values() if b["sequence"] == 0}):
+        mismatches["day_batch_missing"].append(f"{day[0]} {day[1]}")
+    for day in sorted(closed & set(batched)):
+        ids = set(posted[day])
+        listed = [posting_id for batch in batched[day] for posting_id in batch["posting_ids"]]
+        digest = ""
+        for batch in batched[day]:
+            digest = f"{int(digest or '0', 16) ^ int(batch['posting_digest'] or '0', 16):064x}"
+        problems = []
+        count = sum(batch["posting_count"] for batch in batched[day])
+        if count != len(ids):
+            problems.append(f"{count} postings in {len(batched[day])} batches, {len(ids)} on finance.postings")
+        if digest != posting_digest_of(sorted(ids)):
+            problems.append("posting digests differ")
+        if len(listed) != len(set(listed)) or not set(listed) <= ids:
+            problems.append("a listed posting is twice in the batches or not on finance.postings")
+        if _totals(batch["totals"] for batch in batched[day]) != _posting_totals(posted[day].values()):
+            problems.append("per-account totals differ")
+        if problems:
+            mismatches["day_batches_not_covering_postings"].append(f"{day[0]} {day[1]}: {'; '.join(problems)}")
+    return mismatches
+
+
+def _totals(each_batch_totals) -> dict[tuple[str, str], Decimal]:
+    summed: Counter = Counter()
+    for totals in each_batch_totals:
+        for account, sides in totals.items():
+            for side, amount in sides.items():
+                summed[(account, side)] += Decimal(amount)
+    return {key: amount for key, amount in summed.items() if amount}
+
+
+def _posting_totals(postings) -> dict[tuple[str, str], Decimal]:
+    return _totals({line["account"]: {"debit": line["debit"], "credit": line["credit"]}}
+                   for posting in postings for line in posting["lines"])

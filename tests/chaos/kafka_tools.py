@@ -21,7 +21,7 @@ from tests.chaos.oracle import MovementRef, RawInput
 from tests.chaos.workload import RawRecord
 
 AVAILABILITY, POSTINGS, DLQ = "inventory.availability", "finance.postings", "inventory.dlq"
-JOURNAL_BATCHES = "finance.journal_batches"
+JOURNAL_BATCHES, CHANNEL_AVAILABILITY = "finance.journal_batches", "channel.availability"
 BUCKETS = ("on_hand", "reserved", "quality_control", "damaged", "in_transit")
 
 

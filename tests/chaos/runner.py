@@ -27,11 +27,11 @@ from app.kafka_io import create_topics
 from app.settings import REPO_ROOT
 from tests.chaos.cluster import Cluster
 from tests.chaos.kafka_tools import (
-    AVAILABILITY, DLQ, JOURNAL_BATCHES, POSTINGS, LoopThread, Producer, Tracker, count_keys, group_by_partition_order, group_lag,
+    AVAILABILITY, CHANNEL_AVAILABILITY, DLQ, JOURNAL_BATCHES, POSTINGS, LoopThread, Producer, Tracker, count_keys, group_by_partition_order, group_lag,
     lagging, read_to_end,
 )
 from tests.chaos.oracle import MovementRef, Oracle, RawInput, master_from
-from tests.chaos.verify import BUCKETS, Verdict, closed_days, compare, day_batch_mismatches
+from tests.chaos.verify import BUCKETS, Verdict, channel_mismatches, closed_days, compare, day_batch_mismatches
 from tests.chaos.workload import RAW_TOPICS, ChaosWorkload, RawRecord
 from tests.e2e.harness import VIEWER
 
@@ -330,7 +330,7 @@ class ChaosRun:
 
     # --- the end ---------------------------------------------------------------------------------
     def finish(self, *, settle: float = 3.0, posting_timeout: float = 120.0,
-               consume_timeout: float = 180.0, day_batch_timeout: float = 90.0) -> Verdict:
+               consume_timeout: float = 180.0, final_outputs_timeout: float = 90.0) -> Verdict:
         # Each posting the oracle expects, (movement, kind): a count of distinct posting ids could be
         # filled by optional ones while an expected one is still on its way.
         expected_postings = self.phase_oracle.result.expected_postings()
@@ -347,7 +347,7 @@ class ChaosRun:
             now = self.tracker.snapshot()
             if now != last:
                 last, quiet_since = now, time.monotonic()
-        day_batches_after = self._wait_day_batches(day_batch_timeout)
+        final_outputs_after = self._wait_final_outputs(final_outputs_timeout)
         self.cluster.sample_rss("end")
         stalled = self._stalled_partitions()
         web = self.check_web_view()
@@ -361,20 +361,23 @@ class ChaosRun:
         postings = self.loop.run(read_to_end(bootstrap, [POSTINGS], namespace=self.namespace), 300)
         dlq = self.loop.run(read_to_end(bootstrap, [DLQ]), 300)
         batches = self.loop.run(read_to_end(bootstrap, [JOURNAL_BATCHES], namespace=self.namespace), 300)
+        channels = self.loop.run(read_to_end(bootstrap, [CHANNEL_AVAILABILITY], namespace=self.namespace), 300)
 
         oracle = Oracle(*master_from(self.workload.master_records()))
         result = oracle.feed_all(group_by_partition_order(raw))
         self.verdict = compare(result, raw, availability, postings, dlq)
         closed = closed_days(raw)
-        for kind, items in day_batch_mismatches(closed, postings, batches).items():
+        for kind, items in [*day_batch_mismatches(closed, postings, batches).items(),
+                            *channel_mismatches(availability, channels, self._locations()).items()]:
             self.verdict.mismatches[kind].extend(items)
             self.verdict.figures["mismatches"][kind] = len(items)
         self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
         self.verdict.figures["day_batches"] = {
             "days_closed": len(closed), "records_out": len(batches),
             "distinct": len({b.value["batch_id"] for b in batches}),
-            "late": len({b.value["batch_id"] for b in batches if b.value["late"]}),
-            "covering_postings_after_s": day_batches_after}
+            "late": len({b.value["batch_id"] for b in batches if b.value["late"]})}
+        self.verdict.figures["channel_availability_records_out"] = len(channels)
+        self.verdict.figures["day_batches_and_channels_final_after_s"] = final_outputs_after
         if web.get("mismatches"):
             self.verdict.mismatches["web_view"].extend(web["mismatches"])
             self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
@@ -414,21 +417,26 @@ class ChaosRun:
         self._save()
         return self.verdict
 
-    def _wait_day_batches(self, timeout: float) -> float | None:
+    def _locations(self) -> list[dict]:
+        return master_from(self.workload.master_records())[1]
+
+    def _wait_final_outputs(self, timeout: float) -> float | None:
         """Seconds until the closed days' batches cover every posting of those days (late postings
-        go out LATE_BATCH_AFTER after the first of them); None if they did not within `timeout`."""
-        closed = closed_days(self.generated)
+        go out LATE_BATCH_AFTER after the first of them) and every channel's last record adds up its
+        locations' last availability (published at most every CHANNEL_PUBLISH_INTERVAL); None if
+        they did not within `timeout`. The workers are stopped after this, so what they still owe
+        has to be out by then."""
+        closed, locations, bootstrap = closed_days(self.generated), self._locations(), self.broker.bootstrap
         began = time.monotonic()
-        while closed:
-            postings = self.loop.run(read_to_end(self.broker.bootstrap, [POSTINGS], namespace=self.namespace), 300)
-            batches = self.loop.run(read_to_end(self.broker.bootstrap, [JOURNAL_BATCHES], namespace=self.namespace), 300)
-            if not day_batch_mismatches(closed, postings, batches):
-                break
+        while True:
+            read = lambda topic: self.loop.run(read_to_end(bootstrap, [topic], namespace=self.namespace), 300)  # noqa: E731
+            if not day_batch_mismatches(closed, read(POSTINGS), read(JOURNAL_BATCHES)) and \
+                    not channel_mismatches(read(AVAILABILITY), read(CHANNEL_AVAILABILITY), locations):
+                return round(time.monotonic() - began, 1)
             if time.monotonic() - began > timeout:
                 return None
             time.sleep(2.0)
             self.watchdog()
-        return round(time.monotonic() - began, 1)
 
     def _wait_consumed(self, timeout: float) -> None:
         """Every input partition committed to its end, the watchdog restarting a stuck worker meanwhile

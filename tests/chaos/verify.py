@@ -287,3 +287,37 @@ def _totals(each_batch_totals) -> dict[tuple[str, str], Decimal]:
 def _posting_totals(postings) -> dict[tuple[str, str], Decimal]:
     return _totals({line["account"]: {"debit": line["debit"], "credit": line["credit"]}}
                    for posting in postings for line in posting["lines"])
+
+
+# --- channel availability (SPEC §3) --------------------------------------------------------------
+
+def channel_mismatches(availability: list[OutRecord], channels: list[OutRecord],
+                       locations: list[dict]) -> dict[str, list]:
+    """The last record of each channel and SKU on channel.availability adds up what the last
+    availability records of the SKU's locations that serve the channel say: the final state is
+    always published, whatever stopped, crashed or moved on the way."""
+    serves = {location["location_id"]: location["channels"] for location in locations}
+    expected: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for position in _latest(availability, lambda value: (value["sku"], value["location_id"])).values():
+        for channel in serves.get(position["location_id"], ()):
+            expected[(channel, position["sku"])][position["location_id"]] = position["available"]
+    published = _latest(channels, lambda value: (value["channel"], value["sku"]))
+    mismatches: dict[str, list] = defaultdict(list)
+    for channel, sku in sorted(set(expected) | set(published)):
+        want, got = expected.get((channel, sku), {}), published.get((channel, sku))
+        if got is None:
+            mismatches["channel_availability_missing"].append(f"{channel}:{sku} (expected {sum(want.values())})")
+        elif got["available"] != sum(want.values()) or got["by_location"] != want:
+            mismatches["channel_availability_not_final"].append(
+                f"{channel}:{sku} version {got['version']}: {got['available']} {got['by_location']}, "
+                f"the locations say {sum(want.values())} {want}")
+    return mismatches
+
+
+def _latest(records: list[OutRecord], key_of) -> dict:
+    latest: dict = {}
+    for record in records:
+        key = key_of(record.value)
+        if key not in latest or record.value["version"] > latest[key]["version"]:
+            latest[key] = record.value
+    return latest

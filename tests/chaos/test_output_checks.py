@@ -1,11 +1,11 @@
-"""The chaos runs' check of the day batches (tests/chaos/verify.py), without a broker: what it accepts
-as a closed day's books, and each way it tells them wrong."""
+"""The chaos runs' checks of the outputs beyond the positions and postings (tests/chaos/verify.py),
+without a broker: the day batches and the channel availability, what each accepts and what it tells wrong."""
 from __future__ import annotations
 
 from app.domain.day_batches import posting_digest_of
 from tests.chaos.kafka_tools import OutRecord
 from tests.chaos.oracle import RawInput
-from tests.chaos.verify import closed_days, day_batch_mismatches
+from tests.chaos.verify import channel_mismatches, closed_days, day_batch_mismatches
 
 DAY = "2026-12-05"
 CLOSED = {("R-S01", DAY)}
@@ -66,3 +66,37 @@ def test_the_closed_days_are_the_pos_day_closes_sent():
            pos(b'{"type": "SALE", "store_id": "R-S02", "business_date": "%s"}' % DAY.encode()),
            pos(b'{"type": "DAY_CLOSE", "lines": [', bad="MALFORMED_JSON")]
     assert closed_days(raw) == CLOSED
+
+
+# --- channel availability ------------------------------------------------------------------------
+
+LOCATIONS = [{"location_id": "R-S01", "channels": ["store", "web"]}, {"location_id": "R-DC1", "channels": ["web", "amazon"]}]
+
+
+def location_record(location: str, available: int, version: int) -> OutRecord:
+    value = {"sku": "R-SKU1", "location_id": location, "available": available, "version": version}
+    return OutRecord("inventory.availability", 0, 0, f"R-SKU1@{location}", value, b"")
+
+
+def channel_record(channel: str, by_location: dict, version: int) -> OutRecord:
+    value = {"channel": channel, "sku": "R-SKU1", "available": sum(by_location.values()), "by_location": by_location,
+             "version": version}
+    return OutRecord("channel.availability", 0, 0, f"{channel}:R-SKU1", value, b"")
+
+
+AVAILABILITY = [location_record("R-S01", 4, 1), location_record("R-S01", 3, 2), location_record("R-DC1", 10, 1),
+                location_record("R-S01", 3, 2)]   # a re-sent version
+
+
+def test_the_last_channel_record_of_each_sku_adds_up_the_last_availability_of_the_locations_serving_it():
+    channels = [channel_record("web", {"R-S01": 4, "R-DC1": 10}, 1), channel_record("web", {"R-S01": 3, "R-DC1": 10}, 2),
+                channel_record("store", {"R-S01": 3}, 1), channel_record("amazon", {"R-DC1": 10}, 1)]
+    assert channel_mismatches(AVAILABILITY, channels, LOCATIONS) == {}
+
+
+def test_a_channel_left_at_an_older_sum_or_never_published_is_wrong():
+    channels = [channel_record("web", {"R-S01": 3, "R-DC1": 10}, 2), channel_record("web", {"R-S01": 4, "R-DC1": 10}, 1),
+                channel_record("store", {"R-S01": 4}, 1)]   # the last change at R-S01 never reached the store channel
+    assert channel_mismatches(AVAILABILITY, channels, LOCATIONS) == {
+        "channel_availability_missing": ["amazon:R-SKU1 (expected 10)"],
+        "channel_availability_not_final": ["store:R-SKU1 version 1: 4 {'R-S01': 4}, the locations say 3 {'R-S01': 3}"]}

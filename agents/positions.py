@@ -8,7 +8,6 @@ re-keyed hop, and a crash cannot leave them behind the positions they sum."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -242,17 +241,7 @@ async def resume_pending_channels():
     _resumed_for.clear()
     _resumed_for.update(assignment)
     for _, network in networks.items():
-        for channel, version in network.pending.items():
-            key = channel_key(channel, network.sku)
-            published = channel_folds.published.get(key)
-            if (published is None or published < version) and channel in network.channel_totals:
-                # Built now, from the master as it is now: the network read here has no channel sums.
-                record = channel_folds.record(network, channel, None)
-                channel_folds.throttle.keep(key, functools.partial(_emitted_now, record))
-
-
-def _emitted_now(record: ChannelAvailability) -> ChannelAvailability:
-    return record.model_copy(update={"emitted_at": utcnow()})
+        channel_folds.resume(network)
 
 
 async def _publish_channel(record: ChannelAvailability) -> None:

@@ -5,6 +5,7 @@ import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain.keys import channel_key
@@ -79,6 +80,10 @@ class PublishThrottle:
         self.pending[key] = value
         return None
 
+    def held(self, key: str) -> object | None:
+        """The value held back for `key`, if any."""
+        return self.pending.get(key)
+
     def keep(self, key: str, value: object) -> None:
         """Hold a value found pending in the worker's state (another worker coalesced it): it is due
         at once unless this worker published the key within the interval."""
@@ -122,6 +127,18 @@ class PublishedVersions:
             versions.popitem(last=False)
 
 
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """A channel record the throttle holds back: its version, and how to build it once it is due
+    (a busy SKU's channel changes many times an interval; only the last is ever built)."""
+
+    version: int
+    build: Callable[[], ChannelAvailability]
+
+    def __call__(self) -> ChannelAvailability:
+        return self.build()
+
+
 class ChannelFolds:
     """Folds a location's availability into its SKU's network and decides which channel records go
     out now: a channel published within the throttle's interval is held back as pending (SPEC §3,
@@ -150,13 +167,32 @@ class ChannelFolds:
         now = self.clock()
         ready = []
         for channel in changed:
-            record_of = functools.partial(self.record, network, channel, generation)
+            record_of = HeldRecord(network.channel_versions[channel],
+                                   functools.partial(self.record, network, channel, generation))
             if self.throttle.offer(channel_key(channel, network.sku), record_of, now) is None:
                 network.pending[channel] = network.channel_versions[channel]
             else:
                 network.pending.pop(channel, None)
                 ready.append(record_of())
         return ready
+
+    def resume(self, network: SkuNetwork) -> None:
+        """Hold what a previous owner left pending in a SKU's network, as read from the table after
+        an assignment, so that it goes out through the throttle like any coalesced value (SPEC §3:
+        the final state survives a crash or a rebalance).
+
+        Only a version newer than what this worker already published or holds for the channel: the
+        agent folds while this runs, so a channel may already hold a later value than the table's
+        (a batch folded it and has not written the network yet). Replacing it with the table's
+        would publish the older value last (a chaos soak found a channel left at a stale total)."""
+        for channel, version in network.pending.items():
+            key = channel_key(channel, network.sku)
+            published, held = self.published.get(key), self.throttle.held(key)
+            if channel not in network.channel_totals or (published is not None and published >= version) or \
+                    (isinstance(held, HeldRecord) and held.version >= version):
+                continue
+            # Built when due, from the master as it is then: a network read from the table has no sums.
+            self.throttle.keep(key, HeldRecord(version, functools.partial(self.record, network, channel, None)))
 
     def record(self, network: SkuNetwork, channel: str, master_generation: int | None) -> ChannelAvailability:
         return ChannelAvailability(

@@ -270,3 +270,35 @@ def test_channel_folds_hold_back_a_channel_published_within_the_interval_and_bui
     record = record_of()
     assert key == channel_key("web", "SKU-1001")
     assert (record.available, record.version, record.by_location) == (9, 2, {"S1": 5, "S2": 4})
+
+
+def test_a_resume_never_holds_an_older_version_than_a_fold_since_and_holds_what_the_table_left():
+    # A worker takes a SKU over and starts folding at once: a batch folds version 7 of "web" (held
+    # back, the key was published within the interval) before writing the network, and the resume
+    # then reads the table, where the previous owner left version 5 pending. 7 must go out, last.
+    clock = [100.0]
+    folds = ChannelFolds(PublishThrottle(1.0), PublishedVersions(10), lambda location: ["web"],
+                         master_generation=lambda: 0, clock=lambda: clock[0])
+    stored = SkuNetwork(sku="SKU-1", by_location={"S1": [3, 4], "S2": [2, 9]}, channel_versions={"web": 5},
+                        channel_totals={"web": 5}, pending={"web": 5})
+    folding = working_copy(stored)
+    folding.channel_versions["web"], folding.pending = 6, {}
+    folds.throttle.offer(channel_key("web", "SKU-1"), "published just now", clock[0])
+    assert folds.fold(folding, "S2", 0, 10) == []                 # web: 3 at version 7, held back
+    folds.resume(stored)
+    clock[0] = 101.0
+    [(_, record_of)] = folds.throttle.due(clock[0])
+    assert (record_of().available, record_of().version) == (3, 7)
+
+    # With nothing held or published since, the resume holds the table's pending value, built when due.
+    other = ChannelFolds(PublishThrottle(1.0), PublishedVersions(10), lambda location: ["web"],
+                         master_generation=lambda: 0, clock=lambda: clock[0])
+    other.resume(stored)
+    [(_, record_of)] = other.throttle.due(clock[0])
+    assert (record_of().available, record_of().version, record_of().by_location) == (5, 5, {"S1": 3, "S2": 2})
+    # ... and nothing a version this worker has published already.
+    published = ChannelFolds(PublishThrottle(1.0), PublishedVersions(10), lambda location: ["web"],
+                             master_generation=lambda: 0, clock=lambda: clock[0])
+    published.published.published(channel_key("web", "SKU-1"), 5)
+    published.resume(stored)
+    assert published.throttle.due(clock[0]) == []

@@ -13,7 +13,7 @@ from agents.streams import each_batch
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
 from app.domain.day_batches import (
-    DayLedger, DayStatus, add_pos_totals, add_posting, close_after_grace_due, close_day, close_late,
+    Day, DayLedger, DayStatus, add_pos_totals, add_posting, close_after_grace_due, close_day, close_late,
     due_to_close_by_clock, due_to_forget, late_batch_due, reopen_day, status_of,
 )
 from app.domain.keys import day_batch_key
@@ -233,7 +233,7 @@ async def _touch_days_without_status() -> None:
             await _announce(key, ledger, close_due=False)
 
 
-async def _announce(key: str, day: DayStatus | DayLedger, *, close_due: bool) -> None:
+async def _announce(key: str, day: Day, *, close_due: bool) -> None:
     now = time.monotonic()
     if _announced.recent(key, now):
         return  # already announced; it is on its way

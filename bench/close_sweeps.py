@@ -15,7 +15,7 @@ import asyncio
 import statistics
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from rocksdict import Rdict
 

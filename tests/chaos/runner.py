@@ -357,11 +357,9 @@ class ChaosRun:
 
         bootstrap = self.broker.bootstrap
         raw = self.loop.run(read_to_end(bootstrap, RAW_TOPICS, raw_inputs=True, namespace=self.namespace), 300)
-        availability = self.loop.run(read_to_end(bootstrap, [AVAILABILITY], namespace=self.namespace), 300)
-        postings = self.loop.run(read_to_end(bootstrap, [POSTINGS], namespace=self.namespace), 300)
+        availability, postings = self._read_run(AVAILABILITY), self._read_run(POSTINGS)
         dlq = self.loop.run(read_to_end(bootstrap, [DLQ]), 300)
-        batches = self.loop.run(read_to_end(bootstrap, [JOURNAL_BATCHES], namespace=self.namespace), 300)
-        channels = self.loop.run(read_to_end(bootstrap, [CHANNEL_AVAILABILITY], namespace=self.namespace), 300)
+        batches, channels = self._read_run(JOURNAL_BATCHES), self._read_run(CHANNEL_AVAILABILITY)
 
         oracle = Oracle(*master_from(self.workload.master_records()))
         result = oracle.feed_all(group_by_partition_order(raw))
@@ -417,6 +415,10 @@ class ChaosRun:
         self._save()
         return self.verdict
 
+    def _read_run(self, topic: str) -> list:
+        """This run's records of an output topic, from its start to its end now."""
+        return self.loop.run(read_to_end(self.broker.bootstrap, [topic], namespace=self.namespace), 300)
+
     def _locations(self) -> list[dict]:
         return master_from(self.workload.master_records())[1]
 
@@ -426,10 +428,10 @@ class ChaosRun:
         locations' last availability (published at most every CHANNEL_PUBLISH_INTERVAL); None if
         they did not within `timeout`. The workers are stopped after this, so what they still owe
         has to be out by then."""
-        closed, locations, bootstrap = closed_days(self.generated), self._locations(), self.broker.bootstrap
+        closed, locations = closed_days(self.generated), self._locations()
         began = time.monotonic()
         while True:
-            read = lambda topic: self.loop.run(read_to_end(bootstrap, [topic], namespace=self.namespace), 300)  # noqa: E731
+            read = self._read_run
             if not day_batch_mismatches(closed, read(POSTINGS), read(JOURNAL_BATCHES)) and \
                     not channel_mismatches(read(AVAILABILITY), read(CHANNEL_AVAILABILITY), locations):
                 return round(time.monotonic() - began, 1)
@@ -476,10 +478,8 @@ class ChaosRun:
         """Why each lost movement is missing, from the last positions-changelog value of its key:
         "applied_outputs_lost" (the position holds it, nothing downstream ever saw it) or
         "never_applied" (the position never got it although it is in inventory.movements)."""
-        bootstrap = self.broker.bootstrap
-        changelog = self.loop.run(read_to_end(bootstrap, [f"{self.app_id}-positions-changelog"],
-                                              namespace=self.namespace), 300)
-        movements = self.loop.run(read_to_end(bootstrap, ["inventory.movements"], namespace=self.namespace), 300)
+        changelog = self._read_run(f"{self.app_id}-positions-changelog")
+        movements = self._read_run("inventory.movements")
         latest = {r.key: r.value for r in changelog}
         in_topic = {(r.key, r.value.get("source_system"), r.value.get("source_event_id"), r.value.get("movement_type"))
                     for r in movements}
@@ -520,10 +520,8 @@ class ChaosRun:
         """For keys that disagree: every movement record and every positions-changelog value, in order."""
         keys = keys[:limit]
         wanted = set(keys)
-        bootstrap = self.broker.bootstrap
-        movements = self.loop.run(read_to_end(bootstrap, ["inventory.movements"], namespace=self.namespace), 300)
-        changelog = self.loop.run(read_to_end(bootstrap, [f"{self.app_id}-positions-changelog"],
-                                              namespace=self.namespace), 300)
+        movements = self._read_run("inventory.movements")
+        changelog = self._read_run(f"{self.app_id}-positions-changelog")
         out: dict[str, dict] = {k: {"movements": [], "changelog": []} for k in keys}
         for r in movements:
             if r.key in wanted:
@@ -540,8 +538,7 @@ class ChaosRun:
 
     def _postings_forensics(self, missing: list) -> dict:
         wanted = {m["movement"] for m in missing}
-        bootstrap = self.broker.bootstrap
-        ledger = self.loop.run(read_to_end(bootstrap, ["internal.finance-ledger"], namespace=self.namespace), 300)
+        ledger = self._read_run("internal.finance-ledger")
         found: dict = {w: [] for w in wanted}
         by_partition: dict = {}
         for r in ledger:
@@ -554,7 +551,7 @@ class ChaosRun:
                                    m.get("source_event_id"), m.get("movement_type")))
             if name in found:
                 found[name].append(f"p{r.partition}@{r.offset}")
-        lag = self.loop.run(group_lag(bootstrap, self.app_id, ["internal.finance-ledger"]), 60)
+        lag = self.loop.run(group_lag(self.broker.bootstrap, self.app_id, ["internal.finance-ledger"]), 60)
         return {"ledger_records_of_missing": found, "group_committed_end": lag,
                 "ledger_offsets_per_partition": {p: (min(o), max(o), len(o)) for p, o in by_partition.items()}}
 

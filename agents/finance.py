@@ -70,12 +70,14 @@ class FinanceBatch:
         self.statuses.write(outbox)
 
     def _get(self, key: str, partition: int) -> DayLedger | None:
-        self.touched[key.encode()] = partition
-        return self.ledgers.get(key.encode(), partition)
+        raw_key = key.encode()
+        self.touched[raw_key] = partition
+        return self.ledgers.get(raw_key, partition)
 
     def _set(self, key: str, ledger: DayLedger | None, partition: int) -> None:
-        self.touched[key.encode()] = partition
-        self.ledgers.set(key.encode(), ledger, partition)
+        raw_key = key.encode()
+        self.touched[raw_key] = partition
+        self.ledgers.set(raw_key, ledger, partition)
 
     def _ledger_for(self, location_id: str, business_date, partition: int) -> tuple[str, DayLedger]:
         location = master_data.location(location_id)

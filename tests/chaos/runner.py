@@ -367,9 +367,7 @@ class ChaosRun:
         closed = closed_days(raw)
         for kind, items in [*day_batch_mismatches(closed, postings, batches).items(),
                             *channel_mismatches(availability, channels, self._locations()).items()]:
-            self.verdict.mismatches[kind].extend(items)
-            self.verdict.figures["mismatches"][kind] = len(items)
-        self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
+            self.verdict.add(kind, items)
         self.verdict.figures["day_batches"] = {
             "days_closed": len(closed), "records_out": len(batches),
             "distinct": len({b.value["batch_id"] for b in batches}),
@@ -377,16 +375,12 @@ class ChaosRun:
         self.verdict.figures["channel_availability_records_out"] = len(channels)
         self.verdict.figures["day_batches_and_channels_final_after_s"] = final_outputs_after
         if web.get("mismatches"):
-            self.verdict.mismatches["web_view"].extend(web["mismatches"])
-            self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
-            self.verdict.figures["mismatches"]["web_view"] = len(web["mismatches"])
+            self.verdict.add("web_view", web["mismatches"])
         if stalled:
             # A partition whose committed offset stays behind its end while the workers idle: the
             # pipeline stopped consuming it (a liveness failure, not a loss: a restart resumes it).
-            self.verdict.mismatches["partitions_not_consumed"].extend(
-                f"{topic}[{p}] lag {lag}" for topic, parts in sorted(stalled.items()) for p, lag in sorted(parts.items()))
-            self.verdict.figures["mismatches"]["partitions_not_consumed"] = sum(len(p) for p in stalled.values())
-            self.verdict.figures["mismatch_total"] = self.verdict.mismatch_total
+            self.verdict.add("partitions_not_consumed", [
+                f"{topic}[{p}] lag {lag}" for topic, parts in sorted(stalled.items()) for p, lag in sorted(parts.items())])
         self.forensics = self._forensics(bootstrap_keys(self.verdict)) if self.verdict.mismatch_total else {}
         if self.verdict.mismatches.get("postings_missing"):
             try:
@@ -430,8 +424,8 @@ class ChaosRun:
         has to be out by then."""
         closed, locations = closed_days(self.generated), self._locations()
         began = time.monotonic()
+        read = self._read_run
         while True:
-            read = self._read_run
             if not day_batch_mismatches(closed, read(POSTINGS), read(JOURNAL_BATCHES)) and \
                     not channel_mismatches(read(AVAILABILITY), read(CHANNEL_AVAILABILITY), locations):
                 return round(time.monotonic() - began, 1)

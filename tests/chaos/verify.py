@@ -25,6 +25,13 @@ class Verdict:
     def mismatch_total(self) -> int:
         return sum(len(v) for v in self.mismatches.values())
 
+    def add(self, kind: str, items) -> None:
+        """Mismatches found after `compare` (other outputs, the web view, liveness), counted in the
+        figures as compare's own are."""
+        self.mismatches[kind].extend(items)
+        self.figures["mismatches"][kind] = len(self.mismatches[kind])
+        self.figures["mismatch_total"] = self.mismatch_total
+
     def summary(self, limit: int = 8) -> str:
         lines = [f"{self.mismatch_total} mismatches"]
         for kind, items in self.mismatches.items():
@@ -44,8 +51,9 @@ def _balanced(posting: dict) -> bool:
     return debits == credits and debits > 0
 
 
-def _content(posting: dict) -> tuple:
-    return tuple(sorted((k, repr(v)) for k, v in posting.items() if k != "created_at"))
+def _content(record: dict, stamped: str = "created_at") -> tuple:
+    """A record's content but for the moment it was stamped (a re-send carries a later one)."""
+    return tuple(sorted((k, repr(v)) for k, v in record.items() if k != stamped))
 
 
 def compare(oracle: OracleResult, raw: list[RawInput], availability: list[OutRecord], postings: list[OutRecord],
@@ -241,9 +249,9 @@ def day_batch_mismatches(closed: set[tuple[str, str]], postings: list[OutRecord]
     mismatches: dict[str, list] = defaultdict(list)
     by_id: dict[str, dict] = {}
     for record in batches:
-        batch, content = record.value, _content({k: v for k, v in record.value.items() if k != "closed_at"})
+        batch = record.value
         first = by_id.setdefault(batch["batch_id"], batch)
-        if first is not batch and _content({k: v for k, v in first.items() if k != "closed_at"}) != content:
+        if first is not batch and _content(first, "closed_at") != _content(batch, "closed_at"):
             mismatches["day_batch_conflicts"].append(batch["batch_id"])
     day_of = lambda record: (record["location_id"], record["business_date"])   # noqa: E731
     posted: dict[tuple, dict[str, dict]] = defaultdict(dict)

@@ -31,7 +31,7 @@ def utcnow() -> datetime:
 
 
 async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, partition: int | None = None,
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
+                  headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future | None:
     """Hand one record to the app's producer; its delivery is awaited by Faust's flush before each commit.
 
     This is the call `Topic.send` ends in (`Topic.publish_message`), minus the FutureMessage,
@@ -41,9 +41,10 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, pa
     `maybe_start_producer` returns the transaction manager, as it does for `Topic.send`.
     An explicit `partition` overrides the key's (control records meant for every partition). A
     record with a `to_json` of its own (an internal one's compact form) is written with it.
+    Returns the record's delivery, or None inside a stage batch (`send_record`).
     """
     to_json = getattr(record, "to_json", None)
-    await send_record(topic.get_topic_name(), key.encode() if key is not None else None,
+    return await send_record(topic.get_topic_name(), key.encode() if key is not None else None,
                       json_bytes(record) if to_json is None else to_json(), partition, headers)
 
 

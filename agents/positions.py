@@ -220,8 +220,26 @@ _resumed_for: set = set()                  # the assignment whose pending values
 
 @app.timer(interval=0.2)
 async def flush_coalesced_channels():
-    for _, record_of in channel_folds.throttle.due(time.monotonic()):
-        await _publish_channel(record_of())
+    await publish_due_channels(time.monotonic())
+
+
+async def publish_due_channels(now: float) -> int:
+    """The held-back channel records whose interval has passed, built and published; how many.
+
+    One record that cannot be built (its location gone from the master) or handed over must not
+    take the rest of the tick with it, nor crash the timer and so the worker: it is logged and
+    counted, and its value stays pending in the SKU's network in the table, so it goes out with the
+    SKU's next change or at the next assignment's resume."""
+    published = 0
+    for key, record_of in channel_folds.throttle.due(now):
+        try:
+            await _publish_channel(record_of())
+        except Exception:   # noqa: BLE001 - one key's failure must not drop the others' values
+            log.exception("channel record %s could not be published; it stays pending in its SKU network", key)
+            metrics.CHANNEL_RECORDS_FAILED.inc()
+        else:
+            published += 1
+    return published
 
 
 @app.timer(interval=1.0)
@@ -245,9 +263,21 @@ async def resume_pending_channels():
 
 
 async def _publish_channel(record: ChannelAvailability) -> None:
-    key = channel_key(record.channel, record.sku)
-    await publish(channel_availability_topic, key, record)
-    channel_folds.published.published(key, record.version)
+    """Publish one channel record; it counts as published (so the SKU's next fold may drop it from
+    the network's pending values) only once the broker has it.
+
+    Inside a stage batch that is the batch's own guarantee: its offsets commit after its outputs
+    are acknowledged. From the flush timer no commit waits for the record, so it is marked when its
+    delivery succeeds: marked at hand-over, a later batch could drop the pending value and commit
+    before a failed delivery stopped the worker, and the final value would be lost."""
+    key, version = channel_key(record.channel, record.sku), record.version
+    delivery = await publish(channel_availability_topic, key, record)
+    if delivery is None:
+        channel_folds.published.published(key, version)
+    else:
+        delivery.add_done_callback(
+            lambda done: None if done.cancelled() or done.exception() is not None
+            else channel_folds.published.published(key, version))
     metrics.labelled(metrics.CHANNEL_OUT, record.channel).inc()
 
 

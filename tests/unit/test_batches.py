@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -589,6 +590,72 @@ def test_a_position_batch_folds_the_skus_channel_sums_in_order_writes_once_and_a
     network = SkuNetwork.model_validate_json(networks.rows[2][b"SKU1"])
     assert network.by_location == {"S1": [8, 2], "DC1": [4, 1]}
     assert network.channel_totals == {"web": 12}
+
+
+def test_a_channel_record_that_cannot_be_built_does_not_take_the_rest_of_the_flush_with_it(monkeypatch):
+    import agents.positions as stage
+    from app import metrics
+    from app.domain.availability import ChannelFolds, HeldRecord, PublishedVersions, PublishThrottle
+
+    folds = ChannelFolds(PublishThrottle(1.0), PublishedVersions(10), lambda location: ["web"],
+                         master_generation=lambda: 0)
+    published = []
+
+    async def publish_channel(record) -> None:
+        published.append(record)
+
+    def broken():
+        raise KeyError("location gone from the master")
+
+    for sku, build in (("SKU1", lambda: "record of SKU1"), ("SKU2", broken), ("SKU3", lambda: "record of SKU3")):
+        folds.throttle.keep(f"web:{sku}", HeldRecord(1, build))
+    monkeypatch.setattr(stage, "channel_folds", folds)
+    monkeypatch.setattr(stage, "_publish_channel", publish_channel)
+    failed_before = metrics.CHANNEL_RECORDS_FAILED._value.get()
+
+    assert run(stage.publish_due_channels(now=100.0)) == 2
+    assert published == ["record of SKU1", "record of SKU3"]
+    assert metrics.CHANNEL_RECORDS_FAILED._value.get() == failed_before + 1
+    assert folds.throttle.pending == {}   # the failed value lives on in the SKU network's pending, not here
+
+
+def test_a_channel_record_from_the_flush_counts_as_published_only_once_the_broker_has_it(monkeypatch):
+    import agents.positions as stage
+    from app.domain.availability import ChannelFolds, PublishedVersions, PublishThrottle
+    from app.models.records import ChannelAvailability
+
+    folds = ChannelFolds(PublishThrottle(1.0), PublishedVersions(10), lambda location: ["web"],
+                         master_generation=lambda: 0)
+    monkeypatch.setattr(stage, "channel_folds", folds)
+
+    async def scenario():
+        deliveries = []
+
+        async def publish(topic, key, record):
+            deliveries.append(asyncio.get_running_loop().create_future())
+            return deliveries[-1]
+
+        monkeypatch.setattr(stage, "publish", publish)
+        record = ChannelAvailability(channel="web", sku="SKU1", available=5, by_location={"S1": 5}, version=3,
+                                     emitted_at=datetime(2026, 12, 5, tzinfo=UTC))
+        await stage._publish_channel(record)
+        assert folds.published.get("web:SKU1") is None        # handed over, not acknowledged
+        deliveries[0].set_exception(RuntimeError("broker away past the delivery timeout"))
+        await asyncio.sleep(0)
+        assert folds.published.get("web:SKU1") is None        # never had: the next fold keeps it pending
+        await stage._publish_channel(record)
+        deliveries[1].set_result("acknowledged")
+        await asyncio.sleep(0)
+        assert folds.published.get("web:SKU1") == 3
+
+        async def in_a_batch(topic, key, record):
+            return None   # queued in the batch's outbox: its offsets commit after the outputs are acked
+
+        monkeypatch.setattr(stage, "publish", in_a_batch)
+        await stage._publish_channel(record.model_copy(update={"version": 4}))
+        assert folds.published.get("web:SKU1") == 4
+
+    run(scenario())
 
 
 # --- The trace table, a fold of internal.lineage (agents/lineage.py, tables/restore.py) -------------

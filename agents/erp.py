@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from agents.outputs import publish, utcnow
 from agents.streams import each_event
+from agents.timers import timer
 from app import metrics
 from app.domain.throttle import TokenBucket
 from app.erp.client import TrytonLedger, TrytonRpc
@@ -117,7 +118,7 @@ async def post_batch_record(event) -> None:
     _done[event.message.tp] = event.message.offset
 
 
-@app.timer(interval=2.0)
+@timer(2.0)
 async def erp_waiting_gauges() -> None:
     """Batches waiting = this worker's lag on finance.journal_batches (end offset minus next to post)."""
     consumer = app.consumer

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from agents.outputs import Trace, publish, trace, utcnow
 from agents.streams import each_batch
+from agents.timers import each_apart, timer
 from app import metrics
 from app.domain.accounts import parse_chart_overrides
 from app.domain.day_batches import (
@@ -175,7 +176,7 @@ ANNOUNCE_AGAIN_AFTER = 10.0   # seconds: an announcement not acted on by then is
 _announced = RecentKeys(ANNOUNCE_AGAIN_AFTER)
 
 
-@app.timer(interval=1.0)
+@timer(1.0)
 async def close_days_after_grace():
     """Timers cannot write tables: announce due closes (a store's day after its DAY_CLOSE, a closed
     day's late postings LATE_BATCH_AFTER after the first) through the ledger topic; the agent closes."""
@@ -183,19 +184,21 @@ async def close_days_after_grace():
 
 
 async def announce_closes_after_grace(statuses, now: datetime) -> None:
-    for key, raw in statuses:
+    async def announce_if_due(item: tuple[str, bytes]) -> None:
+        key, raw = item
         if b'"closed":true' in raw:
             if b'"late_since":null' in raw:
-                continue  # closed, nothing late waiting: the slow sweep below forgets it in time
+                return  # closed, nothing late waiting: the slow sweep below forgets it in time
         elif b'"close_requested_at":null' in raw:
-            continue  # no DAY_CLOSE seen; a location without a POS closes by the clock (below)
+            return  # no DAY_CLOSE seen; a location without a POS closes by the clock (below)
         day = DayStatus.model_validate_json(raw)
         if (close_after_grace_due(day, now, settings.day_close_grace)
                 or late_batch_due(day, now, settings.late_batch_after)):
             await _announce(key, day, close_due=True)
+    await each_apart(statuses, announce_if_due, timer="close_days_after_grace", what=_day_named)
 
 
-@app.timer(interval=60.0)
+@timer(60.0)
 async def close_days_by_the_clock():
     """Locations without a POS (DCs) get no DAY_CLOSE: their days close DAY_CLOSE_AFTER after the
     business date ended in the location's time zone; closed days are forgotten after DEDUPE_RETENTION.
@@ -205,17 +208,23 @@ async def close_days_by_the_clock():
 
 
 async def announce_closes_by_the_clock(statuses, now: datetime) -> None:
-    for key, raw in statuses:
+    async def announce_if_due(item: tuple[str, bytes]) -> None:
+        key, raw = item
         day = DayStatus.model_validate_json(raw)
         if day.closed:
             if due_to_forget(day, now, settings.dedupe_retention):
                 await _announce(key, day, close_due=False)
-            continue
+            return
         location = master_data.location(day.location_id)
         if location is None or location.type.value == "STORE":
-            continue  # a store closes at its POS DAY_CLOSE
+            return  # a store closes at its POS DAY_CLOSE
         if due_to_close_by_clock(day, location.timezone, now, settings.day_close_after):
             await _announce(key, day, close_due=True)
+    await each_apart(statuses, announce_if_due, timer="close_days_by_the_clock", what=_day_named)
+
+
+def _day_named(item: tuple[str, bytes]) -> str:
+    return f"day {item[0]!r}"
 
 
 _looked_for_days_without_status = False
@@ -229,10 +238,12 @@ async def _touch_days_without_status() -> None:
     if _looked_for_days_without_status:
         return
     _looked_for_days_without_status = True
-    for key in list(day_ledgers.table.keys()):
+
+    async def announce_forget(key) -> None:
         if key not in day_statuses.table:
-            ledger = DayLedger.model_validate_json(day_ledgers.table[key])
-            await _announce(key, ledger, close_due=False)
+            await _announce(key, DayLedger.model_validate_json(day_ledgers.table[key]), close_due=False)
+    await each_apart(list(day_ledgers.table.keys()), announce_forget, timer="close_days_by_the_clock",
+                     what=lambda key: f"day {key!r}")
 
 
 async def _announce(key: str, day: Day, *, close_due: bool) -> None:

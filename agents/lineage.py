@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from agents.streams import each_batch
+from agents.timers import each_apart, timer
 from app.faust_app import app, lineage_topic, settings
 from app.domain.lineage import apply_record, forget_request, last_fact_at
 from tables.lineage import lineage
@@ -61,10 +62,14 @@ class LineageBatch:
             self.entries.set(key, apply_record(self.entries.get(key, partition), value), partition)
 
 
-@app.timer(interval=SWEEP_INTERVAL)
+@timer(SWEEP_INTERVAL)
 async def forget_old_lineage():
     cutoff = datetime.now(UTC) - timedelta(seconds=settings.dedupe_retention)
     request = forget_request(cutoff)
-    for key, raw in list(lineage.items()):
+
+    async def forget_if_old(item) -> None:
+        key, raw = item
         if key != SOURCE_OFFSET and last_fact_at(raw) < cutoff:
             await lineage_topic.send(key=key, value=request)
+    await each_apart(list(lineage.items()), forget_if_old, timer="forget_old_lineage",
+                     what=lambda item: f"trace entry {item[0]!r}")

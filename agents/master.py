@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from agents.outputs import dead_letter, publish, utcnow
 from agents.streams import each_event, fetch_stalled_partitions_again
+from agents.timers import timer
 from app import topics
 from app.domain.keys import position_key
 from app.domain.master import aliases_of, location_changes
@@ -65,7 +66,7 @@ async def location_master(stream):
     await _load_master(stream, Location, topics.MASTER_LOCATIONS, _load_location)
 
 
-@app.timer(1.0)
+@timer(1.0)
 async def global_tables_catch_up() -> None:
     # Agents start the catch-up with their first record after a rebalance; this starts it on a
     # worker with nothing to read too, so /readyz reports it (app/web/health.py).
@@ -73,7 +74,7 @@ async def global_tables_catch_up() -> None:
         await global_tables.wait(app)
 
 
-@app.timer(5.0)
+@timer(5.0)
 async def stalled_partitions_watch() -> None:
     # Here because every worker runs the master stage, whatever STAGES it runs (app/worker.py).
     await fetch_stalled_partitions_again(app)

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from agents.outputs import dead_letter, new_outbox, publish, send_outbox, trace, utcnow
 from agents.streams import each_batch
+from agents.timers import each_apart, timer
 from app import metrics
 from app import topics as t
 from app.domain.availability import (
-    MASTER_SOURCE, ChannelFolds, PublishedVersions, PublishThrottle, master_change_record,
+    MASTER_SOURCE, ChannelFolds, HeldRecord, PublishedVersions, PublishThrottle, master_change_record,
 )
 from app.domain.keys import channel_key, position_key, sale_cost_key, split_position_key
 from app.domain.master import shows_change
@@ -218,7 +219,7 @@ channel_folds = ChannelFolds(PublishThrottle(settings.channel_publish_interval),
 _resumed_for: set = set()                  # the assignment whose pending values were picked up
 
 
-@app.timer(interval=0.2)
+@timer(0.2)
 async def flush_coalesced_channels():
     await publish_due_channels(time.monotonic())
 
@@ -226,23 +227,18 @@ async def flush_coalesced_channels():
 async def publish_due_channels(now: float) -> int:
     """The held-back channel records whose interval has passed, built and published; how many.
 
-    One record that cannot be built (its location gone from the master) or handed over must not
-    take the rest of the tick with it, nor crash the timer and so the worker: it is logged and
-    counted, and its value stays pending in the SKU's network in the table, so it goes out with the
-    SKU's next change or at the next assignment's resume."""
-    published = 0
-    for key, record_of in channel_folds.throttle.due(now):
-        try:
-            await _publish_channel(record_of())
-        except Exception:   # noqa: BLE001 - one key's failure must not drop the others' values
-            log.exception("channel record %s could not be published; it stays pending in its SKU network", key)
-            metrics.CHANNEL_RECORDS_FAILED.inc()
-        else:
-            published += 1
-    return published
+    One that cannot be built (its location gone from the master) or handed over is logged and
+    counted apart (agents/timers.py) and the rest go out; its value stays pending in the SKU's
+    network in the table, so it goes out with the SKU's next change or at the next assignment."""
+    return await each_apart(channel_folds.throttle.due(now), _publish_held, timer="flush_coalesced_channels",
+                            what=lambda due: f"channel record {due[0]}")
 
 
-@app.timer(interval=1.0)
+async def _publish_held(due: tuple[str, HeldRecord]) -> None:
+    await _publish_channel(due[1]())
+
+
+@timer(1.0)
 async def resume_pending_channels():
     """After a start, a crash or a rebalance, publish what the previous owner left pending.
 
@@ -258,8 +254,12 @@ async def resume_pending_channels():
         return
     _resumed_for.clear()
     _resumed_for.update(assignment)
-    for _, network in networks.items():
-        channel_folds.resume(network)
+    await each_apart(networks.table.items(), _resume_network, timer="resume_pending_channels",
+                     what=lambda item: f"SKU network {item[0]!r}")
+
+
+async def _resume_network(item: tuple[bytes, bytes]) -> None:
+    channel_folds.resume(SkuNetwork.model_validate_json(item[1]))
 
 
 async def _publish_channel(record: ChannelAvailability) -> None:
@@ -306,7 +306,7 @@ SALE_COST_SWEEP = min(3600.0, max(1.0, settings.sale_cost_retention / 10))
 SALE_COSTS_FORGOTTEN_PER_SWEEP = 10_000
 
 
-@app.timer(interval=SALE_COST_SWEEP)
+@timer(SALE_COST_SWEEP)
 async def forget_old_sale_costs():
     """Sales older than SALE_COST_RETENTION leave the `sale-costs` table.
 
@@ -319,10 +319,11 @@ async def forget_old_sale_costs():
     """
     now = int(time.time())
     movements = movements_topic.get_topic_name()
-    for tp in sorted(app.assignor.assigned_actives()):
-        if tp.topic == movements:
-            forgotten = await forget_expired_sale_costs(tp.partition, now, settings.sale_cost_retention)
-            metrics.SALE_COSTS_FORGOTTEN.inc(forgotten)
+
+    async def forget_in(partition: int) -> None:
+        metrics.SALE_COSTS_FORGOTTEN.inc(await forget_expired_sale_costs(partition, now, settings.sale_cost_retention))
+    await each_apart(sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == movements),
+                     forget_in, timer="forget_old_sale_costs", what=lambda partition: f"partition {partition}")
 
 
 async def forget_expired_sale_costs(partition: int, now_epoch: int, retention: int) -> int:

@@ -16,10 +16,10 @@ DLQ_RECORDS = Counter("stock_sync_dlq_records_total", "Records dead-lettered", [
 MOVEMENTS_APPLIED = Counter("stock_sync_movements_applied_total", "Movements applied to positions", ["type"])
 AVAILABILITY_OUT = Counter("stock_sync_availability_records_total", "inventory.availability records emitted")
 CHANNEL_OUT = Counter("stock_sync_channel_records_total", "channel.availability records emitted", ["channel"])
-CHANNEL_RECORDS_FAILED = Counter(
-    "stock_sync_channel_records_failed_total",
-    "Coalesced channel.availability records that could not be built or handed to the producer; the "
-    "value stays pending in its SKU network and goes out with the SKU's next change or assignment")
+TIMER_ERRORS = Counter(
+    "stock_sync_timer_errors_total",
+    "Timer sweeps, or single items of a sweep, that raised; the timer goes on and tries again at its "
+    "next interval (agents/timers.py)", ["timer"])
 POSTINGS_OUT = Counter("stock_sync_postings_total", "Journal postings emitted", ["kind"])
 FINANCE_EXCEPTIONS = Counter("stock_sync_finance_exceptions_total", "Finance exceptions", ["reason"])
 UNMATCHED_UNITS = Counter("stock_sync_unmatched_units_total",

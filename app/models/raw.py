@@ -1,7 +1,7 @@
 """Pydantic models of each producer's native payload (SPEC §2.1), parsed once at the edge."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal

@@ -5,8 +5,10 @@ movement and the position stage applies it (idempotently: its id is fixed by ord
 """
 from __future__ import annotations
 
+import asyncio
+
 from agents.outputs import publish, utcnow
-from agents.timers import each_apart, timer
+from agents.timers import each_apart, owned_partitions, timer
 from app.domain.keys import position_key
 from app.domain.positions import expiry_movements, may_hold_reservations
 from app.faust_app import movements_topic, settings
@@ -16,12 +18,24 @@ from tables.definitions import positions
 
 @timer(settings.expiry_sweep_interval)
 async def expire_reservations():
+    """Scan each partition of the positions this worker owns, one after the other, keeping from the
+    scan only the positions that hold a reservation (`may_hold_reservations`, without parsing).
+
+    It used to list every position of the worker first (`list(table.items())`): at a million
+    positions that held all their bytes at once, each sweep, and kept the event loop for the whole
+    scan. A partition's scan is still synchronous (nothing may close its store under the iterator),
+    but the agents run between partitions, and what it keeps is the positions with reservations."""
     now = utcnow()
 
     async def release_expired(item: tuple[bytes, bytes]) -> None:
-        _, raw = item
-        if may_hold_reservations(raw):
-            for release in expiry_movements(Position.model_validate_json(raw), now):
-                await publish(movements_topic, position_key(release.sku, release.location_id), release)
-    await each_apart(list(positions.table.items()), release_expired, timer="expire_reservations",
-                     what=lambda item: f"position {item[0]!r}")
+        for release in expiry_movements(Position.model_validate_json(item[1]), now):
+            await publish(movements_topic, position_key(release.sku, release.location_id), release)
+
+    async def sweep(partition: int) -> None:
+        await asyncio.sleep(0)   # the agents' turn between two partitions' scans
+        holding = [(key, raw) for key, raw in positions.raw_items_in_partition(partition)
+                   if may_hold_reservations(raw)]
+        await each_apart(holding, release_expired, timer="expire_reservations",
+                         what=lambda item: f"position {item[0]!r}")
+    await each_apart(owned_partitions(movements_topic), sweep, timer="expire_reservations",
+                     what=lambda partition: f"partition {partition}")

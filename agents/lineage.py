@@ -14,10 +14,12 @@ fact arrived meanwhile.
 """
 from __future__ import annotations
 
+import asyncio
+
 from datetime import UTC, datetime, timedelta
 
 from agents.streams import each_batch
-from agents.timers import each_apart, timer
+from agents.timers import each_apart, kept, owned_partitions, timer
 from app.faust_app import app, lineage_topic, settings
 from app.domain.lineage import apply_record, forget_request, last_fact_at
 from tables.lineage import lineage
@@ -64,12 +66,27 @@ class LineageBatch:
 
 @timer(SWEEP_INTERVAL)
 async def forget_old_lineage():
+    """Scan each partition of the trace table this worker owns, one after the other, keeping from the
+    scan only the keys to forget. It used to list every entry first (`list(table.items())`): a
+    week of traces, every fact of every event, held at once each sweep."""
     cutoff = datetime.now(UTC) - timedelta(seconds=settings.dedupe_retention)
     request = forget_request(cutoff)
 
-    async def forget_if_old(item) -> None:
+    def old(item: tuple[bytes, bytes]) -> bool:
         key, raw = item
-        if key != SOURCE_OFFSET and last_fact_at(raw) < cutoff:
-            await lineage_topic.send(key=key, value=request)
-    await each_apart(list(lineage.items()), forget_if_old, timer="forget_old_lineage",
-                     what=lambda item: f"trace entry {item[0]!r}")
+        return key != SOURCE_OFFSET and last_fact_at(raw) < cutoff
+
+    async def forget(item: tuple[bytes, bytes]) -> None:
+        await lineage_topic.send(key=item[0], value=request)
+
+    async def sweep(partition: int) -> None:
+        await asyncio.sleep(0)   # the agents' turn between two partitions' scans
+        await each_apart(kept(lineage.data.items_in_partition(partition), old, timer="forget_old_lineage",
+                              what=_entry_named),
+                         forget, timer="forget_old_lineage", what=_entry_named)
+    await each_apart(owned_partitions(lineage_topic), sweep, timer="forget_old_lineage",
+                     what=lambda partition: f"partition {partition}")
+
+
+def _entry_named(item: tuple[bytes, bytes]) -> str:
+    return f"trace entry {item[0]!r}"

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 from agents.outputs import dead_letter, new_outbox, publish, send_outbox, trace, utcnow
 from agents.streams import each_batch
-from agents.timers import each_apart, timer
+from agents.timers import each_apart, kept, owned_partitions, timer
 from app import metrics
 from app import topics as t
 from app.domain.availability import (
     MASTER_SOURCE, ChannelFolds, HeldRecord, PublishedVersions, PublishThrottle, master_change_record,
+    may_hold_pending_channels,
 )
 from app.domain.keys import channel_key, position_key, sale_cost_key, split_position_key
 from app.domain.master import shows_change
@@ -254,8 +255,13 @@ async def resume_pending_channels():
         return
     _resumed_for.clear()
     _resumed_for.update(assignment)
-    await each_apart(networks.table.items(), _resume_network, timer="resume_pending_channels",
-                     what=lambda item: f"SKU network {item[0]!r}")
+    held = kept(networks.table.items(), lambda item: may_hold_pending_channels(item[1]),
+                timer="resume_pending_channels", what=_network_named)
+    await each_apart(held, _resume_network, timer="resume_pending_channels", what=_network_named)
+
+
+def _network_named(item: tuple[bytes, bytes]) -> str:
+    return f"SKU network {item[0]!r}"
 
 
 async def _resume_network(item: tuple[bytes, bytes]) -> None:
@@ -318,12 +324,11 @@ async def forget_old_sale_costs():
     the retention either is right.
     """
     now = int(time.time())
-    movements = movements_topic.get_topic_name()
 
     async def forget_in(partition: int) -> None:
         metrics.SALE_COSTS_FORGOTTEN.inc(await forget_expired_sale_costs(partition, now, settings.sale_cost_retention))
-    await each_apart(sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == movements),
-                     forget_in, timer="forget_old_sale_costs", what=lambda partition: f"partition {partition}")
+    await each_apart(owned_partitions(movements_topic), forget_in, timer="forget_old_sale_costs",
+                     what=lambda partition: f"partition {partition}")
 
 
 async def forget_expired_sale_costs(partition: int, now_epoch: int, retention: int) -> int:

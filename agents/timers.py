@@ -16,6 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+import faust
+
 from app import metrics
 from app.faust_app import app
 
@@ -54,8 +56,33 @@ async def each_apart(items: Iterable[Item], handle: Callable[[Item], Awaitable[o
         try:
             await handle(item)
         except Exception:   # noqa: BLE001 - one item's failure must not hold back the others
-            log.exception("timer %s: %s failed; the others go on", timer, what(item))
-            metrics.TIMER_ERRORS.labels(timer=timer).inc()
+            _failed(timer, what(item))
         else:
             handled += 1
     return handled
+
+
+def kept(items: Iterable[Item], keep: Callable[[Item], bool], *, timer: str,
+         what: Callable[[Item], object] = repr) -> list[Item]:
+    """The items `keep` says yes to, from a scan that must not await (a store's iterator); one it
+    raises on is logged and counted against `timer`, and left out."""
+    chosen = []
+    for item in items:
+        try:
+            if keep(item):
+                chosen.append(item)
+        except Exception:   # noqa: BLE001 - one unreadable value must not hold back the others
+            _failed(timer, what(item))
+    return chosen
+
+
+def _failed(timer: str, what: object) -> None:
+    log.exception("timer %s: %s failed; the others go on", timer, what)
+    metrics.TIMER_ERRORS.labels(timer=timer).inc()
+
+
+def owned_partitions(topic: faust.TopicT) -> list[int]:
+    """The partitions of `topic` this worker is active for: a partitioned table's sweep scans their
+    stores one by one (`items_in_partition`), not the whole table at once."""
+    name = topic.get_topic_name()
+    return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name)

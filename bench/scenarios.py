@@ -379,17 +379,10 @@ def _tree_cpu_at(d: systems.Deployment, when: float) -> float | None:
 def _position_records(changelog: str, catalogue: workload.Catalogue, count: int, partitions: int = 8):
     """`count` positions in the table's own changelog format: key b"SKU@LOC", value Position JSON, in
     the SKU's partition (the table is partitioned like inventory.movements, by SKU)."""
-    from datetime import UTC, datetime
-    from decimal import Decimal
-
     from app.domain.keys import position_key
-    from app.models.canonical import Position
     from app.partitions import sku_partition
 
-    marks = {f"pos:S001-R1-{i:08d}:1:line": [1795766400, 1795766400, -1] for i in range(3)}
-    template = Position(sku="@SKU@", location_id="@LOC@", on_hand=37, reserved=1, safety_stock=1, version=5,
-                        avg_cost=Decimal("7.1234"), applied=marks,
-                        last_count_at=datetime(2026, 11, 27, 9, tzinfo=UTC)).model_dump_json()
+    template = workload.position_template()
     locations = catalogue.stores() + catalogue.dcs()
     n = 0
     for loc in locations:

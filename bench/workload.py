@@ -49,6 +49,20 @@ def _encode(topic: str, key: str | None, value: dict) -> Record:
     return topic, (key or "").encode(), orjson.dumps(value)
 
 
+def position_template() -> str:
+    """A position's JSON as a store's SKU holds it after a few sales (three applied marks, an average
+    cost, a count), with `@SKU@` and `@LOC@` where its key goes: what the recovery and the expiry
+    sweep benchmarks fill their stores with."""
+    from decimal import Decimal
+
+    from app.models.canonical import Position
+
+    marks = {f"pos:S001-R1-{i:08d}:1:line": [1795766400, 1795766400, -1] for i in range(3)}
+    return Position(sku="@SKU@", location_id="@LOC@", on_hand=37, reserved=1, safety_stock=1, version=5,
+                    avg_cost=Decimal("7.1234"), applied=marks,
+                    last_count_at=datetime(2026, 11, 27, 9, tzinfo=UTC)).model_dump_json()
+
+
 def master_records(catalogue: Catalogue) -> list[Record]:
     return [_encode(t, k, v) for t, k, v in catalogue.master_events()]
 

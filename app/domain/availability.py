@@ -127,6 +127,13 @@ class PublishedVersions:
             versions.popitem(last=False)
 
 
+def may_hold_pending_channels(encoded: bytes) -> bool:
+    """Whether a SKU network's stored JSON may hold a pending channel value, without parsing it: the
+    resume after an assignment reads every network of the worker's partitions, and most hold none.
+    An empty `pending` is written `"pending":{}`, or not at all without its defaults."""
+    return b'"pending":{"' in encoded
+
+
 @dataclass(frozen=True, slots=True)
 class HeldRecord:
     """A channel record the throttle holds back: its version, and how to build it once it is due

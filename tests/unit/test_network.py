@@ -1,6 +1,7 @@
 """Network availability per channel (SPEC §3 `channel.availability`): folding locations in, throttling."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -8,6 +9,7 @@ from app.domain.availability import ChannelFolds, PublishedVersions, PublishThro
 from app.domain.keys import channel_key
 from app.domain.network import channel_shares, fold_location
 from app.models.canonical import SkuNetwork, working_copy
+from app.models.records import compact_json, json_bytes
 
 # The location master's channels: stores sell in store and on the web, the DC ships web and Amazon.
 CHANNELS = {"S042": ["store", "web"], "S043": ["store"], "DC01": ["web", "amazon"], "X01": []}
@@ -302,3 +304,16 @@ def test_a_resume_never_holds_an_older_version_than_a_fold_since_and_holds_what_
     published.published.published(channel_key("web", "SKU-1"), 5)
     published.resume(stored)
     assert published.throttle.due(clock[0]) == []
+
+
+@pytest.mark.parametrize("encode", [json_bytes, compact_json])
+def test_the_resume_parses_exactly_the_networks_holding_a_pending_channel(encode):
+    from app.domain.availability import may_hold_pending_channels
+
+    quiet = SkuNetwork(sku="SKU-1", by_location={"S1": [4, 2]}, channel_totals={"web": 4},
+                       channel_versions={"web": 2})
+    waiting = quiet.model_copy(update={"pending": {"web": 2}})
+
+    assert not may_hold_pending_channels(encode(quiet))
+    assert may_hold_pending_channels(encode(waiting))
+    assert SkuNetwork.model_validate_json(encode(waiting)) == waiting

@@ -76,3 +76,92 @@ def test_every_timer_of_every_stage_is_guarded():
         "close_days_after_grace", "close_days_by_the_clock", "forget_old_lineage", "global_tables_catch_up",
         "stalled_partitions_watch", "erp_waiting_gauges"}
     assert [task.__name__ for task in stage_tasks if not getattr(task, "guarded", False)] == []
+
+
+def test_the_expiry_sweep_scans_partition_by_partition_and_releases_past_one_unreadable_position(monkeypatch):
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    import agents.expiry as stage
+    from app.domain.positions import reservation_key
+    from app.models.canonical import OpenReservation, Position
+    from app.models.records import compact_json
+
+    now = datetime(2026, 12, 5, 6, tzinfo=UTC)
+
+    def holding(sku: str, order: str, expires_at: datetime) -> tuple[bytes, bytes]:
+        reservation = OpenReservation(order_id=order, line_id="1", quantity=2, expires_at=expires_at)
+        p = Position(sku=sku, location_id="S1", on_hand=5, reserved=2,
+                     reservations={reservation_key(order, "1"): reservation})
+        return f"{sku}@S1".encode(), compact_json(p)
+
+    stores = {
+        0: [holding("SKU1", "W1", now - timedelta(hours=1)),                   # expired: released
+            (b"SKU2@S1", compact_json(Position(sku="SKU2", location_id="S1", on_hand=3))),   # none held
+            (b"SKU3@S1", b'{"sku":"SKU3","reservations":{"W9|1":"cut')],       # unreadable
+        1: [holding("SKU4", "W4", now + timedelta(hours=1)),                   # not yet
+            holding("SKU5", "W5", now - timedelta(minutes=1))],                # expired: released
+        2: [holding("SKU6", "W6", now - timedelta(hours=1))],                  # not this worker's
+    }
+    scanned, released = [], []
+
+    def items_in_partition(partition: int):
+        scanned.append(partition)
+        return iter(stores[partition])
+
+    async def publish(topic, key, movement) -> None:
+        released.append((key, movement.order_id))
+
+    monkeypatch.setattr(stage, "positions", SimpleNamespace(raw_items_in_partition=items_in_partition))
+    monkeypatch.setattr(stage, "owned_partitions", lambda topic: [0, 1])
+    monkeypatch.setattr(stage, "publish", publish)
+    monkeypatch.setattr(stage, "utcnow", lambda: now)
+    before = errors_of("expire_reservations")
+
+    asyncio.run(stage.expire_reservations.__wrapped__.__wrapped__())   # under Faust's task and timer wrappers
+
+    assert scanned == [0, 1]
+    assert released == [("SKU1@S1", "W1"), ("SKU5@S1", "W5")]
+    assert errors_of("expire_reservations") == before + 1
+
+
+def test_the_trace_retention_sweep_scans_partition_by_partition_and_forgets_only_old_entries(monkeypatch):
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    import agents.lineage as stage
+    from app.domain.lineage import apply_record
+    from tables.restore import SOURCE_OFFSET
+
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(seconds=604800)
+
+    def entry(event: str, at: datetime) -> tuple[bytes, bytes]:
+        fact = (b'{"source_system":"pos","source_event_id":"%s","stage":"received","at":"%s","detail":{}}'
+                % (event.encode(), at.isoformat().encode()))
+        return f"pos:{event}".encode(), apply_record(None, fact)
+
+    stores = {3: [entry("R1", cutoff - timedelta(hours=1)), entry("R2", now), (SOURCE_OFFSET, b"41"),
+                  (b"pos:R3", b"not a trace entry")],
+              5: [entry("R4", cutoff - timedelta(days=2))]}
+    scanned, sent = [], []
+
+    def items_in_partition(partition: int):
+        scanned.append(partition)
+        return iter(stores[partition])
+
+    async def send(key, value) -> None:
+        sent.append((key, value))
+
+    monkeypatch.setattr(stage, "lineage", SimpleNamespace(data=SimpleNamespace(items_in_partition=items_in_partition)))
+    monkeypatch.setattr(stage, "owned_partitions", lambda topic: [3, 5])
+    monkeypatch.setattr(stage, "lineage_topic", SimpleNamespace(send=send))
+    monkeypatch.setattr(stage, "settings", SimpleNamespace(dedupe_retention=604800))
+    before = errors_of("forget_old_lineage")
+
+    asyncio.run(stage.forget_old_lineage.__wrapped__.__wrapped__())
+
+    assert scanned == [3, 5]
+    assert [key for key, _ in sent] == [b"pos:R1", b"pos:R4"]
+    assert all(value.startswith(b'{"forget_before":') for _, value in sent)
+    assert errors_of("forget_old_lineage") == before + 1   # R3's entry cannot be read: left, counted

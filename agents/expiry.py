@@ -5,10 +5,8 @@ movement and the position stage applies it (idempotently: its id is fixed by ord
 """
 from __future__ import annotations
 
-import asyncio
-
 from agents.outputs import publish, utcnow
-from agents.timers import each_apart, owned_partitions, timer
+from agents.timers import each_apart, each_owned_partition, timer
 from app.domain.keys import position_key
 from app.domain.positions import expiry_movements, may_hold_reservations
 from app.faust_app import movements_topic, settings
@@ -32,10 +30,8 @@ async def expire_reservations():
             await publish(movements_topic, position_key(release.sku, release.location_id), release)
 
     async def sweep(partition: int) -> None:
-        await asyncio.sleep(0)   # the agents' turn between two partitions' scans
         holding = [(key, raw) for key, raw in positions.raw_items_in_partition(partition)
                    if may_hold_reservations(raw)]
         await each_apart(holding, release_expired, timer="expire_reservations",
                          what=lambda item: f"position {item[0]!r}")
-    await each_apart(owned_partitions(movements_topic), sweep, timer="expire_reservations",
-                     what=lambda partition: f"partition {partition}")
+    await each_owned_partition(movements_topic, sweep, timer="expire_reservations")

@@ -14,12 +14,10 @@ fact arrived meanwhile.
 """
 from __future__ import annotations
 
-import asyncio
-
 from datetime import UTC, datetime, timedelta
 
 from agents.streams import each_batch
-from agents.timers import each_apart, kept, owned_partitions, timer
+from agents.timers import each_apart, each_owned_partition, kept, timer
 from app.faust_app import app, lineage_topic, settings
 from app.domain.lineage import apply_record, forget_request, last_fact_at
 from tables.lineage import lineage
@@ -80,12 +78,10 @@ async def forget_old_lineage():
         await lineage_topic.send(key=item[0], value=request)
 
     async def sweep(partition: int) -> None:
-        await asyncio.sleep(0)   # the agents' turn between two partitions' scans
         await each_apart(kept(lineage.data.items_in_partition(partition), old, timer="forget_old_lineage",
                               what=_entry_named),
                          forget, timer="forget_old_lineage", what=_entry_named)
-    await each_apart(owned_partitions(lineage_topic), sweep, timer="forget_old_lineage",
-                     what=lambda partition: f"partition {partition}")
+    await each_owned_partition(lineage_topic, sweep, timer="forget_old_lineage")
 
 
 def _entry_named(item: tuple[bytes, bytes]) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from agents.outputs import dead_letter, new_outbox, publish, send_outbox, trace, utcnow
 from agents.streams import each_batch
-from agents.timers import each_apart, kept, owned_partitions, timer
+from agents.timers import each_apart, each_owned_partition, kept, timer
 from app import metrics
 from app import topics as t
 from app.domain.availability import (
@@ -327,8 +327,7 @@ async def forget_old_sale_costs():
 
     async def forget_in(partition: int) -> None:
         metrics.SALE_COSTS_FORGOTTEN.inc(await forget_expired_sale_costs(partition, now, settings.sale_cost_retention))
-    await each_apart(owned_partitions(movements_topic), forget_in, timer="forget_old_sale_costs",
-                     what=lambda partition: f"partition {partition}")
+    await each_owned_partition(movements_topic, forget_in, timer="forget_old_sale_costs")
 
 
 async def forget_expired_sale_costs(partition: int, now_epoch: int, retention: int) -> int:

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+import agents.timers as timers
 from agents.timers import each_apart, guarded
 from app import metrics
 
@@ -113,7 +114,7 @@ def test_the_expiry_sweep_scans_partition_by_partition_and_releases_past_one_unr
         released.append((key, movement.order_id))
 
     monkeypatch.setattr(stage, "positions", SimpleNamespace(raw_items_in_partition=items_in_partition))
-    monkeypatch.setattr(stage, "owned_partitions", lambda topic: [0, 1])
+    monkeypatch.setattr(timers, "owned_partitions", lambda topic: [0, 1])
     monkeypatch.setattr(stage, "publish", publish)
     monkeypatch.setattr(stage, "utcnow", lambda: now)
     before = errors_of("expire_reservations")
@@ -154,7 +155,7 @@ def test_the_trace_retention_sweep_scans_partition_by_partition_and_forgets_only
         sent.append((key, value))
 
     monkeypatch.setattr(stage, "lineage", SimpleNamespace(data=SimpleNamespace(items_in_partition=items_in_partition)))
-    monkeypatch.setattr(stage, "owned_partitions", lambda topic: [3, 5])
+    monkeypatch.setattr(timers, "owned_partitions", lambda topic: [3, 5])
     monkeypatch.setattr(stage, "lineage_topic", SimpleNamespace(send=send))
     monkeypatch.setattr(stage, "settings", SimpleNamespace(dedupe_retention=604800))
     before = errors_of("forget_old_lineage")

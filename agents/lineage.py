@@ -21,7 +21,6 @@ from agents.timers import each_apart, each_owned_partition, kept, timer
 from app.faust_app import app, lineage_topic, settings
 from app.domain.lineage import apply_record, forget_request, last_fact_at
 from tables.lineage import lineage
-from tables.restore import SOURCE_OFFSET
 from tables.store import BatchWrites
 
 SWEEP_INTERVAL = max(60.0, min(3600.0, settings.dedupe_retention / 10))
@@ -71,8 +70,7 @@ async def forget_old_lineage():
     request = forget_request(cutoff)
 
     def old(item: tuple[bytes, bytes]) -> bool:
-        key, raw = item
-        return key != SOURCE_OFFSET and last_fact_at(raw) < cutoff
+        return last_fact_at(item[1]) < cutoff
 
     async def forget(item: tuple[bytes, bytes]) -> None:
         await lineage_topic.send(key=item[0], value=request)

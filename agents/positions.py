@@ -29,6 +29,7 @@ from app.domain.sale_costs import parse_sale_cost, sale_cost_expired
 from app.faust_app import app, availability_topic, channel_availability_topic, ledger_topic, movements_topic, settings
 from app.models.canonical import LocationChange, Movement, MovementType, Position, SkuNetwork, working_copy
 from app.models.records import AvailabilityRecord, ChannelAvailability, TraceStage, compact_json, json_bytes
+from app.outbox import call_with_offset
 from app.replay import is_dlq_replay
 from tables.definitions import positions
 from tables.master import channels_generation, channels_of, master_data
@@ -281,9 +282,7 @@ async def _publish_channel(record: ChannelAvailability) -> None:
     if delivery is None:
         channel_folds.published.published(key, version)
     else:
-        delivery.add_done_callback(
-            lambda done: None if done.cancelled() or done.exception() is not None
-            else channel_folds.published.published(key, version))
+        delivery.add_done_callback(call_with_offset(lambda _offset: channel_folds.published.published(key, version)))
     metrics.labelled(metrics.CHANNEL_OUT, record.channel).inc()
 
 

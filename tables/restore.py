@@ -326,9 +326,14 @@ class BulkRestoringStore(RocksDBStore):
                      self.table.name, copied, source, partitions, took, copied / max(took, 1e-6))
 
     def items_in_partition(self, partition: int):
-        """(key, value) of one partition's DB, if open here (every partition is, for a global table)."""
+        """(key, value) of one partition's DB, if open here (every partition is, for a global table),
+        without the store's own bookkeeping: Faust hides its offset key, this hides a folded table's
+        SOURCE_OFFSET too (a scan of a table with a changelog pays no filter)."""
         db = self._dbs.get(partition)
-        return () if db is None else self._visible_items(db)
+        if db is None:
+            return ()
+        items = self._visible_items(db)
+        return items if self.folded_from is None else (item for item in items if item[0] != SOURCE_OFFSET)
 
     def new_write_batch(self):
         from rocksdict import WriteBatch

@@ -12,7 +12,7 @@ from app.domain.keys import channel_key
 from app.domain.network import channel_shares, fold_location, settle_pending
 from app.domain.throttle import RecentKeys
 from app.models.canonical import LocationChange, Movement, Position, SkuNetwork
-from app.models.records import AvailabilityRecord, Cause, ChannelAvailability
+from app.models.records import AvailabilityRecord, Cause, ChannelAvailability, holds_entries
 
 # The cause of a re-emission after a location's safety stock or channels changed (SPEC §3): not a
 # movement type (nothing moved, nothing is posted), only the availability record's `cause`.
@@ -127,11 +127,9 @@ class PublishedVersions:
             versions.popitem(last=False)
 
 
-def may_hold_pending_channels(encoded: bytes) -> bool:
-    """Whether a SKU network's stored JSON may hold a pending channel value, without parsing it: the
-    resume after an assignment reads every network of the worker's partitions, and most hold none.
-    An empty `pending` is written `"pending":{}`, or not at all without its defaults."""
-    return b'"pending":{"' in encoded
+# Whether a SKU network's stored JSON may hold a pending channel value: the resume after an
+# assignment reads every network of the worker's partitions, and most hold none.
+may_hold_pending_channels = holds_entries("pending")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +172,10 @@ class ChannelFolds:
         now = self.clock()
         ready = []
         for channel in changed:
-            record_of = HeldRecord(network.channel_versions[channel],
-                                   functools.partial(self.record, network, channel, generation))
+            version = network.channel_versions[channel]
+            record_of = HeldRecord(version, functools.partial(self.record, network, channel, generation))
             if self.throttle.offer(channel_key(channel, network.sku), record_of, now) is None:
-                network.pending[channel] = network.channel_versions[channel]
+                network.pending[channel] = version
             else:
                 network.pending.pop(channel, None)
                 ready.append(record_of())

@@ -16,7 +16,7 @@ from app.models.canonical import (
     SourceSystem, working_copy,
 )
 from app.models.finance_ledger import AppliedTrace, LedgerEntry
-from app.models.records import AvailabilityRecord, ErrorCode, Rejection
+from app.models.records import AvailabilityRecord, ErrorCode, Rejection, holds_entries
 
 # Movement types whose on_hand change a later-dated cycle count has already seen (the late rule).
 _DELTA_TYPES = {
@@ -527,11 +527,9 @@ def on_hand_as_of(position: Position, as_of: datetime) -> int:
     return position.on_hand - sum(delta for _, occurred, delta in position.applied.values() if occurred > cutoff)
 
 
-def may_hold_reservations(encoded: bytes) -> bool:
-    """Whether a position's stored JSON may hold a reservation, without parsing it: most positions
-    hold none, and the expiry sweep reads every one. Written whole (`"reservations":{}`) or without
-    its defaults (no "reservations" at all), an empty one never has `"reservations":{"`."""
-    return b'"reservations":{"' in encoded
+# Whether a position's stored JSON may hold a reservation: most positions hold none, and the
+# expiry sweep reads every one.
+may_hold_reservations = holds_entries("reservations")
 
 
 def expiry_movements(position: Position, now: datetime) -> list[Movement]:

@@ -1,6 +1,7 @@
 """Records the pipeline publishes: availability, channel availability, postings, batches, DLQ, drift."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -22,6 +23,14 @@ def compact_json(model: BaseModel) -> bytes:
     not always as written (a discount of "0.00" comes back as Decimal("0")), and a scan of the raw
     bytes must not look for a field at its default (agents/expiry.py)."""
     return model.__pydantic_serializer__.to_json(model, exclude_defaults=True)
+
+
+def holds_entries(field: str) -> Callable[[bytes], bool]:
+    """A check whether a record's stored JSON (`json_bytes` or `compact_json`) has an entry in its
+    dict `field`, without parsing it, for sweeps that read every record and act on the few that do:
+    an empty dict is written `"field":{}`, or left out at its default, so never as `"field":{"`."""
+    needle = b'"%s":{"' % field.encode()
+    return lambda encoded: needle in encoded
 
 
 class Record(BaseModel):

@@ -645,7 +645,7 @@ def test_a_channel_record_from_the_flush_counts_as_published_only_once_the_broke
         await asyncio.sleep(0)
         assert folds.published.get("web:SKU1") is None        # never had: the next fold keeps it pending
         await stage._publish_channel(record)
-        deliveries[1].set_result("acknowledged")
+        deliveries[1].set_result(SimpleNamespace(offset=41))   # the record's metadata, as aiokafka gives it
         await asyncio.sleep(0)
         assert folds.published.get("web:SKU1") == 3
 

@@ -132,7 +132,6 @@ def test_the_trace_retention_sweep_scans_partition_by_partition_and_forgets_only
 
     import agents.lineage as stage
     from app.domain.lineage import apply_record
-    from tables.restore import SOURCE_OFFSET
 
     now = datetime.now(UTC)
     cutoff = now - timedelta(seconds=604800)
@@ -142,8 +141,8 @@ def test_the_trace_retention_sweep_scans_partition_by_partition_and_forgets_only
                 % (event.encode(), at.isoformat().encode()))
         return f"pos:{event}".encode(), apply_record(None, fact)
 
-    stores = {3: [entry("R1", cutoff - timedelta(hours=1)), entry("R2", now), (SOURCE_OFFSET, b"41"),
-                  (b"pos:R3", b"not a trace entry")],
+    # The store's scan hides its SOURCE_OFFSET (tables/restore.py, test below).
+    stores = {3: [entry("R1", cutoff - timedelta(hours=1)), entry("R2", now), (b"pos:R3", b"not a trace entry")],
               5: [entry("R4", cutoff - timedelta(days=2))]}
     scanned, sent = [], []
 
@@ -166,3 +165,19 @@ def test_the_trace_retention_sweep_scans_partition_by_partition_and_forgets_only
     assert [key for key, _ in sent] == [b"pos:R1", b"pos:R4"]
     assert all(value.startswith(b'{"forget_before":') for _, value in sent)
     assert errors_of("forget_old_lineage") == before + 1   # R3's entry cannot be read: left, counted
+
+
+def test_a_partitions_scan_hides_a_folded_tables_source_offset_and_filters_nothing_else():
+    from types import SimpleNamespace
+
+    from tables.restore import SOURCE_OFFSET, BulkRestoringStore
+
+    rows = [(b"pos:R1", b"{}"), (SOURCE_OFFSET, b"41"), (b"pos:R2", b"{}")]
+
+    def store(folded_from):
+        return SimpleNamespace(_dbs={3: "db of 3"}, _visible_items=lambda db: iter(rows), folded_from=folded_from)
+
+    folded = store(folded_from=SimpleNamespace(topic="internal.lineage"))
+    assert list(BulkRestoringStore.items_in_partition(folded, 3)) == [(b"pos:R1", b"{}"), (b"pos:R2", b"{}")]
+    assert list(BulkRestoringStore.items_in_partition(store(folded_from=None), 3)) == rows
+    assert list(BulkRestoringStore.items_in_partition(folded, 4)) == []   # not open here

@@ -25,7 +25,7 @@ from app.faust_app import (
 )
 from app.models.finance_ledger import CloseDue, LedgerEntry
 from app.models.records import FinanceException, JournalBatch, TraceStage, json_bytes
-from tables.day_ledgers import day_ledgers, day_statuses, parsed_ledgers
+from tables.day_ledgers import DayLedgerWrites, day_ledgers, day_statuses, is_page_key, parsed_ledgers
 from tables.master import master_data
 from tables.store import BatchWrites
 
@@ -33,7 +33,7 @@ charts = parse_chart_overrides(settings.chart_overrides)
 
 
 # Postings are not on the stock path, and a finance batch rewrites every store day it touches (its
-# day ledger, up to ~140 KB of JSON, and that ledger's changelog record). At a steady rate, taking
+# day ledger's head, a few KB, and that head's changelog record). At a steady rate, taking
 # whatever had arrived made ~15 small batches a second; up to 250 ms more makes ~3, cuts the stage's
 # own CPU by 6-17 % and leaves the position stage the CPU it needs (one worker at 782 raw events/s:
 # p99 to availability 435 and 548 ms without, 291-328 ms with; BENCHMARKS.md, twentieth session).
@@ -49,13 +49,15 @@ class FinanceBatch:
     """A batch of finance.ledger entries: each day ledger read and parsed once, every entry counted
     into it in memory in offset order, and written once at the end (agents/streams.py, each_batch).
 
-    A store's day ledger remembers the marks of its last 4,000 postings, ~140 KB of JSON: parsed and
-    rewritten for every posting it was most of the pipeline's CPU (BENCHMARKS.md). The ledger topic
-    is keyed by location, so a day's ledger lives in the partition of the entries that change it.
+    A store's day ledger remembers the marks of its last 4,000 postings, ~100 KB of JSON: parsed and
+    rewritten for every posting it was most of the pipeline's CPU (BENCHMARKS.md). It is stored as a
+    head and pages (tables/day_ledgers.py), so a batch writes a few KB per day it touches. The
+    ledger topic is keyed by location, so a day's ledger lives in the partition of the entries that
+    change it.
     """
 
     def __init__(self) -> None:
-        self.ledgers = BatchWrites(day_ledgers.table, encode=json_bytes, cache=parsed_ledgers)
+        self.ledgers = DayLedgerWrites(day_ledgers.table, parsed_ledgers)
         self.statuses = BatchWrites(day_statuses.table, decode=DayStatus.model_validate_json, encode=json_bytes)
         self.touched: dict[bytes, int] = {}   # every day ledger this batch read or wrote -> its partition
 
@@ -242,7 +244,8 @@ async def _touch_days_without_status() -> None:
     async def announce_forget(key) -> None:
         if key not in day_statuses.table:
             await _announce(key, DayLedger.model_validate_json(day_ledgers.table[key]), close_due=False)
-    await each_apart(list(day_ledgers.table.keys()), announce_forget, timer="close_days_by_the_clock",
+    days = [key for key in day_ledgers.table.keys() if not is_page_key(key)]
+    await each_apart(days, announce_forget, timer="close_days_by_the_clock",
                      what=lambda key: f"day {key!r}")
 
 

@@ -1,22 +1,108 @@
-"""The `day-ledgers` table: "LEGAL_ENTITY:LOCATION:DATE" → DayLedger, a store day's batch while it
-fills; and `day-statuses`, same keys → DayStatus, where that day stands in its close.
+"""The `day-ledgers` table: "LEGAL_ENTITY:LOCATION:DATE" → the head of a DayLedger, a store day's
+batch while it fills, and beside it that ledger's pages (app/domain/day_pages.py); and
+`day-statuses`, same keys → DayStatus, where that day stands in its close.
 
 Written only by the finance stage (agents/finance.py). internal.finance-ledger is keyed by location,
-so a day's ledger and status live in the partition of the entries that change them. The close
-timers read the statuses every second: the ledgers, up to ~140 KB each, are read only by the agent.
+so a day's ledger, its pages and its status live in the partition of the entries that change them.
+The close timers read the statuses every second; the ledgers are read only by the agent.
 """
 from __future__ import annotations
 
+import logging
+
+import faust
+
 from app.domain.day_batches import DayLedger, DayStatus
+from app.domain.day_pages import head_of, page_changes, whole
+from app.models.records import json_bytes
+from app.outbox import Outbox
 from tables import names
 from tables.decoded_cache import DecodedCache
-from tables.store import RecordTable, make_table
+from tables.store import BatchWrites, RecordTable, make_table
+
+log = logging.getLogger(__name__)
 
 day_ledgers = RecordTable(make_table(names.DAY_LEDGERS), DayLedger)
 day_statuses = RecordTable(make_table(names.DAY_STATUSES), DayStatus)
 
 
-# The day ledgers this worker read or wrote last, parsed (~140 KB of JSON each once a store's day is
-# busy): 32 MB of their JSON, about 230 busy store days, and about as much again as Python objects.
+# The day ledgers this worker read or wrote last, whole, each checked against its head's bytes and
+# weighed as its whole JSON would be (~100 KB once a store's day is busy): 32 MB of it, about 300
+# busy store days, and about as much again as Python objects.
 LEDGERS_KEPT_PARSED_BYTES = 32 << 20
-parsed_ledgers = DecodedCache(DayLedger.model_validate_json, LEDGERS_KEPT_PARSED_BYTES)
+
+
+def whole_size(head: bytes, ledger: DayLedger) -> int:
+    """About what a ledger weighs whole: its head, and the marks and ids its pages hold."""
+    return (len(head) + len(ledger.counted_postings) + len(ledger.counted_pos_transactions)
+            + 48 * len(ledger.posting_ids))
+
+
+parsed_ledgers = DecodedCache(DayLedger.model_validate_json, LEDGERS_KEPT_PARSED_BYTES, size=whole_size)
+
+PAGE_SEPARATOR = "\x1f"   # a page's key is its day's key, this, and its name: never in a day's key
+
+
+def page_key(day_key: bytes, name: str) -> bytes:
+    return day_key + f"{PAGE_SEPARATOR}{name}".encode()
+
+
+def is_page_key(key: bytes) -> bool:
+    return PAGE_SEPARATOR.encode() in key
+
+
+def stored_head(ledger: DayLedger) -> bytes:
+    return json_bytes(head_of(ledger))
+
+
+class DayLedgerWrites:
+    """One finance batch's day ledgers: each read whole (its head, then its pages, unless this
+    worker wrote it last and still holds it parsed), changed in memory, and written at the end as
+    its head and the pages that filled or emptied since it was read. The pages are queued before the
+    heads: one changelog partition holds a day's head and pages, in that order, so a head read back
+    after a crash never names a page that was lost with it."""
+
+    def __init__(self, table: faust.Table, cache: DecodedCache) -> None:
+        self.store, self.cache = table.data, cache
+        self.heads = BatchWrites(table, encode=stored_head, cache=cache)
+        self.pages = BatchWrites(table, encode=str.encode)
+        # key -> (the ledger as the batch read it, whether its pages are stored: not for a record
+        # written before pages existed)
+        self.read: dict[bytes, tuple[DayLedger | None, bool]] = {}
+
+    def get(self, key: bytes, partition: int) -> DayLedger | None:
+        changes = self.heads.changed_in(partition)
+        if key in changes:
+            return changes[key]
+        if key not in self.read:
+            self.read[key] = self._read(key, partition)
+        return self.read[key][0]
+
+    def set(self, key: bytes, ledger: DayLedger | None, partition: int) -> None:
+        self.heads.set(key, ledger, partition)
+
+    def write(self, outbox: Outbox) -> None:
+        for partition, changes in self.heads.changes.items():
+            for key, after in changes.items():
+                before, stored = self.read.get(key) or self._read(key, partition)
+                for name, text in page_changes(before, after, before_stored=stored).items():
+                    self.pages.set(page_key(key, name), text, partition)
+        self.pages.write(outbox)
+        self.heads.write(outbox)
+
+    def _read(self, key: bytes, partition: int) -> tuple[DayLedger | None, bool]:
+        raw = self.store.read(partition, key)
+        if raw is None:
+            return None, True
+        ledger = self.cache.decode(key, raw)
+        if ledger.paged:
+            ledger, missing = whole(ledger, lambda name: _text(self.store.read(partition, page_key(key, name))))
+            if missing:
+                log.error("day ledger %r: pages %s are not in the store; the day counts on without what they "
+                          "held", key, missing)
+            self.cache.remember(key, raw, ledger)
+        return ledger, b'"paged":' in raw
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode()

@@ -5,12 +5,12 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, field_validator, model_validator
 
 import hashlib
 
 from app.domain.keys import day_batch_key
-from app.domain.marks import mark_of, marks_contain, with_mark
+from app.domain.marks import MARK_CHARS, mark_of, marks_contain, with_mark
 from app.domain.money import ZERO, to_amount
 from app.models.canonical import SourceSystem
 from app.models.records import JournalBatch, Posting, PostingKind
@@ -51,6 +51,12 @@ class DayLedger(BaseModel):
     # end, oldest first, so a re-delivered one is never counted twice.
     counted_postings: str = ""
     counted_pos_transactions: str = ""
+    # How many marks each of those ever had added: where a mark sits for good, which names the page
+    # it is stored in (app/domain/day_pages.py).
+    postings_marked: int = 0
+    pos_transactions_marked: int = 0
+    # Only in a stored head (app/domain/day_pages.py): how many items of each list are in its pages.
+    paged: dict[str, int] = {}
     pos_units_sold: int = 0
     pos_gross: Decimal = ZERO
     cogs_units: int = 0
@@ -61,6 +67,14 @@ class DayLedger(BaseModel):
     def _marks_of_an_older_ledger(cls, marks: object) -> object:
         # Ledgers written before the marks were kept end to end held them as {"mark": 0, ...}.
         return "".join(marks) if isinstance(marks, dict) else marks
+
+    @model_validator(mode="after")
+    def _counters_of_an_older_ledger(self) -> DayLedger:
+        # Ledgers written before the counters were kept: the marks they hold are all it added.
+        self.postings_marked = max(self.postings_marked, len(self.counted_postings) // MARK_CHARS)
+        self.pos_transactions_marked = max(self.pos_transactions_marked,
+                                           len(self.counted_pos_transactions) // MARK_CHARS)
+        return self
 
 
 class DayStatus(BaseModel):
@@ -105,6 +119,7 @@ def add_posting(ledger: DayLedger, posting: Posting) -> DayLedger:
     _require_same_day(ledger, posting)
     update = _controls_with(ledger, posting)
     update["counted_postings"] = with_mark(ledger.counted_postings, mark, COUNTED_KEEP)
+    update["postings_marked"] = ledger.postings_marked + 1
     update["totals"] = _add_to_totals(ledger.totals, posting)
     if len(ledger.posting_ids) < LISTED_POSTING_IDS:
         update["posting_ids"] = [*ledger.posting_ids, posting.posting_id]
@@ -156,6 +171,7 @@ def add_pos_totals(ledger: DayLedger, units: int, gross: Decimal, transaction_id
         return ledger
     return ledger.model_copy(update={
         "counted_pos_transactions": with_mark(ledger.counted_pos_transactions, mark, COUNTED_KEEP),
+        "pos_transactions_marked": ledger.pos_transactions_marked + 1,
         "pos_units_sold": ledger.pos_units_sold + units,
         "pos_gross": ledger.pos_gross + to_amount(gross),
     })

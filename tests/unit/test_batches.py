@@ -789,6 +789,66 @@ def test_a_finance_batch_keeps_each_days_status_in_line_with_its_ledger_and_a_re
     assert deliveries == [] and len(statuses.batches) == 2   # a status already in line is not written again
 
 
+def test_a_busy_day_is_written_as_its_head_and_the_pages_that_filled_and_read_back_whole():
+    # tables/day_ledgers.py: a store day with 5,000 postings is ~100 KB whole; a batch of 14 more
+    # writes its head alone, the pages go ahead of it in the same partition, and a worker without
+    # the parsed ledger (another owner, a restart) reads the same ledger back from head and pages.
+    from datetime import date
+    from app.domain.day_batches import DayLedger, add_posting, open_day
+    from app.models.records import json_bytes
+    from tables.day_ledgers import DayLedgerWrites, is_page_key, whole_size
+    from tests.property.test_day_pages import posting
+
+    store = FakeStore({})
+    table = fake_table(store, "app-day-ledgers-changelog")
+    key, day = b"US01:S1:2026-11-27", open_day("US01", "S1", date(2026, 11, 27))
+    for n in range(5_000):
+        day = add_posting(day, posting(n))
+
+    def batch(change, cache=None):
+        writes = DayLedgerWrites(table, cache or DecodedCache(DayLedger.model_validate_json, 1 << 24, size=whole_size))
+        ledger = writes.get(key, 3)
+        writes.set(key, change(ledger), 3)
+        producer = FakeProducer()
+        run(written(writes, producer))
+        return ledger, producer.sent
+
+    read, sent = batch(lambda _: day)
+    assert read is None and [k for _, k, _, _ in sent][-1] == key and all(p == 3 for *_, p in sent)
+    assert len(sent) == 1 + 40 + 20   # the head after 40 pages of marks and 20 of listed ids
+    assert len(store.rows[3][key]) < 2_000 < 90_000 < len(json_bytes(day))
+
+    more = day
+    for n in range(5_000, 5_014):
+        more = add_posting(more, posting(n))
+    read, sent = batch(lambda ledger: more)
+    assert read == day and [k for _, k, _, _ in sent] == [key]   # read whole from head and pages; one record
+    read, sent = batch(lambda ledger: None)   # the day forgotten: its head and every page go
+    assert read == more and len(sent) == 61 and all(value is None for _, _, value, _ in sent)
+    assert not any(is_page_key(k) for k in store.rows[3]) and key not in store.rows[3]
+
+
+def test_a_day_ledger_stored_before_pages_existed_reads_whole_and_is_written_in_pages():
+    from datetime import date
+    from app.domain.day_batches import DayLedger, add_posting, open_day
+    from tables.day_ledgers import DayLedgerWrites, is_page_key
+    from tests.property.test_day_pages import posting
+
+    key, day = b"US01:S1:2026-11-27", open_day("US01", "S1", date(2026, 11, 27))
+    for n in range(300):
+        day = add_posting(day, posting(n))
+    older = day.model_dump_json(exclude={"postings_marked", "pos_transactions_marked", "paged"}).encode()
+    store = FakeStore({3: {key: older}})
+    writes = DayLedgerWrites(fake_table(store, "app-day-ledgers-changelog"),
+                             DecodedCache(DayLedger.model_validate_json, 1 << 20))
+    assert writes.get(key, 3) == day
+    writes.set(key, add_posting(day, posting(300)), 3)
+    run(written(writes, FakeProducer()))
+    assert sorted(k for k in store.rows[3] if is_page_key(k)) == sorted(
+        key + f"\x1f{name}".encode() for name in ["postings.0", "postings.1", "postings.2"]
+        + [f"ids.0.{n}" for n in range(6)])
+
+
 def test_the_close_sweeps_announce_what_is_due_from_the_days_statuses(monkeypatch):
     import agents.finance as stage
     from datetime import UTC, date, datetime, timedelta

@@ -1,0 +1,176 @@
+"""A store day's ledger kept as a small head and fixed pages, so what a finance batch writes per
+store day stays small however busy the day is (SPEC §4: bounded in bytes, the writes as well as the
+state).
+
+A busy day's ledger holds the marks of its last 4,000 postings and 4,000 POS transactions and lists
+up to 1,000 posting ids (app/domain/day_batches.py): ~100 KB of JSON. A finance batch rewrote all of
+it, in RocksDB and as a changelog record, for every store day it touched; at a steady 14 postings
+per store and batch that was 6.7 KB written per posting, and the more stores a worker holds the
+fewer postings share each rewrite (`python -m bench.day_pages`). So each of those three lists is
+cut into pages of a fixed size. A page is written once, when it fills, and deleted when its marks
+are forgotten or its ids went out in a batch; the head is the rest of the ledger with, of each
+list, only what does not fill a page yet, and `paged` says how many of the list's items are in
+pages. A whole ledger (the one the day-batch rules work on) has `paged` empty.
+
+Pages are named by where their items sit in the list for good: a mark's place counts every mark
+the day ever added (`postings_marked`), an id's place counts from its batch's start, under its
+batch's sequence. So a page's content never changes once full, except that a window of marks
+forgets its oldest from the front: a stored page that holds more than the window needs is still
+right, and is not written again. Plain functions, no Faust: tables/day_ledgers.py reads and writes
+heads and pages with them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.domain.day_batches import DayLedger
+from app.domain.marks import MARK_CHARS
+
+MARKS_PER_PAGE = 100    # 1.2 KB a page
+IDS_PER_PAGE = 50       # ~2.3 KB a page (posting ids are ~45 characters)
+ID_SEPARATOR = "\n"     # never in a posting id (app/domain/postings.py, posting_id)
+
+
+@dataclass(frozen=True)
+class _Marks:
+    """A list of marks written end to end, and the counter of marks ever added that places them."""
+    name: str           # the page names' prefix
+    field: str          # DayLedger's field holding the marks
+    counter: str        # DayLedger's field counting every mark the day added
+
+
+_MARK_LISTS = (_Marks("postings", "counted_postings", "postings_marked"),
+               _Marks("pos", "counted_pos_transactions", "pos_transactions_marked"))
+_IDS = "posting_ids"
+
+
+def pages_of(ledger: DayLedger) -> dict[str, str]:
+    """Every full page a whole ledger's lists span, by name, with what the ledger holds of it."""
+    return {name: _text(ledger, span) for name, span in _spans(ledger).items()}
+
+
+Span = tuple[str, int, int]   # a DayLedger field, and the slice of it a page holds
+
+
+def _spans(ledger: DayLedger) -> dict[str, Span]:
+    spans = {}
+    for marks in _MARK_LISTS:
+        text, total = getattr(ledger, marks.field), getattr(ledger, marks.counter)
+        first = total - len(text) // MARK_CHARS          # the place of the oldest mark held
+        for page in range(first // MARKS_PER_PAGE, total // MARKS_PER_PAGE):
+            start = max(page * MARKS_PER_PAGE, first) - first
+            end = (page + 1) * MARKS_PER_PAGE - first
+            spans[f"{marks.name}.{page}"] = (marks.field, start * MARK_CHARS, end * MARK_CHARS)
+    for page in range(len(ledger.posting_ids) // IDS_PER_PAGE):
+        spans[f"ids.{ledger.sequence}.{page}"] = (_IDS, page * IDS_PER_PAGE, (page + 1) * IDS_PER_PAGE)
+    return spans
+
+
+def _text(ledger: DayLedger, span: Span) -> str:
+    field, start, end = span
+    if field == _IDS:
+        return ID_SEPARATOR.join(ledger.posting_ids[start:end])
+    return getattr(ledger, field)[start:end]
+
+
+def head_of(ledger: DayLedger) -> DayLedger:
+    """What is stored under the day's own key: the ledger with each list cut to what follows its
+    last full page, and how many items went to pages."""
+    update: dict[str, object] = {}
+    paged: dict[str, int] = {}
+    for marks in _MARK_LISTS:
+        text, total = getattr(ledger, marks.field), getattr(ledger, marks.counter)
+        tail = min(total % MARKS_PER_PAGE, len(text) // MARK_CHARS)
+        if len(text) // MARK_CHARS > tail:
+            paged[marks.field] = len(text) // MARK_CHARS - tail
+            update[marks.field] = text[len(text) - tail * MARK_CHARS:]
+    full = len(ledger.posting_ids) // IDS_PER_PAGE * IDS_PER_PAGE
+    if full:
+        paged[_IDS] = full
+        update[_IDS] = ledger.posting_ids[full:]
+    if not paged:
+        return ledger
+    update["paged"] = paged
+    return ledger.model_copy(update=update)
+
+
+def page_names(head: DayLedger) -> list[str]:
+    """The pages a stored head needs to be whole again."""
+    names = []
+    for marks in _MARK_LISTS:
+        in_pages = head.paged.get(marks.field, 0)
+        if in_pages:
+            end = getattr(head, marks.counter) - len(getattr(head, marks.field)) // MARK_CHARS
+            names += [f"{marks.name}.{page}" for page in range((end - in_pages) // MARKS_PER_PAGE,
+                                                                end // MARKS_PER_PAGE)]
+    names += [f"ids.{head.sequence}.{page}" for page in range(head.paged.get(_IDS, 0) // IDS_PER_PAGE)]
+    return names
+
+
+def whole(head: DayLedger, read_page: Callable[[str], str | None]) -> tuple[DayLedger, list[str]]:
+    """The whole ledger of a stored head, its pages read with `read_page(name)`; and the names of pages
+    that were not there (a changelog cut short: the ledger is whole but for what they held)."""
+    if not head.paged:
+        return head, []
+    missing = []
+
+    def text_of(name: str) -> str:
+        text = read_page(name)
+        if text is None:
+            missing.append(name)
+            return ""
+        return text
+
+    update: dict[str, object] = {"paged": {}}
+    for marks in _MARK_LISTS:
+        in_pages = head.paged.get(marks.field, 0)
+        if in_pages:
+            end = getattr(head, marks.counter) - len(getattr(head, marks.field)) // MARK_CHARS
+            held = "".join(text_of(f"{marks.name}.{page}")
+                           for page in range((end - in_pages) // MARKS_PER_PAGE, end // MARKS_PER_PAGE))
+            update[marks.field] = held[max(0, len(held) - in_pages * MARK_CHARS):] + getattr(head, marks.field)
+    in_pages = head.paged.get(_IDS, 0)
+    if in_pages:
+        ids: list[str] = []
+        for page in range(in_pages // IDS_PER_PAGE):
+            text = text_of(f"ids.{head.sequence}.{page}")
+            ids += text.split(ID_SEPARATOR) if text else []
+        update[_IDS] = ids + head.posting_ids
+    return head.model_copy(update=update), missing
+
+
+def page_changes(before: DayLedger | None, after: DayLedger | None, *, before_stored: bool = True
+                 ) -> dict[str, str | None]:
+    """The page writes (name -> text) and deletes (name -> None) that take the stored pages of the
+    whole ledger `before` to those of `after` (None: no ledger). `before_stored` is false when
+    `before` was read from a record written before pages existed: none of its pages is stored.
+
+    A page both ledgers have is not written again when `after` grew from `before` (its text is the
+    same, or the same with its oldest marks forgotten since, and `whole` takes only the marks the
+    window needs); it is when the day was forgotten and opened again within the batch."""
+    old = _spans(before) if before is not None else {}
+    new = _spans(after) if after is not None else {}
+    changes: dict[str, str | None] = {name: None for name in old if name not in new}
+    kept = before_stored and before is not None and after is not None and _grew_from(before, after)
+    for name, span in new.items():
+        if not (kept and name in old):
+            changes[name] = _text(after, span)
+    return changes
+
+
+def _grew_from(before: DayLedger, after: DayLedger) -> bool:
+    """Whether `after` is `before` with items added (and its oldest marks forgotten): each list's
+    newest item in `before` sits at the same place in `after`, if `after` still holds that place."""
+    for marks in _MARK_LISTS:
+        was, now = getattr(before, marks.counter), getattr(after, marks.counter)
+        if now < was:
+            return False
+        text = getattr(after, marks.field)
+        at = len(text) - (now - was + 1) * MARK_CHARS   # where before's newest mark sits in after's text
+        if was and at >= 0 and text[at:at + MARK_CHARS] != getattr(before, marks.field)[-MARK_CHARS:]:
+            return False
+    if after.sequence == before.sequence:
+        listed = len(before.posting_ids)
+        return len(after.posting_ids) >= listed and after.posting_ids[listed - 1:listed] == before.posting_ids[-1:]
+    return after.sequence > before.sequence

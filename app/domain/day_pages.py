@@ -160,17 +160,15 @@ def page_changes(before: DayLedger | None, after: DayLedger | None, *, before_st
 
 
 def _grew_from(before: DayLedger, after: DayLedger) -> bool:
-    """Whether `after` is `before` with items added (and its oldest marks forgotten): each list's
-    newest item in `before` sits at the same place in `after`, if `after` still holds that place."""
+    """Whether `after` is `before` with items added and its oldest marks forgotten: what both hold
+    of each list is the same, at the same places (one comparison of the part they share)."""
     for marks in _MARK_LISTS:
         was, now = getattr(before, marks.counter), getattr(after, marks.counter)
+        held_before, held_after = getattr(before, marks.field), getattr(after, marks.field)
+        first_after = now - len(held_after) // MARK_CHARS
         if now < was:
             return False
-        text = getattr(after, marks.field)
-        at = len(text) - (now - was + 1) * MARK_CHARS   # where before's newest mark sits in after's text
-        if was and at >= 0 and text[at:at + MARK_CHARS] != getattr(before, marks.field)[-MARK_CHARS:]:
-            return False
-    if after.sequence == before.sequence:
-        listed = len(before.posting_ids)
-        return len(after.posting_ids) >= listed and after.posting_ids[listed - 1:listed] == before.posting_ids[-1:]
-    return after.sequence > before.sequence
+        if first_after < was and not held_before.endswith(held_after[:(was - first_after) * MARK_CHARS]):
+            return False   # held in another order, or from a place before held (not grown from it)
+    # Listed ids' pages are named by their batch's sequence: only under the same one can they clash.
+    return after.sequence != before.sequence or after.posting_ids[:len(before.posting_ids)] == before.posting_ids

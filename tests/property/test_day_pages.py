@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from unittest import mock
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import app.domain.day_batches as day_batches
@@ -71,8 +71,16 @@ steps = st.lists(st.one_of(
 ), max_size=120)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(steps, st.booleans())
+# Forgotten and opened again in one batch, as many marks and ids, in another order.
+@example([("post", 0), ("post", 1), ("post", 2), ("batch", 0), ("forget", 0), ("post", 1), ("post", 0),
+          ("post", 2)], False)
+@example([("pos", 0), ("pos", 1), ("pos", 2), ("batch", 0), ("forget", 0), ("pos", 1), ("pos", 0), ("pos", 2)],
+         False)
+# ... with the same last 7 marks at the same places, and other ids listed first.
+@example([*[("post", n) for n in range(10)], ("batch", 0), ("forget", 0),
+          *[("post", n) for n in (10, 11, 12, 3, 4, 5, 6, 7, 8, 9)]], False)
 def test_a_day_stored_in_pages_reads_back_whole_and_the_store_holds_only_its_pages(steps, from_older_record):
     with small_pages():
         store = PagedStore()

@@ -96,7 +96,7 @@ class DayLedgerWrites:
             return None, True
         ledger = self.cache.decode(key, raw)
         if ledger.paged:
-            ledger, missing = whole(ledger, lambda name: _text(self.store.read(partition, page_key(key, name))))
+            ledger, missing = whole(ledger, lambda name: _page_text(partition, key, name, self.store))
             if missing:
                 log.error("day ledger %r: pages %s are not in the store; the day counts on without what they "
                           "held", key, missing)
@@ -104,5 +104,6 @@ class DayLedgerWrites:
         return ledger, b'"paged":' in raw
 
 
-def _text(raw: bytes | None) -> str | None:
+def _page_text(partition: int, day_key: bytes, name: str, store) -> str | None:
+    raw = store.read(partition, page_key(day_key, name))
     return None if raw is None else raw.decode()

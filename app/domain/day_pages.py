@@ -97,15 +97,21 @@ def head_of(ledger: DayLedger) -> DayLedger:
 
 def page_names(head: DayLedger) -> list[str]:
     """The pages a stored head needs to be whole again."""
-    names = []
+    return [name for names in _paged(head).values() for name in names]
+
+
+def _paged(head: DayLedger) -> dict[str, list[str]]:
+    """Of each list a stored head cut, the names of the pages holding the rest, oldest first."""
+    pages = {}
     for marks in _MARK_LISTS:
         in_pages = head.paged.get(marks.field, 0)
         if in_pages:
             end = getattr(head, marks.counter) - len(getattr(head, marks.field)) // MARK_CHARS
-            names += [f"{marks.name}.{page}" for page in range((end - in_pages) // MARKS_PER_PAGE,
-                                                                end // MARKS_PER_PAGE)]
-    names += [f"ids.{head.sequence}.{page}" for page in range(head.paged.get(_IDS, 0) // IDS_PER_PAGE)]
-    return names
+            pages[marks.field] = [f"{marks.name}.{page}" for page in range((end - in_pages) // MARKS_PER_PAGE,
+                                                                            end // MARKS_PER_PAGE)]
+    if head.paged.get(_IDS):
+        pages[_IDS] = [f"ids.{head.sequence}.{page}" for page in range(head.paged[_IDS] // IDS_PER_PAGE)]
+    return pages
 
 
 def whole(head: DayLedger, read_page: Callable[[str], str | None]) -> tuple[DayLedger, list[str]]:
@@ -114,29 +120,21 @@ def whole(head: DayLedger, read_page: Callable[[str], str | None]) -> tuple[DayL
     if not head.paged:
         return head, []
     missing = []
-
-    def text_of(name: str) -> str:
-        text = read_page(name)
-        if text is None:
-            missing.append(name)
-            return ""
-        return text
-
     update: dict[str, object] = {"paged": {}}
-    for marks in _MARK_LISTS:
-        in_pages = head.paged.get(marks.field, 0)
-        if in_pages:
-            end = getattr(head, marks.counter) - len(getattr(head, marks.field)) // MARK_CHARS
-            held = "".join(text_of(f"{marks.name}.{page}")
-                           for page in range((end - in_pages) // MARKS_PER_PAGE, end // MARKS_PER_PAGE))
-            update[marks.field] = held[max(0, len(held) - in_pages * MARK_CHARS):] + getattr(head, marks.field)
-    in_pages = head.paged.get(_IDS, 0)
-    if in_pages:
-        ids: list[str] = []
-        for page in range(in_pages // IDS_PER_PAGE):
-            text = text_of(f"ids.{head.sequence}.{page}")
-            ids += text.split(ID_SEPARATOR) if text else []
-        update[_IDS] = ids + head.posting_ids
+    for field, names in _paged(head).items():
+        texts = []
+        for name in names:
+            text = read_page(name)
+            if text is None:
+                missing.append(name)
+            elif text:
+                texts.append(text)
+        if field == _IDS:
+            listed = [posting_id for text in texts for posting_id in text.split(ID_SEPARATOR)]
+            update[field] = listed + head.posting_ids
+        else:
+            held = "".join(texts)
+            update[field] = held[max(0, len(held) - head.paged[field] * MARK_CHARS):] + getattr(head, field)
     return head.model_copy(update=update), missing
 
 
@@ -171,4 +169,5 @@ def _grew_from(before: DayLedger, after: DayLedger) -> bool:
         if first_after < was and not held_before.endswith(held_after[:(was - first_after) * MARK_CHARS]):
             return False   # held in another order, or from a place before held (not grown from it)
     # Listed ids' pages are named by their batch's sequence: only under the same one can they clash.
-    return after.sequence != before.sequence or after.posting_ids[:len(before.posting_ids)] == before.posting_ids
+    listed = before.posting_ids
+    return after.sequence != before.sequence or after.posting_ids[:len(listed)] == listed

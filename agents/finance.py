@@ -17,7 +17,7 @@ from app.domain.day_batches import (
     Day, DayLedger, DayStatus, add_pos_totals, add_posting, close_after_grace_due, close_day, close_late,
     due_to_close_by_clock, due_to_forget, late_batch_due, reopen_day, status_of,
 )
-from app.domain.keys import day_batch_key
+from app.domain.keys import day_batch_key, is_day_page_key
 from app.domain.postings import postings_for
 from app.domain.throttle import RecentKeys
 from app.faust_app import (
@@ -25,7 +25,7 @@ from app.faust_app import (
 )
 from app.models.finance_ledger import CloseDue, LedgerEntry
 from app.models.records import FinanceException, JournalBatch, TraceStage, json_bytes
-from tables.day_ledgers import DayLedgerWrites, day_ledgers, day_statuses, is_page_key, parsed_ledgers
+from tables.day_ledgers import DayLedgerWrites, day_ledgers, day_statuses, parsed_ledgers
 from tables.master import master_data
 from tables.store import BatchWrites
 
@@ -244,7 +244,7 @@ async def _touch_days_without_status() -> None:
     async def announce_forget(key) -> None:
         if key not in day_statuses.table:
             await _announce(key, DayLedger.model_validate_json(day_ledgers.table[key]), close_due=False)
-    days = [key for key in day_ledgers.table.keys() if not is_page_key(key)]
+    days = [key for key in day_ledgers.table.keys() if not is_day_page_key(key)]
     await each_apart(days, announce_forget, timer="close_days_by_the_clock",
                      what=lambda key: f"day {key!r}")
 

@@ -14,6 +14,7 @@ import faust
 
 from app.domain.day_batches import DayLedger, DayStatus
 from app.domain.day_pages import head_of, page_changes, whole
+from app.domain.keys import day_page_key
 from app.models.records import json_bytes
 from app.outbox import Outbox
 from tables import names
@@ -40,17 +41,6 @@ def whole_size(head: bytes, ledger: DayLedger) -> int:
 
 parsed_ledgers = DecodedCache(DayLedger.model_validate_json, LEDGERS_KEPT_PARSED_BYTES, size=whole_size)
 
-PAGE_SEPARATOR = "\x1f"   # a page's key is its day's key, this, and its name: never in a day's key
-
-
-def page_key(day_key: bytes, name: str) -> bytes:
-    return day_key + f"{PAGE_SEPARATOR}{name}".encode()
-
-
-def is_page_key(key: bytes) -> bool:
-    return PAGE_SEPARATOR.encode() in key
-
-
 def stored_head(ledger: DayLedger) -> bytes:
     return json_bytes(head_of(ledger))
 
@@ -63,7 +53,7 @@ class DayLedgerWrites:
     after a crash never names a page that was lost with it."""
 
     def __init__(self, table: faust.Table, cache: DecodedCache) -> None:
-        self.store, self.cache = table.data, cache
+        self.cache = cache
         self.heads = BatchWrites(table, encode=stored_head, cache=cache)
         self.pages = BatchWrites(table, encode=str.encode)
         # key -> (the ledger as the batch read it, whether its pages are stored: not for a record
@@ -86,24 +76,23 @@ class DayLedgerWrites:
             for key, after in changes.items():
                 before, stored = self.read.get(key) or self._read(key, partition)
                 for name, text in page_changes(before, after, before_stored=stored).items():
-                    self.pages.set(page_key(key, name), text, partition)
+                    self.pages.set(day_page_key(key, name), text, partition)
         self.pages.write(outbox)
         self.heads.write(outbox)
 
     def _read(self, key: bytes, partition: int) -> tuple[DayLedger | None, bool]:
-        raw = self.store.read(partition, key)
+        raw = self.heads.stored(key, partition)
         if raw is None:
             return None, True
         ledger = self.cache.decode(key, raw)
         if ledger.paged:
-            ledger, missing = whole(ledger, lambda name: _page_text(partition, key, name, self.store))
+            ledger, missing = whole(ledger, lambda name: self._page_text(key, name, partition))
             if missing:
                 log.error("day ledger %r: pages %s are not in the store; the day counts on without what they "
                           "held", key, missing)
             self.cache.remember(key, raw, ledger)
         return ledger, b'"paged":' in raw
 
-
-def _page_text(partition: int, day_key: bytes, name: str, store) -> str | None:
-    raw = store.read(partition, page_key(day_key, name))
-    return None if raw is None else raw.decode()
+    def _page_text(self, day_key: bytes, name: str, partition: int) -> str | None:
+        raw = self.pages.stored(day_page_key(day_key, name), partition)
+        return None if raw is None else raw.decode()

@@ -166,13 +166,17 @@ class BatchWrites:
             return changes[key]
         if key in self._read:
             return self._read[key]
-        raw = self.store.read(partition, key)
+        raw = self.stored(key, partition)
         if raw is None:
             value = None
         else:
             value = self.cache.decode(key, raw) if self.cache is not None else self.decode(raw)
         self._read[key] = value
         return value
+
+    def stored(self, key: bytes, partition: int) -> bytes | None:
+        """The bytes the store holds for `key`, ignoring this batch's changes: the one DB look-up."""
+        return self.store.read(partition, key)
 
     def set(self, key: bytes, value: Any, partition: int) -> None:
         self.changes.setdefault(partition, {})[key] = value

@@ -43,6 +43,18 @@ def day_batch_key(legal_entity: str, location_id: str, business_date: date) -> s
     return f"{legal_entity}:{location_id}:{business_date.isoformat()}"
 
 
+DAY_PAGE_SEPARATOR = "\x1f"   # never in a day's key (app/domain/day_pages.py)
+
+
+def day_page_key(day_key: bytes, name: str) -> bytes:
+    """Key of one page of a stored day ledger, beside its day's key in the `day-ledgers` table."""
+    return day_key + f"{DAY_PAGE_SEPARATOR}{name}".encode()
+
+
+def is_day_page_key(key: bytes) -> bool:
+    return DAY_PAGE_SEPARATOR.encode() in key
+
+
 def sale_cost_key(reference: str, sku: str) -> str:
     """Key of the `sale-costs` table: the sale a return may name (transaction or order id) and the SKU."""
     return f"{reference}|{sku}"

@@ -796,7 +796,8 @@ def test_a_busy_day_is_written_as_its_head_and_the_pages_that_filled_and_read_ba
     from datetime import date
     from app.domain.day_batches import DayLedger, add_posting, open_day
     from app.models.records import json_bytes
-    from tables.day_ledgers import DayLedgerWrites, is_page_key, whole_size
+    from app.domain.keys import is_day_page_key
+    from tables.day_ledgers import DayLedgerWrites, whole_size
     from tests.property.test_day_pages import posting
 
     store = FakeStore({})
@@ -825,13 +826,14 @@ def test_a_busy_day_is_written_as_its_head_and_the_pages_that_filled_and_read_ba
     assert read == day and [k for _, k, _, _ in sent] == [key]   # read whole from head and pages; one record
     read, sent = batch(lambda ledger: None)   # the day forgotten: its head and every page go
     assert read == more and len(sent) == 61 and all(value is None for _, _, value, _ in sent)
-    assert not any(is_page_key(k) for k in store.rows[3]) and key not in store.rows[3]
+    assert not any(is_day_page_key(k) for k in store.rows[3]) and key not in store.rows[3]
 
 
 def test_a_day_ledger_stored_before_pages_existed_reads_whole_and_is_written_in_pages():
     from datetime import date
     from app.domain.day_batches import DayLedger, add_posting, open_day
-    from tables.day_ledgers import DayLedgerWrites, is_page_key
+    from app.domain.keys import is_day_page_key
+    from tables.day_ledgers import DayLedgerWrites
     from tests.property.test_day_pages import posting
 
     key, day = b"US01:S1:2026-11-27", open_day("US01", "S1", date(2026, 11, 27))
@@ -844,7 +846,7 @@ def test_a_day_ledger_stored_before_pages_existed_reads_whole_and_is_written_in_
     assert writes.get(key, 3) == day
     writes.set(key, add_posting(day, posting(300)), 3)
     run(written(writes, FakeProducer()))
-    assert sorted(k for k in store.rows[3] if is_page_key(k)) == sorted(
+    assert sorted(k for k in store.rows[3] if is_day_page_key(k)) == sorted(
         key + f"\x1f{name}".encode() for name in ["postings.0", "postings.1", "postings.2"]
         + [f"ids.0.{n}" for n in range(6)])
 

@@ -47,31 +47,30 @@ _IDS = "posting_ids"
 
 def pages_of(ledger: DayLedger) -> dict[str, str]:
     """Every full page a whole ledger's lists span, by name, with what the ledger holds of it."""
-    return {name: _text(ledger, span) for name, span in _spans(ledger).items()}
+    return {f"{prefix}.{page}": _text(ledger, field, page)
+            for field, (prefix, pages) in _page_ranges(ledger).items() for page in pages}
 
 
-Span = tuple[str, int, int]   # a DayLedger field, and the slice of it a page holds
-
-
-def _spans(ledger: DayLedger) -> dict[str, Span]:
-    spans = {}
+def _page_ranges(ledger: DayLedger) -> dict[str, tuple[str, range]]:
+    """Of each list of a whole ledger, the full pages it spans: their names' prefix and numbers."""
+    ranges = {}
     for marks in _MARK_LISTS:
         text, total = getattr(ledger, marks.field), getattr(ledger, marks.counter)
         first = total - len(text) // MARK_CHARS          # the place of the oldest mark held
-        for page in range(first // MARKS_PER_PAGE, total // MARKS_PER_PAGE):
-            start = max(page * MARKS_PER_PAGE, first) - first
-            end = (page + 1) * MARKS_PER_PAGE - first
-            spans[f"{marks.name}.{page}"] = (marks.field, start * MARK_CHARS, end * MARK_CHARS)
-    for page in range(len(ledger.posting_ids) // IDS_PER_PAGE):
-        spans[f"ids.{ledger.sequence}.{page}"] = (_IDS, page * IDS_PER_PAGE, (page + 1) * IDS_PER_PAGE)
-    return spans
+        ranges[marks.field] = (marks.name, range(first // MARKS_PER_PAGE, total // MARKS_PER_PAGE))
+    ranges[_IDS] = (f"ids.{ledger.sequence}", range(len(ledger.posting_ids) // IDS_PER_PAGE))
+    return ranges
 
 
-def _text(ledger: DayLedger, span: Span) -> str:
-    field, start, end = span
+def _text(ledger: DayLedger, field: str, page: int) -> str:
+    """What a whole ledger holds of one of its full pages."""
     if field == _IDS:
-        return ID_SEPARATOR.join(ledger.posting_ids[start:end])
-    return getattr(ledger, field)[start:end]
+        return ID_SEPARATOR.join(ledger.posting_ids[page * IDS_PER_PAGE:(page + 1) * IDS_PER_PAGE])
+    marks = next(marks for marks in _MARK_LISTS if marks.field == field)
+    text = getattr(ledger, field)
+    first = getattr(ledger, marks.counter) - len(text) // MARK_CHARS
+    start, end = max(page * MARKS_PER_PAGE, first) - first, (page + 1) * MARKS_PER_PAGE - first
+    return text[start * MARK_CHARS:end * MARK_CHARS]
 
 
 def head_of(ledger: DayLedger) -> DayLedger:
@@ -147,14 +146,27 @@ def page_changes(before: DayLedger | None, after: DayLedger | None, *, before_st
     A page both ledgers have is not written again when `after` grew from `before` (its text is the
     same, or the same with its oldest marks forgotten since, and `whole` takes only the marks the
     window needs); it is when the day was forgotten and opened again within the batch."""
-    old = _spans(before) if before is not None else {}
-    new = _spans(after) if after is not None else {}
-    changes: dict[str, str | None] = {name: None for name in old if name not in new}
+    old = _page_ranges(before) if before is not None else {}
+    new = _page_ranges(after) if after is not None else {}
     kept = before_stored and before is not None and after is not None and _grew_from(before, after)
-    for name, span in new.items():
-        if not (kept and name in old):
-            changes[name] = _text(after, span)
+    changes: dict[str, str | None] = {}
+    # Pages are counted, not listed: a batch costs the pages that changed, not all a busy day has.
+    for field, (prefix, pages) in old.items():
+        still = new.get(field, (prefix, range(0)))
+        for page in _outside(pages, still[1] if still[0] == prefix else range(0)):
+            changes[f"{prefix}.{page}"] = None
+    for field, (prefix, pages) in new.items():
+        was = old.get(field, (prefix, range(0)))
+        for page in _outside(pages, was[1] if kept and was[0] == prefix else range(0)):
+            changes[f"{prefix}.{page}"] = _text(after, field, page)
     return changes
+
+
+def _outside(pages: range, other: range) -> list[int]:
+    """The pages of one run of page numbers that are not in another."""
+    if not other:
+        return list(pages)
+    return [*range(pages.start, min(pages.stop, other.start)), *range(max(pages.start, other.stop), pages.stop)]
 
 
 def _grew_from(before: DayLedger, after: DayLedger) -> bool:

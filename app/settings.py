@@ -72,6 +72,10 @@ class Settings:
     chart_overrides: str = ""
     log_json: bool = False
     rocksdb_cache_mb: int = 32
+    # The finance stage's parsed day ledgers kept between batches (tables/day_ledgers.py), weighed as
+    # their JSON: a busy store day ~100 KB (~155 KB as Python objects). Below what the busy store days
+    # of a worker weigh, every batch reads and parses each of its days again.
+    finance_ledger_cache_mb: int = 96
     session_timeout: float = 15.0
     # A graceful stop that has not finished by then exits the process (app/stop_deadline.py).
     stop_timeout: float = 20.0
@@ -140,6 +144,7 @@ class Settings:
             chart_overrides=env.get("CHART_OVERRIDES", ""),
             log_json=env.get("LOG_FORMAT", "text") == "json",
             rocksdb_cache_mb=_int(env, "ROCKSDB_CACHE_MB", 32, minimum=1),
+            finance_ledger_cache_mb=_int(env, "FINANCE_LEDGER_CACHE_MB", 96, minimum=1),
             # The broker refuses sessions under group.min.session.timeout.ms (6 s by default).
             session_timeout=_float(env, "KAFKA_SESSION_TIMEOUT", 15.0, minimum=6.0),
             stop_timeout=_float(env, "STOP_TIMEOUT", 20.0, minimum=1.0),

@@ -30,7 +30,7 @@ from rocksdict import Options, Rdict, WriteBatch
 from app.domain.day_batches import DayLedger, add_posting, open_day
 from app.models.records import Posting, PostingKind, PostingLine, json_bytes
 from app.outbox import Outbox
-from tables.day_ledgers import DayLedgerWrites, whole_size
+from tables.day_ledgers import LEDGERS_KEPT_PARSED_BYTES, DayLedgerWrites, whole_size
 from tables.decoded_cache import DecodedCache
 from tables.store import BatchWrites
 
@@ -82,16 +82,16 @@ def posting(store: int, n: int) -> Posting:
                    created_at=datetime.now(UTC))
 
 
-def run(layout: str, stores: int, per_store: int, batches: int) -> tuple[float, float]:
+def run(layout: str, stores: int, per_store: int, batches: int, cache_mb: int) -> tuple[float, float]:
     path = tempfile.mkdtemp(prefix=f"day-pages-{layout}-")
     try:
         table = SimpleNamespace(data=RocksStore(path),
                                 changelog_topic=SimpleNamespace(get_topic_name=lambda: "day-ledgers-changelog"))
         if layout == "whole":
-            cache = DecodedCache(DayLedger.model_validate_json, 32 << 20)
+            cache = DecodedCache(DayLedger.model_validate_json, cache_mb << 20)
             new_writes = lambda: BatchWrites(table, encode=json_bytes, cache=cache)   # noqa: E731
         else:
-            cache = DecodedCache(DayLedger.model_validate_json, 32 << 20, size=whole_size)
+            cache = DecodedCache(DayLedger.model_validate_json, cache_mb << 20, size=whole_size)
             new_writes = lambda: DayLedgerWrites(table, cache)   # noqa: E731
         keys = [f"US01:S{s}:{DAY.isoformat()}".encode() for s in range(stores)]
 
@@ -128,14 +128,16 @@ def main() -> None:
     parser.add_argument("--stores", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--postings", type=int, default=700, help="postings per finance batch, spread over the stores")
     parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--cache-mb", type=int, default=LEDGERS_KEPT_PARSED_BYTES >> 20,
+                        help="the parsed ledgers kept between batches (FINANCE_LEDGER_CACHE_MB; default: the stage's)")
     args = parser.parse_args()
     print(f"store days filled with {FILLED:,} postings each; batches of {args.postings} postings; "
-          f"CPU µs and changelog bytes per posting")
+          f"CPU µs and changelog bytes per posting; {args.cache_mb} MB of parsed ledgers kept")
     print(f"{'stores':>7} {'per store':>9}  {'layout':<16} {'CPU µs':>8} {'bytes':>9}")
     for stores in args.stores:
         per_store = max(1, args.postings // stores)
         for layout in ("whole", "head and pages"):
-            cpu, written = run(layout, stores, per_store, args.batches)
+            cpu, written = run(layout, stores, per_store, args.batches, args.cache_mb)
             print(f"{stores:>7} {per_store:>9}  {layout:<16} {cpu:8.1f} {written:9,.0f}")
 
 

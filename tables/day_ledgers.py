@@ -15,6 +15,7 @@ import faust
 from app.domain.day_batches import DayLedger, DayStatus
 from app.domain.day_pages import head_of, page_changes, whole
 from app.domain.keys import day_page_key
+from app.faust_app import settings
 from app.models.records import json_bytes
 from app.outbox import Outbox
 from tables import names
@@ -28,9 +29,12 @@ day_statuses = RecordTable(make_table(names.DAY_STATUSES), DayStatus)
 
 
 # The day ledgers this worker read or wrote last, whole, each checked against its head's bytes and
-# weighed as its whole JSON would be (~100 KB once a store's day is busy): 32 MB of it, about 300
-# busy store days, and about as much again as Python objects.
-LEDGERS_KEPT_PARSED_BYTES = 32 << 20
+# weighed as its whole JSON would be (~100 KB once a store's day is busy, ~155 KB as Python
+# objects): FINANCE_LEDGER_CACHE_MB of it, 96 MB by default, about 1,000 busy store days. The cache
+# drops the least recently used, and a batch touches each of its days once: a worker with more busy
+# days than the cache holds misses on every one of them, and reads and parses each day again at every
+# batch (~10 times the CPU per posting at 500 stores in 32 MB: BENCHMARKS.md, twenty-ninth session).
+LEDGERS_KEPT_PARSED_BYTES = settings.finance_ledger_cache_mb << 20
 
 
 def whole_size(head: bytes, ledger: DayLedger) -> int:

@@ -18,6 +18,7 @@ def test_defaults_are_the_documented_ones():
     ("RESERVATION_TTL", "-5"), ("CHANNEL_PUBLISH_INTERVAL", "soon"), ("PROCESSING_GUARANTEE", "maybe_once"),
     ("KAFKA_BOOTSTRAP", "localhost"), ("API_TOKENS", "abc=superuser"), ("PRODUCER_LINGER_MS", "-1"),
     ("KAFKA_GROUP_INSTANCE_ID", "worker 1"), ("KAFKA_GROUP_INSTANCE_ID", "w" * 241),
+    ("FINANCE_LEDGER_CACHE_MB", "0"),
 ])
 def test_a_wrong_value_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -41,6 +42,12 @@ def test_sale_costs_are_kept_as_long_as_duplicates_are_recognised_unless_a_retur
 def test_late_postings_wait_a_minute_for_their_batch_by_default():
     assert Settings.from_env({}).late_batch_after == 60.0
     assert Settings.from_env({"LATE_BATCH_AFTER": "5"}).late_batch_after == 5.0
+
+
+def test_the_finance_stage_keeps_about_a_thousand_busy_store_days_parsed_unless_told_otherwise():
+    # ~100 KB a busy day (tables/day_ledgers.py): a worker holding 500 stores' today and yesterday.
+    assert Settings.from_env({}).finance_ledger_cache_mb == 96
+    assert Settings.from_env({"FINANCE_LEDGER_CACHE_MB": "256"}).finance_ledger_cache_mb == 256
 
 
 def test_static_group_membership_is_off_unless_a_worker_is_given_an_identity():

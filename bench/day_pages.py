@@ -47,6 +47,9 @@ class RocksStore:
     def read(self, partition: int, key: bytes) -> bytes | None:
         return self.db.get(key)
 
+    def read_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        return self.db.get(keys)
+
     def write_changes(self, partition: int, changes, source_offset=None) -> None:
         batch = WriteBatch(raw_mode=True)
         for key, value in changes.items():

@@ -90,13 +90,13 @@ class DayLedgerWrites:
             return None, True
         ledger = self.cache.decode(key, raw)
         if ledger.paged:
-            ledger, missing = whole(ledger, lambda name: self._page_text(key, name, partition))
+            ledger, missing = whole(ledger, lambda names: self._page_texts(key, names, partition))
             if missing:
                 log.error("day ledger %r: pages %s are not in the store; the day counts on without what they "
                           "held", key, missing)
             self.cache.remember(key, raw, ledger)
         return ledger, b'"paged":' in raw
 
-    def _page_text(self, day_key: bytes, name: str, partition: int) -> str | None:
-        raw = self.pages.stored(day_page_key(day_key, name), partition)
-        return None if raw is None else raw.decode()
+    def _page_texts(self, day_key: bytes, names: list[str], partition: int) -> list[str | None]:
+        stored = self.pages.stored_many([day_page_key(day_key, name) for name in names], partition)
+        return [None if raw is None else raw.decode() for raw in stored]

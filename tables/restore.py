@@ -355,6 +355,10 @@ class BulkRestoringStore(RocksDBStore):
         opened if it is not yet (a partition of the event being handled is this worker's)."""
         return self._db_for_partition(partition).get(key)
 
+    def read_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        """Keys of one partition's DB in one RocksDB MultiGet, None for a key not there."""
+        return self._db_for_partition(partition).get(keys)
+
     def write_changes(self, partition: int, changes: Mapping[bytes, bytes | None],
                       source_offset: int | None = None) -> None:
         """A batch's changes of one partition in one WriteBatch (None: the key is deleted), with, for

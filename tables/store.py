@@ -178,6 +178,10 @@ class BatchWrites:
         """The bytes the store holds for `key`, ignoring this batch's changes: the one DB look-up."""
         return self.store.read(partition, key)
 
+    def stored_many(self, keys: list[bytes], partition: int) -> list[bytes | None]:
+        """What the store holds for each of `keys`, in one DB call: a busy store day's pages are 60."""
+        return self.store.read_many(partition, keys)
+
     def set(self, key: bytes, value: Any, partition: int) -> None:
         self.changes.setdefault(partition, {})[key] = value
 

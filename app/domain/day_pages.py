@@ -113,21 +113,19 @@ def _paged(head: DayLedger) -> dict[str, list[str]]:
     return pages
 
 
-def whole(head: DayLedger, read_page: Callable[[str], str | None]) -> tuple[DayLedger, list[str]]:
-    """The whole ledger of a stored head, its pages read with `read_page(name)`; and the names of pages
-    that were not there (a changelog cut short: the ledger is whole but for what they held)."""
+def whole(head: DayLedger, read_pages: Callable[[list[str]], list[str | None]]) -> tuple[DayLedger, list[str]]:
+    """The whole ledger of a stored head, its pages read at once with `read_pages(names)` (their texts,
+    None for a page not there); and the names of pages that were not there (a changelog cut short:
+    the ledger is whole but for what they held)."""
     if not head.paged:
         return head, []
-    missing = []
+    paged = _paged(head)
+    names = [name for names in paged.values() for name in names]
+    stored = dict(zip(names, read_pages(names), strict=True))
+    missing = [name for name in names if stored[name] is None]
     update: dict[str, object] = {"paged": {}}
-    for field, names in _paged(head).items():
-        texts = []
-        for name in names:
-            text = read_page(name)
-            if text is None:
-                missing.append(name)
-            elif text:
-                texts.append(text)
+    for field, names in paged.items():
+        texts = [stored[name] for name in names if stored[name]]
         if field == _IDS:
             listed = [posting_id for text in texts for posting_id in text.split(ID_SEPARATOR)]
             update[field] = listed + head.posting_ids

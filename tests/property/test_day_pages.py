@@ -59,7 +59,7 @@ class PagedStore:
     def read(self) -> DayLedger | None:
         if self.head is None:
             return None
-        ledger, missing = whole(DayLedger.model_validate_json(self.head), self.pages.get)
+        ledger, missing = whole(DayLedger.model_validate_json(self.head), lambda names: [*map(self.pages.get, names)])
         assert missing == []
         return ledger
 

@@ -33,7 +33,8 @@ day_statuses = RecordTable(make_table(names.DAY_STATUSES), DayStatus)
 # objects): FINANCE_LEDGER_CACHE_MB of it, 96 MB by default, about 1,000 busy store days. The cache
 # drops the least recently used, and a batch touches each of its days once: a worker with more busy
 # days than the cache holds misses on every one of them, and reads and parses each day again at every
-# batch (~10 times the CPU per posting at 500 stores in 32 MB: BENCHMARKS.md, twenty-ninth session).
+# batch (500 busy stores in 32 MB: 3.4 times the CPU per posting of 96 MB; BENCHMARKS.md, twenty-ninth
+# session).
 LEDGERS_KEPT_PARSED_BYTES = settings.finance_ledger_cache_mb << 20
 
 

@@ -42,6 +42,7 @@ class _Marks:
 
 _MARK_LISTS = (_Marks("postings", "counted_postings", "postings_marked"),
                _Marks("pos", "counted_pos_transactions", "pos_transactions_marked"))
+_COUNTERS = {marks.field: marks.counter for marks in _MARK_LISTS}
 _IDS = "posting_ids"
 
 
@@ -66,9 +67,8 @@ def _text(ledger: DayLedger, field: str, page: int) -> str:
     """What a whole ledger holds of one of its full pages."""
     if field == _IDS:
         return ID_SEPARATOR.join(ledger.posting_ids[page * IDS_PER_PAGE:(page + 1) * IDS_PER_PAGE])
-    marks = next(marks for marks in _MARK_LISTS if marks.field == field)
     text = getattr(ledger, field)
-    first = getattr(ledger, marks.counter) - len(text) // MARK_CHARS
+    first = getattr(ledger, _COUNTERS[field]) - len(text) // MARK_CHARS
     start, end = max(page * MARKS_PER_PAGE, first) - first, (page + 1) * MARKS_PER_PAGE - first
     return text[start * MARK_CHARS:end * MARK_CHARS]
 
@@ -120,9 +120,9 @@ def whole(head: DayLedger, read_pages: Callable[[list[str]], list[str | None]]) 
     if not head.paged:
         return head, []
     paged = _paged(head)
-    names = [name for names in paged.values() for name in names]
-    stored = dict(zip(names, read_pages(names), strict=True))
-    missing = [name for name in names if stored[name] is None]
+    every_page = [name for names in paged.values() for name in names]
+    stored = dict(zip(every_page, read_pages(every_page), strict=True))
+    missing = [name for name in every_page if stored[name] is None]
     update: dict[str, object] = {"paged": {}}
     for field, names in paged.items():
         texts = [stored[name] for name in names if stored[name]]

@@ -72,9 +72,7 @@ class Settings:
     chart_overrides: str = ""
     log_json: bool = False
     rocksdb_cache_mb: int = 32
-    # The finance stage's parsed day ledgers kept between batches (tables/day_ledgers.py), weighed as
-    # their JSON: a busy store day ~100 KB (~155 KB as Python objects). Below what the busy store days
-    # of a worker weigh, every batch reads and parses each of its days again.
+    # The finance stage's parsed day ledgers kept between batches: how to size it, tables/day_ledgers.py.
     finance_ledger_cache_mb: int = 96
     session_timeout: float = 15.0
     # A graceful stop that has not finished by then exits the process (app/stop_deadline.py).

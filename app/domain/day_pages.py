@@ -48,19 +48,27 @@ _IDS = "posting_ids"
 
 def pages_of(ledger: DayLedger) -> dict[str, str]:
     """Every full page a whole ledger's lists span, by name, with what the ledger holds of it."""
-    return {f"{prefix}.{page}": _text(ledger, field, page)
+    return {_name(prefix, page): _text(ledger, field, page)
             for field, (prefix, pages) in _page_ranges(ledger).items() for page in pages}
 
 
 def _page_ranges(ledger: DayLedger) -> dict[str, tuple[str, range]]:
-    """Of each list of a whole ledger, the full pages it spans: their names' prefix and numbers."""
+    """Of each list of a ledger, the full pages it spans: their names' prefix and numbers. For a whole
+    ledger (`paged` empty) and for its stored head alike: a head holds each list's unfilled end, and
+    `paged` counts the items before it, which are in these pages."""
     ranges = {}
     for marks in _MARK_LISTS:
-        text, total = getattr(ledger, marks.field), getattr(ledger, marks.counter)
-        first = total - len(text) // MARK_CHARS          # the place of the oldest mark held
+        held = len(getattr(ledger, marks.field)) // MARK_CHARS + ledger.paged.get(marks.field, 0)
+        total = getattr(ledger, marks.counter)
+        first = total - held          # the place of the oldest mark held
         ranges[marks.field] = (marks.name, range(first // MARKS_PER_PAGE, total // MARKS_PER_PAGE))
-    ranges[_IDS] = (f"ids.{ledger.sequence}", range(len(ledger.posting_ids) // IDS_PER_PAGE))
+    listed = len(ledger.posting_ids) + ledger.paged.get(_IDS, 0)
+    ranges[_IDS] = (f"ids.{ledger.sequence}", range(listed // IDS_PER_PAGE))
     return ranges
+
+
+def _name(prefix: str, page: int) -> str:
+    return f"{prefix}.{page}"
 
 
 def _text(ledger: DayLedger, field: str, page: int) -> str:
@@ -96,36 +104,24 @@ def head_of(ledger: DayLedger) -> DayLedger:
 
 def page_names(head: DayLedger) -> list[str]:
     """The pages a stored head needs to be whole again."""
-    return [name for names in _paged(head).values() for name in names]
+    return [_name(prefix, page) for prefix, pages in _page_ranges(head).values() for page in pages]
 
 
-def _paged(head: DayLedger) -> dict[str, list[str]]:
-    """Of each list a stored head cut, the names of the pages holding the rest, oldest first."""
-    pages = {}
-    for marks in _MARK_LISTS:
-        in_pages = head.paged.get(marks.field, 0)
-        if in_pages:
-            end = getattr(head, marks.counter) - len(getattr(head, marks.field)) // MARK_CHARS
-            pages[marks.field] = [f"{marks.name}.{page}" for page in range((end - in_pages) // MARKS_PER_PAGE,
-                                                                            end // MARKS_PER_PAGE)]
-    if head.paged.get(_IDS):
-        pages[_IDS] = [f"ids.{head.sequence}.{page}" for page in range(head.paged[_IDS] // IDS_PER_PAGE)]
-    return pages
-
-
-def whole(head: DayLedger, read_pages: Callable[[list[str]], list[str | None]]) -> tuple[DayLedger, list[str]]:
+def whole(head: DayLedger, read_pages: Callable[[list[str]], list[str | None]]
+          ) -> tuple[DayLedger, list[str]]:
     """The whole ledger of a stored head, its pages read at once with `read_pages(names)` (their texts,
     None for a page not there); and the names of pages that were not there (a changelog cut short:
     the ledger is whole but for what they held)."""
     if not head.paged:
         return head, []
-    paged = _paged(head)
-    every_page = [name for names in paged.values() for name in names]
+    names = {field: [_name(prefix, page) for page in pages]
+             for field, (prefix, pages) in _page_ranges(head).items() if field in head.paged}
+    every_page = [name for in_pages in names.values() for name in in_pages]
     stored = dict(zip(every_page, read_pages(every_page), strict=True))
     missing = [name for name in every_page if stored[name] is None]
     update: dict[str, object] = {"paged": {}}
-    for field, names in paged.items():
-        texts = [stored[name] for name in names if stored[name]]
+    for field, in_pages in names.items():
+        texts = [stored[name] for name in in_pages if stored[name]]
         if field == _IDS:
             listed = [posting_id for text in texts for posting_id in text.split(ID_SEPARATOR)]
             update[field] = listed + head.posting_ids
@@ -152,19 +148,19 @@ def page_changes(before: DayLedger | None, after: DayLedger | None, *, before_st
     for field, (prefix, pages) in old.items():
         still = new.get(field, (prefix, range(0)))
         for page in _outside(pages, still[1] if still[0] == prefix else range(0)):
-            changes[f"{prefix}.{page}"] = None
+            changes[_name(prefix, page)] = None
     for field, (prefix, pages) in new.items():
         was = old.get(field, (prefix, range(0)))
         for page in _outside(pages, was[1] if kept and was[0] == prefix else range(0)):
-            changes[f"{prefix}.{page}"] = _text(after, field, page)
+            changes[_name(prefix, page)] = _text(after, field, page)
     return changes
 
 
 def _outside(pages: range, other: range) -> list[int]:
-    """The pages of one run of page numbers that are not in another."""
-    if not other:
-        return list(pages)
-    return [*range(pages.start, min(pages.stop, other.start)), *range(max(pages.start, other.stop), pages.stop)]
+    """The pages of one run of page numbers that are not in another (neither runs backwards, so an
+    empty `other` leaves all of `pages`)."""
+    return [*range(pages.start, min(pages.stop, other.start)),
+            *range(max(pages.start, other.stop), pages.stop)]
 
 
 def _grew_from(before: DayLedger, after: DayLedger) -> bool:

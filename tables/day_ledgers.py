@@ -30,11 +30,9 @@ day_statuses = RecordTable(make_table(names.DAY_STATUSES), DayStatus)
 
 # The day ledgers this worker read or wrote last, whole, each checked against its head's bytes and
 # weighed as its whole JSON would be (~100 KB once a store's day is busy, ~155 KB as Python
-# objects): FINANCE_LEDGER_CACHE_MB of it, 96 MB by default, about 1,000 busy store days. The cache
-# drops the least recently used, and a batch touches each of its days once: a worker with more busy
-# days than the cache holds misses on every one of them, and reads and parses each day again at every
-# batch (500 busy stores in 32 MB: 3.4 times the CPU per posting of 96 MB; BENCHMARKS.md, twenty-ninth
-# session).
+# objects): FINANCE_LEDGER_CACHE_MB of it, 96 MB by default, about 1,000 busy store days. A batch
+# touches each of its days once: a worker with more busy days than the cache holds keeps the days it
+# has and reads and parses the others again at every batch (tables/decoded_cache.py).
 LEDGERS_KEPT_PARSED_BYTES = settings.finance_ledger_cache_mb << 20
 
 
@@ -89,14 +87,17 @@ class DayLedgerWrites:
         raw = self.heads.stored(key, partition)
         if raw is None:
             return None, True
-        ledger = self.cache.decode(key, raw)
-        if ledger.paged:
-            ledger, missing = whole(ledger, lambda names: self._page_texts(key, names, partition))
-            if missing:
-                log.error("day ledger %r: pages %s are not in the store; the day counts on without what they "
-                          "held", key, missing)
-            self.cache.remember(key, raw, ledger)
+        ledger = self.cache.decode(key, raw, finish=lambda head: self._whole(key, head, partition))
         return ledger, b'"paged":' in raw
+
+    def _whole(self, key: bytes, head: DayLedger, partition: int) -> DayLedger:
+        if not head.paged:
+            return head
+        ledger, missing = whole(head, lambda names: self._page_texts(key, names, partition))
+        if missing:
+            log.error("day ledger %r: pages %s are not in the store; the day counts on without what they "
+                      "held", key, missing)
+        return ledger
 
     def _page_texts(self, day_key: bytes, names: list[str], partition: int) -> list[str | None]:
         stored = self.pages.stored_many([day_page_key(day_key, name) for name in names], partition)

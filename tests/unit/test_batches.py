@@ -429,16 +429,49 @@ def test_a_value_a_batch_wrote_is_read_by_the_next_batch_without_parsing_unless_
     assert cache.bytes == 0 and batch().get(b"US01:S042:2026-11-27", 2) is None
 
 
-def test_the_decoded_cache_keeps_the_most_recently_used_within_its_bytes():
+def test_a_full_decoded_cache_lets_a_key_in_only_at_the_cost_of_keys_not_read_since_its_read_before():
     cache = DecodedCache(lambda raw: raw.decode(), max_bytes=10)
     for key in (b"a", b"b", b"c"):
         cache.decode(key, b"1234")
-    assert cache.bytes == 8 and list(cache._entries) == [b"b", b"c"]   # a went first
-    cache.decode(b"b", b"1234")   # used again: now the most recent
-    cache.remember(b"d", b"5678", "5678")
-    assert list(cache._entries) == [b"b", b"d"]
+    assert list(cache._entries) == [b"a", b"b"] and cache.bytes == 8   # c, read once, would push out a
+    cache.decode(b"a", b"1234")      # a read again: b is now the least recently read
+    cache.decode(b"c", b"1234")      # c's read before came after b's last read: b goes
+    assert list(cache._entries) == [b"a", b"c"]
+    cache.decode(b"b", b"1234")      # b's read before came before a's last read: b stays out
+    assert list(cache._entries) == [b"a", b"c"]
+
+
+def test_a_record_the_cache_holds_keeps_its_place_when_written_bigger_at_the_least_recently_reads_cost():
+    cache = DecodedCache(lambda raw: raw.decode(), max_bytes=10)
+    cache.decode(b"a", b"1234")
+    cache.decode(b"b", b"1234")
+    cache.remember(b"b", b"1234567", "1234567")
+    assert list(cache._entries) == [b"b"] and cache.bytes == 7
     cache.remember(b"e", b"x" * 11, "too big")
-    assert b"e" not in cache._entries and cache.bytes == 8
+    assert b"e" not in cache._entries and cache.bytes == 7
+
+
+def test_batches_that_read_more_keys_in_turn_than_the_cache_holds_find_the_ones_it_kept():
+    parsed = []
+
+    def decode(raw: bytes) -> str:
+        parsed.append(raw)
+        return raw.decode()
+
+    cache = DecodedCache(decode, max_bytes=40)   # 10 records of 4 bytes
+    days = [f"US01:S{store:03}:2026-12-05".encode() for store in range(25)]
+    for batch in range(20):
+        parsed.clear()
+        for day in days:
+            assert cache.decode(day, b"1234") == "1234"
+        assert len(parsed) == (25 if batch == 0 else 15)   # least recently read first: all 25 every time
+
+
+def test_the_decoded_cache_remembers_when_a_bounded_number_of_keys_were_read():
+    cache = DecodedCache(lambda raw: raw.decode(), max_bytes=40)
+    for n in range(5_000):
+        cache.decode(str(n).encode(), b"1234")
+    assert len(cache._entries) == 10 and len(cache._read_at) == 1024 + 4 * 10
 
 
 @pytest.mark.parametrize("failure", [None, RuntimeError("lost")])
@@ -841,6 +874,43 @@ def test_a_busy_day_is_written_as_its_head_and_the_pages_that_filled_and_read_ba
     read, sent = batch(lambda ledger: None)   # the day forgotten: its head and every page go
     assert read == more and len(sent) == 61 and all(value is None for _, _, value, _ in sent)
     assert not any(is_day_page_key(k) for k in store.rows[3]) and key not in store.rows[3]
+
+
+def test_batches_over_more_busy_days_than_the_cache_holds_parse_only_the_days_it_does_not_keep():
+    # A day is let into the parsed-ledger cache whole, with its pages read in, or not at all: let in by
+    # its head alone, it then kept its place when written whole, at a held day's cost, every batch.
+    from datetime import date
+    from app.domain.day_batches import DayLedger, add_posting, open_day
+    from tables.day_ledgers import DayLedgerWrites, stored_head, whole_size
+    from tests.property.test_day_pages import posting
+
+    store = FakeStore({})
+    table = fake_table(store, "app-day-ledgers-changelog")
+    keys = [f"US01:S{store_no}:2026-11-27".encode() for store_no in range(6)]
+    days = {}
+    for store_no, key in enumerate(keys):
+        day = open_day("US01", "S1", date(2026, 11, 27))   # the same store's day under six keys
+        for n in range(300):
+            day = add_posting(day, posting(store_no * 1_000 + n))
+        days[key] = day
+    parsed = []
+
+    def decode(raw: bytes) -> DayLedger:
+        parsed.append(raw)
+        return DayLedger.model_validate_json(raw)
+
+    one_day = whole_size(stored_head(days[keys[0]]), days[keys[0]])
+    cache = DecodedCache(decode, max_bytes=int(3.5 * one_day), size=whole_size)   # three busy days
+    for batch in range(5):
+        parsed.clear()
+        writes = DayLedgerWrites(table, cache)
+        for store_no, key in enumerate(keys):
+            ledger = writes.get(key, 3)
+            assert ledger is None if batch == 0 else ledger == days[key]
+            days[key] = add_posting(days[key], posting(store_no * 1_000 + 300 + batch))
+            writes.set(key, days[key], 3)
+        run(written(writes, FakeProducer()))
+        assert len(parsed) == (0 if batch == 0 else 3)   # the three days it keeps are not parsed
 
 
 def test_a_days_pages_are_read_from_rocksdb_in_one_call_in_the_order_asked(tmp_path):

@@ -382,6 +382,13 @@ class ChaosRun:
             self.verdict.add("partitions_not_consumed", [
                 f"{topic}[{p}] lag {lag}" for topic, parts in sorted(stalled.items()) for p, lag in sorted(parts.items())])
         self.forensics = self._forensics(bootstrap_keys(self.verdict)) if self.verdict.mismatch_total else {}
+        stale_channels = [*self.verdict.mismatches.get("channel_availability_not_final", []),
+                          *self.verdict.mismatches.get("channel_availability_missing", [])]
+        if stale_channels:
+            try:
+                self.forensics["channels"] = self._channel_forensics(stale_channels, availability, channels)
+            except Exception as exc:
+                self.forensics["channels"] = repr(exc)
         if self.verdict.mismatches.get("postings_missing"):
             try:
                 self.forensics["postings"] = self._postings_forensics(self.verdict.mismatches["postings_missing"])
@@ -528,6 +535,26 @@ class ChaosRun:
                 out[r.key]["changelog"].append(
                     f"p{r.partition}@{r.offset} v{r.value.get('version')} on_hand={r.value.get('on_hand')} "
                     f"reserved={r.value.get('reserved')} applied={len(applied)} last={list(applied)[-1:]}")
+        return out
+
+    def _channel_forensics(self, stale: list[str], availability: list, channels: list, limit: int = 4) -> dict:
+        """For channel totals left stale: the SKU's channel records, its locations' availability records
+        and its network's changelog values, each with partition and offset, in order."""
+        skus = list(dict.fromkeys(item.split(" ", 1)[0].split(":", 1)[1] for item in stale))[:limit]
+        network_changelog = self._read_run(f"{self.app_id}-sku-network-changelog")
+        out: dict[str, dict] = {}
+        for sku in skus:
+            out[sku] = {
+                "channel_records": [
+                    f"p{r.partition}@{r.offset} {r.value['channel']} v{r.value['version']} {r.value['available']} "
+                    f"{r.value['by_location']}" for r in channels if r.value.get("sku") == sku],
+                "availability_records": [
+                    f"p{r.partition}@{r.offset} {r.value['location_id']} v{r.value['version']} "
+                    f"available={r.value['available']} cause={r.value.get('cause')}"
+                    for r in availability if r.value.get("sku") == sku],
+                "network_changelog": [
+                    f"p{r.partition}@{r.offset} {r.value.get('by_location')} versions={r.value.get('channel_versions')} "
+                    f"pending={r.value.get('pending')}" for r in network_changelog if r.key == sku and r.value]}
         return out
 
     def _postings_forensics(self, missing: list) -> dict:

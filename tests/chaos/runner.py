@@ -537,7 +537,8 @@ class ChaosRun:
                     f"reserved={r.value.get('reserved')} applied={len(applied)} last={list(applied)[-1:]}")
         return out
 
-    def _channel_forensics(self, stale: list[str], availability: list, channels: list, limit: int = 4) -> dict:
+    def _channel_forensics(self, stale: list[str], availability: list, channels: list,
+                           limit: int = 4) -> dict:
         """For channel totals left stale: the SKU's channel records, its locations' availability records
         and its network's changelog values, each with partition and offset, in order."""
         skus = list(dict.fromkeys(item.split(" ", 1)[0].split(":", 1)[1] for item in stale))[:limit]
@@ -546,15 +547,17 @@ class ChaosRun:
         for sku in skus:
             out[sku] = {
                 "channel_records": [
-                    f"p{r.partition}@{r.offset} {r.value['channel']} v{r.value['version']} {r.value['available']} "
-                    f"{r.value['by_location']}" for r in channels if r.value.get("sku") == sku],
+                    f"p{r.partition}@{r.offset} {r.value['channel']} v{r.value['version']} "
+                    f"{r.value['available']} {r.value['by_location']}"
+                    for r in channels if r.value.get("sku") == sku],
                 "availability_records": [
                     f"p{r.partition}@{r.offset} {r.value['location_id']} v{r.value['version']} "
                     f"available={r.value['available']} cause={r.value.get('cause')}"
                     for r in availability if r.value.get("sku") == sku],
                 "network_changelog": [
-                    f"p{r.partition}@{r.offset} {r.value.get('by_location')} versions={r.value.get('channel_versions')} "
-                    f"pending={r.value.get('pending')}" for r in network_changelog if r.key == sku and r.value]}
+                    f"p{r.partition}@{r.offset} {r.value.get('by_location')} "
+                    f"versions={r.value.get('channel_versions')} pending={r.value.get('pending')}"
+                    for r in network_changelog if r.key == sku and r.value]}
         return out
 
     def _postings_forensics(self, missing: list) -> dict:

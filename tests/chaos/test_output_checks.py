@@ -100,3 +100,29 @@ def test_a_channel_left_at_an_older_sum_or_never_published_is_wrong():
     assert channel_mismatches(AVAILABILITY, channels, LOCATIONS) == {
         "channel_availability_missing": ["amazon:R-SKU1 (expected 10)"],
         "channel_availability_not_final": ["store:R-SKU1 version 1: 4 {'R-S01': 4}, the locations say 3 {'R-S01': 3}"]}
+
+
+def test_a_stale_channel_keeps_its_skus_channel_availability_and_network_records_for_the_report():
+    from types import SimpleNamespace
+    from tests.chaos.runner import ChaosRun
+
+    channel = OutRecord("channel.availability", 4, 10, "amazon:R-SKU033",
+                        {"channel": "amazon", "sku": "R-SKU033", "version": 28, "available": 164,
+                         "by_location": {"R-DC1": 89, "R-DC2": 75}}, b"")
+    availability = [OutRecord("inventory.availability", 4, 11, "R-SKU033|R-DC2",
+                              {"sku": "R-SKU033", "location_id": "R-DC2", "version": 9, "available": 69,
+                               "cause": "SALE"}, b""),
+                    OutRecord("inventory.availability", 5, 3, "R-SKU007|R-DC2",
+                              {"sku": "R-SKU007", "location_id": "R-DC2", "version": 1, "available": 4}, b"")]
+    network = OutRecord("app-sku-network-changelog", 4, 3, "R-SKU033",
+                        {"by_location": {"R-DC2": [75, 8]}, "channel_versions": {"amazon": 28},
+                         "pending": {}}, b"")
+    read = []
+    run = SimpleNamespace(app_id="app", _read_run=lambda topic: read.append(topic) or [network])
+    stale = ["amazon:R-SKU033 version 28: 164 {...}, the locations say 158 {...}",
+             "web:R-SKU033 (expected 3)"]
+    assert ChaosRun._channel_forensics(run, stale, availability, [channel]) == {"R-SKU033": {
+        "channel_records": ["p4@10 amazon v28 164 {'R-DC1': 89, 'R-DC2': 75}"],
+        "availability_records": ["p4@11 R-DC2 v9 available=69 cause=SALE"],
+        "network_changelog": ["p4@3 {'R-DC2': [75, 8]} versions={'amazon': 28} pending={}"]}}
+    assert read == ["app-sku-network-changelog"]

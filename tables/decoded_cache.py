@@ -82,6 +82,14 @@ class DecodedCache:
         self._entries[key] = (raw, value, size, self._reads)
         self.bytes += size
 
+    def held(self) -> list[bytes]:
+        """The keys of the records it holds, least recently read first."""
+        return list(self._entries)
+
+    def reads_remembered(self) -> int:
+        """How many keys it remembers the reads of (bounded by the keys it holds)."""
+        return len(self._read_at)
+
     def _note_read(self, key: bytes) -> None:
         last = self._read_at.pop(key, (-1, -1))[1]
         self._read_at[key] = (last, self._reads)

@@ -31,7 +31,8 @@ from tests.chaos.kafka_tools import (
     lagging, read_to_end,
 )
 from tests.chaos.oracle import MovementRef, Oracle, RawInput, master_from
-from tests.chaos.verify import BUCKETS, Verdict, channel_mismatches, closed_days, compare, day_batch_mismatches
+from tests.chaos.verify import (BUCKETS, Verdict, channel_forensics, channel_mismatches, closed_days, compare,
+                                day_batch_mismatches)
 from tests.chaos.workload import RAW_TOPICS, ChaosWorkload, RawRecord
 from tests.e2e.harness import VIEWER
 
@@ -386,7 +387,9 @@ class ChaosRun:
                           *self.verdict.mismatches.get("channel_availability_missing", [])]
         if stale_channels:
             try:
-                self.forensics["channels"] = self._channel_forensics(stale_channels, availability, channels)
+                network_changelog = self._read_run(f"{self.app_id}-sku-network-changelog")
+                self.forensics["channels"] = channel_forensics(stale_channels, availability, channels,
+                                                               network_changelog)
             except Exception as exc:
                 self.forensics["channels"] = repr(exc)
         if self.verdict.mismatches.get("postings_missing"):
@@ -535,29 +538,6 @@ class ChaosRun:
                 out[r.key]["changelog"].append(
                     f"p{r.partition}@{r.offset} v{r.value.get('version')} on_hand={r.value.get('on_hand')} "
                     f"reserved={r.value.get('reserved')} applied={len(applied)} last={list(applied)[-1:]}")
-        return out
-
-    def _channel_forensics(self, stale: list[str], availability: list, channels: list,
-                           limit: int = 4) -> dict:
-        """For channel totals left stale: the SKU's channel records, its locations' availability records
-        and its network's changelog values, each with partition and offset, in order."""
-        skus = list(dict.fromkeys(item.split(" ", 1)[0].split(":", 1)[1] for item in stale))[:limit]
-        network_changelog = self._read_run(f"{self.app_id}-sku-network-changelog")
-        out: dict[str, dict] = {}
-        for sku in skus:
-            out[sku] = {
-                "channel_records": [
-                    f"p{r.partition}@{r.offset} {r.value['channel']} v{r.value['version']} "
-                    f"{r.value['available']} {r.value['by_location']}"
-                    for r in channels if r.value.get("sku") == sku],
-                "availability_records": [
-                    f"p{r.partition}@{r.offset} {r.value['location_id']} v{r.value['version']} "
-                    f"available={r.value['available']} cause={r.value.get('cause')}"
-                    for r in availability if r.value.get("sku") == sku],
-                "network_changelog": [
-                    f"p{r.partition}@{r.offset} {r.value.get('by_location')} "
-                    f"versions={r.value.get('channel_versions')} pending={r.value.get('pending')}"
-                    for r in network_changelog if r.key == sku and r.value]}
         return out
 
     def _postings_forensics(self, missing: list) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.domain.day_batches import posting_digest_of
 from tests.chaos.kafka_tools import OutRecord
 from tests.chaos.oracle import RawInput
-from tests.chaos.verify import channel_mismatches, closed_days, day_batch_mismatches
+from tests.chaos.verify import channel_forensics, channel_mismatches, closed_days, day_batch_mismatches
 
 DAY = "2026-12-05"
 CLOSED = {("R-S01", DAY)}
@@ -103,9 +103,6 @@ def test_a_channel_left_at_an_older_sum_or_never_published_is_wrong():
 
 
 def test_a_stale_channel_keeps_its_skus_channel_availability_and_network_records_for_the_report():
-    from types import SimpleNamespace
-    from tests.chaos.runner import ChaosRun
-
     channel = OutRecord("channel.availability", 4, 10, "amazon:R-SKU033",
                         {"channel": "amazon", "sku": "R-SKU033", "version": 28, "available": 164,
                          "by_location": {"R-DC1": 89, "R-DC2": 75}}, b"")
@@ -117,12 +114,9 @@ def test_a_stale_channel_keeps_its_skus_channel_availability_and_network_records
     network = OutRecord("app-sku-network-changelog", 4, 3, "R-SKU033",
                         {"by_location": {"R-DC2": [75, 8]}, "channel_versions": {"amazon": 28},
                          "pending": {}}, b"")
-    read = []
-    run = SimpleNamespace(app_id="app", _read_run=lambda topic: read.append(topic) or [network])
     stale = ["amazon:R-SKU033 version 28: 164 {...}, the locations say 158 {...}",
              "web:R-SKU033 (expected 3)"]
-    assert ChaosRun._channel_forensics(run, stale, availability, [channel]) == {"R-SKU033": {
+    assert channel_forensics(stale, availability, [channel], [network]) == {"R-SKU033": {
         "channel_records": ["p4@10 amazon v28 164 {'R-DC1': 89, 'R-DC2': 75}"],
         "availability_records": ["p4@11 R-DC2 v9 available=69 cause=SALE"],
         "network_changelog": ["p4@3 {'R-DC2': [75, 8]} versions={'amazon': 28} pending={}"]}}
-    assert read == ["app-sku-network-changelog"]

@@ -322,6 +322,27 @@ def channel_mismatches(availability: list[OutRecord], channels: list[OutRecord],
     return mismatches
 
 
+def channel_forensics(stale: list[str], availability: list[OutRecord], channels: list[OutRecord],
+                      network_changelog: list[OutRecord], limit: int = 4) -> dict[str, dict]:
+    """For channel totals left stale (`channel_mismatches`' items): the SKU's channel records, its
+    locations' availability records and its network's changelog values, each with partition and
+    offset, in order."""
+    skus = list(dict.fromkeys(item.split(" ", 1)[0].split(":", 1)[1] for item in stale))[:limit]
+    return {sku: {
+        "channel_records": [
+            f"p{r.partition}@{r.offset} {r.value['channel']} v{r.value['version']} "
+            f"{r.value['available']} {r.value['by_location']}"
+            for r in channels if r.value.get("sku") == sku],
+        "availability_records": [
+            f"p{r.partition}@{r.offset} {r.value['location_id']} v{r.value['version']} "
+            f"available={r.value['available']} cause={r.value.get('cause')}"
+            for r in availability if r.value.get("sku") == sku],
+        "network_changelog": [
+            f"p{r.partition}@{r.offset} {r.value.get('by_location')} "
+            f"versions={r.value.get('channel_versions')} pending={r.value.get('pending')}"
+            for r in network_changelog if r.key == sku and r.value]} for sku in skus}
+
+
 def _latest(records: list[OutRecord], key_of) -> dict:
     latest: dict = {}
     for record in records:

@@ -433,12 +433,12 @@ def test_a_full_decoded_cache_lets_a_key_in_only_at_the_cost_of_keys_not_read_si
     cache = DecodedCache(lambda raw: raw.decode(), max_bytes=10)
     for key in (b"a", b"b", b"c"):
         cache.decode(key, b"1234")
-    assert list(cache._entries) == [b"a", b"b"] and cache.bytes == 8   # c, read once, would push out a
+    assert cache.held() == [b"a", b"b"] and cache.bytes == 8   # c, read once, would push out a
     cache.decode(b"a", b"1234")      # a read again: b is now the least recently read
     cache.decode(b"c", b"1234")      # c's read before came after b's last read: b goes
-    assert list(cache._entries) == [b"a", b"c"]
+    assert cache.held() == [b"a", b"c"]
     cache.decode(b"b", b"1234")      # b's read before came before a's last read: b stays out
-    assert list(cache._entries) == [b"a", b"c"]
+    assert cache.held() == [b"a", b"c"]
 
 
 def test_a_record_the_cache_holds_keeps_its_place_when_written_bigger_at_the_least_recently_reads_cost():
@@ -446,9 +446,9 @@ def test_a_record_the_cache_holds_keeps_its_place_when_written_bigger_at_the_lea
     cache.decode(b"a", b"1234")
     cache.decode(b"b", b"1234")
     cache.remember(b"b", b"1234567", "1234567")
-    assert list(cache._entries) == [b"b"] and cache.bytes == 7
+    assert cache.held() == [b"b"] and cache.bytes == 7
     cache.remember(b"e", b"x" * 11, "too big")
-    assert b"e" not in cache._entries and cache.bytes == 7
+    assert b"e" not in cache.held() and cache.bytes == 7
 
 
 def test_batches_that_read_more_keys_in_turn_than_the_cache_holds_find_the_ones_it_kept():
@@ -471,7 +471,7 @@ def test_the_decoded_cache_remembers_when_a_bounded_number_of_keys_were_read():
     cache = DecodedCache(lambda raw: raw.decode(), max_bytes=40)
     for n in range(5_000):
         cache.decode(str(n).encode(), b"1234")
-    assert len(cache._entries) == 10 and len(cache._read_at) == 1024 + 4 * 10
+    assert len(cache.held()) == 10 and cache.reads_remembered() == 1024 + 4 * 10
 
 
 @pytest.mark.parametrize("failure", [None, RuntimeError("lost")])

@@ -163,9 +163,14 @@ class ChannelFolds:
              version: int) -> list[ChannelAvailability] | None:
         """The channel records to publish now, or None when no channel changed. What a held-back
         record is built from stays as it is now: the network must not be changed after this fold
-        (the next fold works on a copy) and its channel sums name the members this fold counted."""
+        (the next fold works on a copy) and its channel sums name the members this fold counted.
+        A change folded before, at the version the network holds, sends again what this worker
+        has not sent (`_folded_before`)."""
         generation = self.master_generation()
+        current = network.by_location.get(location_id)
         changed = fold_location(network, location_id, available, version, self.channels_of, generation)
+        if not changed and current is not None and current[1] == version:
+            changed = self._folded_before(network)
         if not changed:
             return None
         settle_pending(network, lambda channel: self.published.get(channel_key(channel, network.sku)))
@@ -181,6 +186,24 @@ class ChannelFolds:
                 ready.append(record_of())
         return ready
 
+    def _folded_before(self, network: SkuNetwork) -> list[str]:
+        """The channels to send again when a location's change is folded a second time, at the
+        version the network holds for it: the record that changed it is being read again, so the
+        worker that folded it stopped before its input offset was committed, maybe with the
+        network written and the channel records not yet with the broker. Nothing in the network
+        says which channels that fold changed, so each channel goes again that this worker has
+        neither published nor held at its current version: the same version with the same content,
+        which a consumer keeping the highest version ignores. Without this such a channel stays at
+        its previous total until the SKU's next change there (RELIABILITY.md §4)."""
+        return [channel for channel, version in network.channel_versions.items()
+                if channel in network.channel_totals and not self._sent(channel_key(channel, network.sku), version)]
+
+    def _sent(self, key: str, version: int) -> bool:
+        """Whether this worker has published `version` (or a later one) of a channel key, or holds it back."""
+        published, held = self.published.get(key), self.throttle.held(key)
+        return (published is not None and published >= version) or \
+            (isinstance(held, HeldRecord) and held.version >= version)
+
     def resume(self, network: SkuNetwork) -> None:
         """Hold what a previous owner left pending in a SKU's network, as read from the table after
         an assignment, so that it goes out through the throttle like any coalesced value (SPEC §3:
@@ -192,9 +215,7 @@ class ChannelFolds:
         would publish the older value last (a chaos soak found a channel left at a stale total)."""
         for channel, version in network.pending.items():
             key = channel_key(channel, network.sku)
-            published, held = self.published.get(key), self.throttle.held(key)
-            if channel not in network.channel_totals or (published is not None and published >= version) or \
-                    (isinstance(held, HeldRecord) and held.version >= version):
+            if channel not in network.channel_totals or self._sent(key, version):
                 continue
             # Built when due, from the master as it is then: a network read from the table has no sums.
             self.throttle.keep(key, HeldRecord(version, functools.partial(self.record, network, channel, None)))

@@ -274,6 +274,38 @@ def test_channel_folds_hold_back_a_channel_published_within_the_interval_and_bui
     assert (record.available, record.version, record.by_location) == (9, 2, {"S1": 5, "S2": 4})
 
 
+def test_a_change_folded_again_at_its_version_sends_the_channels_this_worker_has_not_sent():
+    # A worker folded S1 -> 5 and wrote the network, then was killed before the broker had the
+    # channel record. The next owner reads the movement again; its network has that version already.
+    clock = [100.0]
+
+    def worker() -> ChannelFolds:
+        return ChannelFolds(PublishThrottle(1.0), PublishedVersions(10), lambda location: ["web"],
+                            master_generation=lambda: 0, clock=lambda: clock[0])
+
+    killed, folded = worker(), SkuNetwork(sku="SKU-1", by_location={"S2": [4, 2]}, channel_versions={"web": 1},
+                                          channel_totals={"web": 4})
+    assert [(r.available, r.version) for r in killed.fold(folded, "S1", 5, 3)] == [(9, 2)]   # lost with the worker
+    stored = SkuNetwork.model_validate_json(json_bytes(folded))
+
+    next_owner = worker()
+    again = working_copy(stored)
+    records = next_owner.fold(again, "S1", 5, 3)
+    assert [(r.channel, r.available, r.version, r.by_location) for r in records] == [("web", 9, 2, {"S1": 5, "S2": 4})]
+    assert again.by_location == stored.by_location and again.channel_versions == {"web": 2}
+
+    # Sent once (or held back) by this worker: read again, nothing more goes out.
+    next_owner.published.published(channel_key("web", "SKU-1"), 2)
+    assert next_owner.fold(working_copy(stored), "S1", 5, 3) is None
+    holding = worker()
+    holding.throttle.offer(channel_key("web", "SKU-1"), "published just now", clock[0])
+    held = working_copy(stored)
+    assert holding.fold(held, "S1", 5, 3) == [] and held.pending == {"web": 2}   # held back, kept pending
+    assert holding.fold(working_copy(held), "S1", 5, 3) is None
+    # An older version of the location is not the change that made the network: nothing goes out.
+    assert worker().fold(working_copy(stored), "S1", 7, 1) is None
+
+
 def test_a_resume_never_holds_an_older_version_than_a_fold_since_and_holds_what_the_table_left():
     # A worker takes a SKU over and starts folding at once: a batch folds version 7 of "web" (held
     # back, the key was published within the interval) before writing the network, and the resume

@@ -63,6 +63,20 @@ async def send_record(topic: str, key: bytes | None, value: bytes | None, partit
     return delivery
 
 
+async def publish_acknowledged(topic: faust.TopicT, key: str | None, record: BaseModel) -> None:
+    """`publish`, returning once the broker has the record, inside a stage batch too (past its
+    outbox): for an output that the batch's state must not claim before it exists. A batch's
+    records go to the broker together at its end, so a worker killed then can leave the state's
+    changelog record acknowledged and the output not; the re-read record then finds nothing left
+    to do, and the output was lost for good (agents/finance.py, a day batch)."""
+    outbox = current_outbox.set(None)
+    try:
+        delivery = await publish(topic, key, record)
+    finally:
+        current_outbox.reset(outbox)
+    await delivery
+
+
 def new_outbox() -> Outbox:
     return Outbox(app.conf.producer_max_request_size)
 

@@ -825,6 +825,46 @@ def test_a_finance_batch_keeps_each_days_status_in_line_with_its_ledger_and_a_re
     assert deliveries == [] and len(statuses.batches) == 2   # a status already in line is not written again
 
 
+def test_a_day_batch_is_with_the_broker_before_its_day_is_written_closed_and_goes_again_if_the_close_was_lost(
+        monkeypatch):
+    import agents.finance as stage
+    from datetime import UTC, datetime
+    from app.domain.day_batches import DayLedger
+    from app.models.finance_ledger import CloseDue, LedgerEntry
+    from tests.factories import make_location
+
+    ledgers, statuses = FakeStore({}), FakeStore({})
+    monkeypatch.setattr(stage, "day_ledgers", SimpleNamespace(table=fake_table(ledgers, "app-day-ledgers-changelog")))
+    monkeypatch.setattr(stage, "day_statuses", SimpleNamespace(table=fake_table(statuses, "app-day-statuses-changelog")))
+    monkeypatch.setattr(stage, "parsed_ledgers", DecodedCache(DayLedger.model_validate_json, 1 << 20))
+    monkeypatch.setattr(stage, "master_data", SimpleNamespace(location=lambda loc: make_location(location_id=loc)))
+    sent = []
+
+    async def publish_acknowledged(topic, key, batch) -> None:
+        # What the store says of the day while the batch goes out: nothing yet, or still open.
+        stored = ledgers.rows.get(3, {})
+        sent.append((batch.batch_id, [DayLedger.model_validate_json(raw).closed for raw in stored.values()]))
+
+    monkeypatch.setattr(stage, "publish_acknowledged", publish_acknowledged)
+    today = datetime.now(UTC).date()
+    due = LedgerEntry(close_due=CloseDue(location_id="S1", business_date=today))
+    event = SimpleNamespace(value=due.to_json(), message=SimpleNamespace(partition=3, offset=9, headers=None))
+
+    rejected, _deliveries = run(apply_batch([event], stage.FinanceBatch))
+    [(key, raw)] = ledgers.rows[3].items()
+    assert rejected == [] and DayLedger.model_validate_json(raw).closed
+    assert sent == [(f"{key.decode()}#0", [])]   # out before the day was written at all
+
+    # Killed after the batch went out and before the ledger's changelog record did: the entry is read
+    # again over the day as it was, and the same batch goes again (a duplicate by its id, not a loss).
+    ledgers.rows[3].clear()
+    run(apply_batch([event], stage.FinanceBatch))
+    assert sent[1:] == [(f"{key.decode()}#0", [])]
+    # Written closed: the entry read again sends nothing more.
+    run(apply_batch([event], stage.FinanceBatch))
+    assert len(sent) == 2
+
+
 def test_a_busy_day_is_written_as_its_head_and_the_pages_that_filled_and_read_back_whole():
     # tables/day_ledgers.py: a store day with 5,000 postings is ~100 KB whole; a batch of 14 more
     # writes its head alone, the pages go ahead of it in the same partition, and a worker without

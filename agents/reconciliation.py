@@ -260,12 +260,14 @@ async def summarise_result(event) -> None:
     result = ReconResult.model_validate_json(event.value)
     location = result.location_id
     folded = fold(summaries.get(location), result, utcnow())
-    if folded.ignored:
+    if folded.ignored == "superseded":
         return
-    summary = folded.summary
-    summaries.set(location, summary)
+    summary, counted = folded.summary, folded.ignored is None
+    if counted:
+        summaries.set(location, summary)
     for drift in folded.drifts:
-        metrics.DRIFT.labels(kind=drift.kind).inc()
+        if counted:
+            metrics.DRIFT.labels(kind=drift.kind).inc()
         await publish(reconciliation_topic, location, drift)
     if folded.completed:
         metrics.DRIFT_LAST.labels(location=location).set(differing(summary))

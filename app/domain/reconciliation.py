@@ -159,9 +159,9 @@ def new_summary(result: ReconResult, now: datetime) -> ReconciliationSummary:
 @dataclass
 class Folded:
     summary: ReconciliationSummary | None
-    drifts: list[DriftRecord] = field(default_factory=list)  # new drift records to publish
-    completed: bool = False     # this result completed the snapshot: publish the summary once
-    ignored: str | None = None  # why nothing changed: "duplicate" or "superseded"
+    drifts: list[DriftRecord] = field(default_factory=list)  # drift records to publish
+    completed: bool = False     # the snapshot is complete with this result: publish the summary
+    ignored: str | None = None  # why the summary did not change: "duplicate" or "superseded"
 
 
 def _snapshot_order(as_of: datetime, snapshot_id: str) -> tuple[datetime, str]:
@@ -169,7 +169,9 @@ def _snapshot_order(as_of: datetime, snapshot_id: str) -> tuple[datetime, str]:
 
 
 def fold(summary: ReconciliationSummary | None, result: ReconResult, now: datetime) -> Folded:
-    """Add one result chunk to the location's summary; idempotent per (snapshot, partition, chunk).
+    """Add one result chunk to the location's summary; counted once per (snapshot, partition, chunk),
+    its drift records (and the summary, once complete) published each time it is read (SPEC §6 asks
+    for every drift: a crash between the summary's write and the drift records' must not lose them).
 
     Each SKU of a snapshot is compared in exactly one partition (the one its key hashes to), so
     counting each chunk once counts each (snapshot_id, sku) once. The summary follows the latest
@@ -181,13 +183,15 @@ def fold(summary: ReconciliationSummary | None, result: ReconResult, now: dateti
     elif summary.snapshot_id != result.snapshot_id:
         return Folded(summary, ignored="superseded")
     part = f"{result.partition}.{result.chunk}"
+    drifts = [drift_record(c, result) for c in result.comparisons if c.status is not ReconStatus.MATCHED]
     if part in summary.parts_received:
-        return Folded(summary, ignored="duplicate")
+        # Read again after a crash, maybe with the summary's changelog record written and the drift
+        # records not: counted once, but its drifts (and a complete summary) go again, at least once.
+        return Folded(summary, drifts=drifts, completed=summary.complete, ignored="duplicate")
 
     counts = {status: 0 for status in ReconStatus}
     for comparison in result.comparisons:
         counts[comparison.status] += 1
-    drifts = [drift_record(c, result) for c in result.comparisons if c.status is not ReconStatus.MATCHED]
     kept = sorted([*summary.drifts, *drifts], key=lambda d: (-abs(d.difference), d.sku))
     parts = [*summary.parts_received, part]
     chunks = {**summary.chunks_by_partition, str(result.partition): result.chunks}

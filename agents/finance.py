@@ -166,8 +166,8 @@ async def _emit_batch(batch: JournalBatch) -> None:
     The other way round, a worker killed in between sends the same batch (same `batch_id`) again
     when the entry is read again: a duplicate, which the ERP poster and any consumer keyed on the
     batch id ignore (RELIABILITY.md §2). One round trip to the broker per store day closed."""
-    await publish_acknowledged(journal_batches_topic,
-                               day_batch_key(batch.legal_entity, batch.location_id, batch.business_date), batch)
+    key = day_batch_key(batch.legal_entity, batch.location_id, batch.business_date)
+    await publish_acknowledged(journal_batches_topic, key, batch)
 
 
 async def _raise_exception(problem: FinanceException) -> None:

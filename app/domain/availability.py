@@ -195,8 +195,9 @@ class ChannelFolds:
         neither published nor held at its current version: the same version with the same content,
         which a consumer keeping the highest version ignores. Without this such a channel stays at
         its previous total until the SKU's next change there (RELIABILITY.md §4)."""
+        sku = network.sku
         return [channel for channel, version in network.channel_versions.items()
-                if channel in network.channel_totals and not self._sent(channel_key(channel, network.sku), version)]
+                if channel in network.channel_totals and not self._sent(channel_key(channel, sku), version)]
 
     def _sent(self, key: str, version: int) -> bool:
         """Whether this worker has published `version` (or a later one) of a channel key, or holds it back."""

@@ -787,6 +787,22 @@ def test_a_due_close_is_announced_once_per_interval_and_old_announcements_are_fo
     assert list(stage._announced) == ["US01|S3|2026-11-30"]
 
 
+def finance_stage_on_fake_stores(monkeypatch, stage) -> tuple[FakeStore, FakeStore]:
+    """agents.finance with its day ledgers and statuses in fake stores (returned) and every location
+    known to the master."""
+    from app.domain.day_batches import DayLedger
+    from tests.factories import make_location
+
+    ledgers, statuses = FakeStore({}), FakeStore({})
+    for name, store in (("day_ledgers", ledgers), ("day_statuses", statuses)):
+        changelog = f"app-{name.replace('_', '-')}-changelog"
+        monkeypatch.setattr(stage, name, SimpleNamespace(table=fake_table(store, changelog)))
+    monkeypatch.setattr(stage, "parsed_ledgers", DecodedCache(DayLedger.model_validate_json, 1 << 20))
+    known = SimpleNamespace(location=lambda loc: make_location(location_id=loc))
+    monkeypatch.setattr(stage, "master_data", known)
+    return ledgers, statuses
+
+
 def test_a_finance_batch_keeps_each_days_status_in_line_with_its_ledger_and_a_redelivery_mends_a_lost_one(
         monkeypatch):
     import agents.finance as stage
@@ -794,13 +810,8 @@ def test_a_finance_batch_keeps_each_days_status_in_line_with_its_ledger_and_a_re
     from app.domain.day_batches import DayLedger, DayStatus
     from app.models.canonical import DayClose
     from app.models.finance_ledger import LedgerEntry
-    from tests.factories import make_location
 
-    ledgers, statuses = FakeStore({}), FakeStore({})
-    monkeypatch.setattr(stage, "day_ledgers", SimpleNamespace(table=fake_table(ledgers, "app-day-ledgers-changelog")))
-    monkeypatch.setattr(stage, "day_statuses", SimpleNamespace(table=fake_table(statuses, "app-day-statuses-changelog")))
-    monkeypatch.setattr(stage, "parsed_ledgers", DecodedCache(DayLedger.model_validate_json, 1 << 20))
-    monkeypatch.setattr(stage, "master_data", SimpleNamespace(location=lambda loc: make_location(location_id=loc)))
+    ledgers, statuses = finance_stage_on_fake_stores(monkeypatch, stage)
 
     today = datetime.now(UTC)   # a day older than DEDUPE_RETENTION would reopen closed (reopen_day)
     close = LedgerEntry(day_close=DayClose(location_id="S1", business_date=today.date(), transaction_id="Z-1",
@@ -831,13 +842,8 @@ def test_a_day_batch_is_with_the_broker_before_its_day_is_written_closed_and_goe
     from datetime import UTC, datetime
     from app.domain.day_batches import DayLedger
     from app.models.finance_ledger import CloseDue, LedgerEntry
-    from tests.factories import make_location
 
-    ledgers, statuses = FakeStore({}), FakeStore({})
-    monkeypatch.setattr(stage, "day_ledgers", SimpleNamespace(table=fake_table(ledgers, "app-day-ledgers-changelog")))
-    monkeypatch.setattr(stage, "day_statuses", SimpleNamespace(table=fake_table(statuses, "app-day-statuses-changelog")))
-    monkeypatch.setattr(stage, "parsed_ledgers", DecodedCache(DayLedger.model_validate_json, 1 << 20))
-    monkeypatch.setattr(stage, "master_data", SimpleNamespace(location=lambda loc: make_location(location_id=loc)))
+    ledgers, _statuses = finance_stage_on_fake_stores(monkeypatch, stage)
     sent = []
 
     async def publish_acknowledged(topic, key, batch) -> None:

@@ -283,15 +283,18 @@ def test_a_change_folded_again_at_its_version_sends_the_channels_this_worker_has
         return ChannelFolds(PublishThrottle(1.0), PublishedVersions(10), lambda location: ["web"],
                             master_generation=lambda: 0, clock=lambda: clock[0])
 
-    killed, folded = worker(), SkuNetwork(sku="SKU-1", by_location={"S2": [4, 2]}, channel_versions={"web": 1},
-                                          channel_totals={"web": 4})
-    assert [(r.available, r.version) for r in killed.fold(folded, "S1", 5, 3)] == [(9, 2)]   # lost with the worker
+    killed = worker()
+    folded = SkuNetwork(sku="SKU-1", by_location={"S2": [4, 2]}, channel_versions={"web": 1},
+                        channel_totals={"web": 4})
+    lost_with_the_worker = killed.fold(folded, "S1", 5, 3)
+    assert [(r.available, r.version) for r in lost_with_the_worker] == [(9, 2)]
     stored = SkuNetwork.model_validate_json(json_bytes(folded))
 
     next_owner = worker()
     again = working_copy(stored)
     records = next_owner.fold(again, "S1", 5, 3)
-    assert [(r.channel, r.available, r.version, r.by_location) for r in records] == [("web", 9, 2, {"S1": 5, "S2": 4})]
+    assert [(r.channel, r.available, r.version, r.by_location) for r in records] == [
+        ("web", 9, 2, {"S1": 5, "S2": 4})]
     assert again.by_location == stored.by_location and again.channel_versions == {"web": 2}
 
     # Sent once (or held back) by this worker: read again, nothing more goes out.

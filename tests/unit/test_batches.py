@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
@@ -582,39 +583,60 @@ def test_the_app_runs_with_our_flow_control():
 
 # --- the position stage's batch: positions and the SKU's channel sums together ---------------------
 
+@dataclass
+class PositionStageOnFakes:
+    """agents.positions over fake stores, its channel records collected as (channel, available, version)."""
+    positions: FakeStore
+    networks: FakeStore
+    published: list
+
+
+def position_stage_on_fake_stores(monkeypatch, stage, channels_of) -> PositionStageOnFakes:
+    from app.domain.availability import ChannelFolds, PublishedVersions, PublishThrottle
+    from app.domain.keys import channel_key
+    from tests.factories import make_item, make_location
+
+    fakes = PositionStageOnFakes(FakeStore({}), FakeStore({}), [])
+
+    async def publish_channel(record) -> None:   # as in a stage batch: published once handed over
+        fakes.published.append((record.channel, record.available, record.version))
+        stage.channel_folds.published.published(channel_key(record.channel, record.sku), record.version)
+
+    monkeypatch.setattr(stage, "positions", SimpleNamespace(table=fake_table(fakes.positions)))
+    monkeypatch.setattr(stage, "networks", SimpleNamespace(table=fake_table(fakes.networks)))
+    monkeypatch.setattr(stage, "sale_costs", fake_table(FakeStore({})))
+    monkeypatch.setattr(stage, "master_data", SimpleNamespace(item=lambda sku: make_item(sku=sku),
+                                                              location=lambda loc: make_location(location_id=loc)))
+    monkeypatch.setattr(stage, "channel_folds", ChannelFolds(PublishThrottle(0.0), PublishedVersions(10), channels_of,
+                                                             master_generation=lambda: 0))
+    monkeypatch.setattr(stage, "_publish_channel", publish_channel)
+    return fakes
+
+
+def receipt_record(location: str, quantity: int, offset: int, sku: str = "SKU1"):
+    """A RECEIPT of `quantity` of `sku` at `location`, as the record at `offset` of partition 2."""
+    from app.models.canonical import MovementType
+    from tests.factories import make_movement
+
+    movement = make_movement(movement_type=MovementType.RECEIPT, sku=sku, location_id=location,
+                             quantity=quantity, source_event_id=f"ASN-{offset}", unit_price=None, tax=Decimal("0"))
+    return SimpleNamespace(value=movement.model_dump_json().encode(), message=SimpleNamespace(
+        partition=2, offset=offset, headers=None))
+
+
 def test_a_position_batch_folds_the_skus_channel_sums_in_order_writes_once_and_a_failed_record_leaves_nothing(
         monkeypatch):
     import agents.positions as stage
-    from app.domain.availability import ChannelFolds, PublishedVersions, PublishThrottle
-    from app.models.canonical import MovementType, Position, SkuNetwork
-    from tests.factories import make_item, make_location, make_movement
-
-    positions, networks, sale_costs, published = FakeStore({}), FakeStore({}), FakeStore({}), []
+    from app.models.canonical import Position, SkuNetwork
 
     def channels_of(location: str) -> list[str]:
         if location == "BROKEN":
             raise KeyError("no master for BROKEN")   # after the position was applied in memory
         return ["web"]
 
-    async def publish_channel(record) -> None:
-        published.append((record.channel, record.available, record.version))
-
-    monkeypatch.setattr(stage, "positions", SimpleNamespace(table=fake_table(positions)))
-    monkeypatch.setattr(stage, "networks", SimpleNamespace(table=fake_table(networks)))
-    monkeypatch.setattr(stage, "sale_costs", fake_table(sale_costs))
-    monkeypatch.setattr(stage, "master_data", SimpleNamespace(item=lambda sku: make_item(sku=sku),
-                                                              location=lambda loc: make_location(location_id=loc)))
-    monkeypatch.setattr(stage, "channel_folds", ChannelFolds(PublishThrottle(0.0), PublishedVersions(10), channels_of,
-                                                             master_generation=lambda: 0))
-    monkeypatch.setattr(stage, "_publish_channel", publish_channel)
-
-    def receipt(location: str, quantity: int, n: int):
-        movement = make_movement(movement_type=MovementType.RECEIPT, sku="SKU1", location_id=location,
-                                 quantity=quantity, source_event_id=f"ASN-{n}",
-                                 unit_price=None, tax=Decimal("0"))
-        return SimpleNamespace(value=movement.model_dump_json().encode(), message=SimpleNamespace(
-            partition=2, offset=n, headers=None))
-
+    fakes = position_stage_on_fake_stores(monkeypatch, stage, channels_of)
+    positions, networks, published = fakes.positions, fakes.networks, fakes.published
+    receipt = receipt_record
     events = [receipt("S1", 5, 1), receipt("BROKEN", 9, 2), receipt("DC1", 4, 3), receipt("S1", 3, 4)]
     rejected, deliveries = run(apply_batch(events, stage.PositionBatch))
     assert [(event, type(error)) for event, error in rejected] == [(events[1], KeyError)]
@@ -626,6 +648,31 @@ def test_a_position_batch_folds_the_skus_channel_sums_in_order_writes_once_and_a
     network = SkuNetwork.model_validate_json(networks.rows[2][b"SKU1"])
     assert network.by_location == {"S1": [8, 2], "DC1": [4, 1]}
     assert network.channel_totals == {"web": 12}
+
+
+@pytest.mark.parametrize("lost", ["channel records", "channel records and positions"])
+def test_a_batch_read_again_after_its_network_was_written_sends_the_channel_records_a_kill_lost(
+        monkeypatch, lost):
+    # A worker applied a batch and the broker had the network's changelog record (and the positions',
+    # or not), but not the channel records: the worker was killed. The next owner reads the batch again.
+    import agents.positions as stage
+    from app.domain.availability import ChannelFolds, PublishedVersions, PublishThrottle
+
+    fakes = position_stage_on_fake_stores(monkeypatch, stage, lambda location: ["web"])
+    events = [receipt_record("S1", 5, 1), receipt_record("DC1", 4, 2)]
+    run(apply_batch(events, stage.PositionBatch))
+    assert fakes.published == [("web", 5, 1), ("web", 9, 2)]
+    fakes.published.clear()
+    if lost != "channel records":
+        fakes.positions.rows.clear()   # the positions' changelog records went with it: applied again
+    next_owner = ChannelFolds(PublishThrottle(0.0), PublishedVersions(10), lambda location: ["web"],
+                              master_generation=lambda: 0)
+    monkeypatch.setattr(stage, "channel_folds", next_owner)
+
+    run(apply_batch(events, stage.PositionBatch))
+    # S1's record: its fold is in the network already, so the channel's current value goes again;
+    # DC1's: sent already by this worker, nothing more.
+    assert fakes.published == [("web", 9, 2)]
 
 
 def test_a_channel_record_that_cannot_be_built_does_not_take_the_rest_of_the_flush_with_it(monkeypatch):

@@ -619,7 +619,8 @@ def receipt_record(location: str, quantity: int, offset: int, sku: str = "SKU1")
     from tests.factories import make_movement
 
     movement = make_movement(movement_type=MovementType.RECEIPT, sku=sku, location_id=location,
-                             quantity=quantity, source_event_id=f"ASN-{offset}", unit_price=None, tax=Decimal("0"))
+                             quantity=quantity, source_event_id=f"ASN-{offset}", unit_price=None,
+                             tax=Decimal("0"))
     return SimpleNamespace(value=movement.model_dump_json().encode(), message=SimpleNamespace(
         partition=2, offset=offset, headers=None))
 

@@ -31,7 +31,7 @@ partition with no committed offset, or offset 0 (`if offset and offset > 0`): it
 stays after the records fetched in the last generation, and a record skipped as stale there was
 never read again. So after Faust's seek, each stream partition without a committed offset is sought
 to its first offset, as a new consumer with `auto_offset_reset=earliest` would, and that offset is
-what the agents' order check expects first (`next_to_process`).
+what the agents' order check expects first (`next_to_process`), in that consumer generation only.
 
 Faust builds its worker consumer with `fetch_max_wait_ms=1500` fixed in the code, and the broker
 answers the requests of one connection in turn. So every offset look-up Faust's recovery makes
@@ -97,9 +97,21 @@ def let_go_stale(consumer: Consumer, message) -> None:
 
 
 def next_to_process(consumer: Consumer, tp) -> int | None:
-    """The partition's committed offset or, never committed, its first offset (None: not known)."""
+    """The partition's committed offset or, never committed, its first offset (None: not known).
+
+    Not known between a rebalance and the seek that follows it: Faust forgets a revoked partition's
+    committed offset at once, and resumes the flow before it seeks the stream partitions to their
+    committed offsets (`Recovery._restart_recovery`, then `on_recovery_completed`), so records the
+    fetcher read from the broker's committed offset meanwhile reach the agents. A first offset
+    sought in an earlier generation, when the partition had no commit yet, is stale by then: taken
+    for the next offset, it had the agents read the whole partition again from 0 (the long chaos
+    runs, RELIABILITY.md §4)."""
     committed = consumer._committed_offset.get(tp)
-    return committed if committed is not None else consumer.start_offsets.get(tp)
+    if committed is not None:
+        return committed
+    if consumer.start_offsets_generation != consumer.app.consumer_generation_id:
+        return None
+    return consumer.start_offsets.get(tp)
 
 
 def _head_acked(consumer: Consumer, tp) -> bool:
@@ -338,6 +350,7 @@ class Consumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self.stale_holes: dict = {}     # partition -> lowest offset skipped as stale and not handled since
         self.start_offsets: dict = {}   # partition never committed -> its first offset, sought to after a rebalance
+        self.start_offsets_generation: int | None = None   # the consumer generation they were sought in
 
     def _new_consumer_thread(self) -> ConsumerInAppLoop:
         return ConsumerInAppLoop(self, loop=self.loop, beacon=self.beacon)
@@ -450,6 +463,7 @@ class Consumer(faust_aiokafka.Consumer):
                        if tp.topic not in changelogs and not tp.topic.endswith("__assignor-__leader")
                        and self._committed_offset.get(tp) is None]
         self.start_offsets = dict(await self.earliest_offsets(*uncommitted)) if uncommitted else {}
+        self.start_offsets_generation = self.app.consumer_generation_id
         if self.start_offsets:
             await self.seek_wait(self.start_offsets)
         holes = self.stale_holes

@@ -102,6 +102,8 @@ class FakeConsumer:
         self.stale_holes: dict = {}
         self._committed_offset = dict(committed or {})
         self.start_offsets: dict = {}
+        self.start_offsets_generation: int | None = None
+        self.app = None   # set by fake_stream
         self.acked: list = []
         self.sought: list = []
         self.log = SimpleNamespace(info=lambda *args: None)
@@ -149,6 +151,7 @@ def fake_stream(committed: dict | None = None, generation: int = 1):
                           topics=SimpleNamespace(acking_topics={"inventory.movements", "raw.pos.sales"}),
                           sensors=SimpleNamespace(on_message_out=lambda *args: None),
                           monitor=SimpleNamespace(stream_inbound_time={}))
+    consumer.app = app
     return SimpleNamespace(app=app, channel=SimpleNamespace(queue=asyncio.Queue()))
 
 
@@ -266,6 +269,26 @@ def test_a_record_ahead_of_a_missing_one_is_let_go_of_and_the_partition_read_aga
         assert offsets_of(handed) == [10, 11]
         assert consumer.sought == [{("inventory.movements", 0): 10}]   # once for the missing offset
         assert consumer._unacked_messages == {event.message for event in handed}   # 12, 13 not in flight
+
+    run(scenario())
+
+
+def test_before_this_generations_seek_the_first_record_is_taken_for_the_committed_offset(fresh_order):
+    # Faust resumes the flow before it seeks the stream partitions after a rebalance, and has forgotten
+    # their committed offsets meanwhile: the fetcher reads from the broker's commit (261 here). The
+    # partition's first offset, sought when it had no commit yet two generations ago, is stale.
+    async def scenario():
+        stream = fake_stream(generation=3)
+        consumer = stream.app.consumer
+        consumer.start_offsets, consumer.start_offsets_generation = {("inventory.movements", 0): 0}, 1
+        put(stream, 261, 262, generation=3)
+        handed = await first_list(stream)
+        assert offsets_of(handed) == [261, 262] and consumer.sought == []   # not read again from 0
+        # Once sought in this generation, a partition never committed starts at its first offset.
+        consumer.start_offsets_generation = 3
+        assert streams.next_to_process(consumer, ("inventory.movements", 0)) == 0
+        consumer._committed_offset[("inventory.movements", 0)] = 263
+        assert streams.next_to_process(consumer, ("inventory.movements", 0)) == 263
 
     run(scenario())
 
@@ -529,7 +552,8 @@ def faust_offsets(committed: int | None, acked: list, topic: str = "internal.fin
     vars(consumer).update(_acked=defaultdict(list, {tp: list(acked)}), _gap=defaultdict(IntervalTree),
                           _acked_index=defaultdict(set, {tp: set(acked)}), stale_holes={},
                           _committed_offset=defaultdict(lambda: None, {tp: committed} if committed is not None else {}),
-                          start_offsets={tp: start} if start is not None else {})
+                          start_offsets={tp: start} if start is not None else {}, start_offsets_generation=1,
+                          app=SimpleNamespace(consumer_generation_id=1))
     return consumer, tp
 
 

@@ -284,11 +284,13 @@ def test_before_this_generations_seek_the_first_record_is_taken_for_the_committe
         put(stream, 261, 262, generation=3)
         handed = await first_list(stream)
         assert offsets_of(handed) == [261, 262] and consumer.sought == []   # not read again from 0
-        # Once sought in this generation, a partition never committed starts at its first offset.
+        # Once sought in this generation, a partition never committed starts at its first offset, and
+        # one with a commit at its committed offset.
         consumer.start_offsets_generation = 3
         assert streams.next_to_process(consumer, ("inventory.movements", 0)) == 0
-        consumer._committed_offset[("inventory.movements", 0)] = 263
-        assert streams.next_to_process(consumer, ("inventory.movements", 0)) == 263
+        committed = fake_stream(committed={("inventory.movements", 0): 263}, generation=3).app.consumer
+        committed.start_offsets, committed.start_offsets_generation = consumer.start_offsets, 3
+        assert streams.next_to_process(committed, ("inventory.movements", 0)) == 263
 
     run(scenario())
 

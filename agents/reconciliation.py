@@ -259,7 +259,8 @@ async def summarise(stream):
 async def summarise_result(event) -> None:
     result = ReconResult.model_validate_json(event.value)
     location = result.location_id
-    folded = fold(summaries.get(location), result, utcnow())
+    message = event.message
+    folded = fold(summaries.get(location), result, utcnow(), f"{message.partition}@{message.offset}")
     if folded.ignored == "superseded":
         return
     summary, counted = folded.summary, folded.ignored is None
@@ -273,4 +274,5 @@ async def summarise_result(event) -> None:
         metrics.DRIFT_LAST.labels(location=location).set(differing(summary))
         # The bookkeeping of parts is the table's business, not the published record's.
         await publish(reconciliation_topic, location,
-                      summary.model_copy(update={"parts_received": [], "chunks_by_partition": {}}))
+                      summary.model_copy(update={"parts_received": [], "chunks_by_partition": {},
+                                                 "part_records": {}}))

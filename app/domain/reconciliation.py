@@ -168,10 +168,15 @@ def _snapshot_order(as_of: datetime, snapshot_id: str) -> tuple[datetime, str]:
     return as_of, snapshot_id
 
 
-def fold(summary: ReconciliationSummary | None, result: ReconResult, now: datetime) -> Folded:
-    """Add one result chunk to the location's summary; counted once per (snapshot, partition, chunk),
-    its drift records (and the summary, once complete) published each time it is read (SPEC §6 asks
-    for every drift: a crash between the summary's write and the drift records' must not lose them).
+def fold(summary: ReconciliationSummary | None, result: ReconResult, now: datetime,
+         source_record: str | None = None) -> Folded:
+    """Add one result chunk to the location's summary; counted once per (snapshot, partition, chunk).
+
+    `source_record` names the Kafka record of the result ("partition@offset"). The very record that
+    counted a chunk, read again, publishes its drift records (and the summary, once complete) again:
+    the worker stopped after the summary was kept, maybe before the broker had them, and SPEC §6
+    asks for every drift. The same chunk from another record (the ERP sent its snapshot again) is
+    reported once.
 
     Each SKU of a snapshot is compared in exactly one partition (the one its key hashes to), so
     counting each chunk once counts each (snapshot_id, sku) once. The summary follows the latest
@@ -185,8 +190,8 @@ def fold(summary: ReconciliationSummary | None, result: ReconResult, now: dateti
     part = f"{result.partition}.{result.chunk}"
     drifts = [drift_record(c, result) for c in result.comparisons if c.status is not ReconStatus.MATCHED]
     if part in summary.parts_received:
-        # Read again after a crash, maybe with the summary's changelog record written and the drift
-        # records not: counted once, but its drifts (and a complete summary) go again, at least once.
+        if source_record is None or summary.part_records.get(part) != source_record:
+            return Folded(summary, ignored="duplicate")
         return Folded(summary, drifts=drifts, completed=summary.complete, ignored="duplicate")
 
     counts = {status: 0 for status in ReconStatus}
@@ -210,6 +215,8 @@ def fold(summary: ReconciliationSummary | None, result: ReconResult, now: dateti
         "drifts_omitted": summary.drifts_omitted + max(0, len(kept) - MAX_SUMMARY_DRIFTS),
         "parts_received": parts,
         "chunks_by_partition": chunks,
+        "part_records": {**summary.part_records, part: source_record} if source_record
+        else summary.part_records,
         "complete": complete,
         "checked_at": now,
     })

@@ -323,6 +323,7 @@ class ReconciliationSummary(Published):
     partitions: int = 0
     parts_received: list[str] = []        # "partition.chunk" already folded: redeliveries count once
     chunks_by_partition: dict[str, int] = {}
+    part_records: dict[str, str] = {}     # "partition.chunk" -> "p@offset" of the result that counted it
     net_difference: int = 0               # sum of differences (pipeline - ERP) over the snapshot
     corrections: int = 0                  # ADJUST movements raised (correction mode)
     movement_backlog: int = 0             # > 0: some owner was behind on movements when it checked

@@ -167,17 +167,22 @@ def test_summary_counts_each_kind_and_completes_when_every_partition_reported():
                                                                       ("C", "MISSING_IN_ERP", 6)}
 
 
-def test_redelivered_result_is_not_counted_twice_and_publishes_its_drifts_again():
-    first = fold(None, P0, NOW)
+def test_redelivered_result_is_not_counted_twice_and_reported_again_only_from_the_record_that_counted_it():
+    first = fold(None, P0, NOW, "3@10")
     once = first.summary
-    again = fold(once, P0, NOW)
-    # Counted once; its drift records go again (a crash may have lost them after the summary was kept).
+    # The same record read again (a crash after the summary was kept): counted once, its drifts go again.
+    again = fold(once, P0, NOW, "3@10")
     assert again.ignored == "duplicate" and again.summary == once and not again.completed
     assert again.drifts == first.drifts and again.drifts
-    done = fold(once, P1, NOW)
-    redone = fold(done.summary, P1, NOW)
+    # The same chunk in another record (the ERP sent the snapshot again): nothing counted or reported.
+    resent = fold(once, P0, NOW, "3@11")
+    assert resent.ignored == "duplicate" and resent.drifts == [] and resent.summary == once
+    done = fold(once, P1, NOW, "5@2")
+    redone = fold(done.summary, P1, NOW, "5@2")
     assert redone.ignored == "duplicate" and redone.summary == done.summary and redone.completed
     assert redone.drifts == done.drifts
+    resent = fold(done.summary, P1, NOW, "5@9")
+    assert resent.drifts == [] and not resent.completed
     assert done.summary.compared == 4
 
 

@@ -96,22 +96,36 @@ def let_go_stale(consumer: Consumer, message) -> None:
     holes[tp] = min(holes.get(tp, offset), offset)
 
 
-def next_to_process(consumer: Consumer, tp) -> int | None:
-    """The partition's committed offset or, never committed, its first offset (None: not known).
+class FirstOffsets:
+    """The first offsets of the stream partitions never committed, as sought after a rebalance, and the
+    consumer generation they were sought in: they answer for that generation only.
 
-    Not known between a rebalance and the seek that follows it: Faust forgets a revoked partition's
-    committed offset at once, and resumes the flow before it seeks the stream partitions to their
-    committed offsets (`Recovery._restart_recovery`, then `on_recovery_completed`), so records the
-    fetcher read from the broker's committed offset meanwhile reach the agents. A first offset
+    Between a rebalance and the seek that follows it no committed offset is known (Faust forgets a
+    revoked partition's at once), and Faust's recovery resumes the flow before that seek, so records
+    the fetcher read from the broker's committed offset meanwhile reach the agents. A first offset
     sought in an earlier generation, when the partition had no commit yet, is stale by then: taken
-    for the next offset, it had the agents read the whole partition again from 0 (the long chaos
-    runs, RELIABILITY.md §4)."""
-    committed = consumer._committed_offset.get(tp)
+    for the next offset, it had the agents read the whole partition again from 0 though the broker
+    held a commit (the long chaos runs, RELIABILITY.md §5 row 4e). Plain bookkeeping, no Faust.
+    """
+
+    def __init__(self) -> None:
+        self.generation: int | None = None
+        self.offsets: dict = {}
+
+    def sought(self, generation: int | None, offsets: dict) -> None:
+        self.generation, self.offsets = generation, offsets
+
+    def of(self, tp, generation: int | None) -> int | None:
+        return self.offsets.get(tp) if generation == self.generation else None
+
+
+def next_to_process(consumer: Consumer, tp) -> int | None:
+    """The partition's committed offset or, never committed, its first offset as sought in this
+    consumer generation (None: not known, as between a rebalance and its seek: `FirstOffsets`)."""
+    committed = consumer.committed_offset(tp)
     if committed is not None:
         return committed
-    if consumer.start_offsets_generation != consumer.app.consumer_generation_id:
-        return None
-    return consumer.start_offsets.get(tp)
+    return consumer.first_offsets.of(tp, consumer.app.consumer_generation_id)
 
 
 def _head_acked(consumer: Consumer, tp) -> bool:
@@ -349,11 +363,15 @@ class Consumer(faust_aiokafka.Consumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.stale_holes: dict = {}     # partition -> lowest offset skipped as stale and not handled since
-        self.start_offsets: dict = {}   # partition never committed -> its first offset, sought to after a rebalance
-        self.start_offsets_generation: int | None = None   # the consumer generation they were sought in
+        self.first_offsets = FirstOffsets()   # partitions never committed, sought to their first offset
 
     def _new_consumer_thread(self) -> ConsumerInAppLoop:
         return ConsumerInAppLoop(self, loop=self.loop, beacon=self.beacon)
+
+    def committed_offset(self, tp) -> int | None:
+        """The partition's next offset to process as last committed here or found at the seek after
+        a rebalance (None: not known), for the agents' order check and the lag views."""
+        return self._committed_offset.get(tp)
 
     async def _drain_messages(self, fetcher) -> None:
         """Faust's drainer, with one race against a rebalance per fetch instead of per record.
@@ -462,10 +480,10 @@ class Consumer(faust_aiokafka.Consumer):
         uncommitted = [tp for tp in assigned
                        if tp.topic not in changelogs and not tp.topic.endswith("__assignor-__leader")
                        and self._committed_offset.get(tp) is None]
-        self.start_offsets = dict(await self.earliest_offsets(*uncommitted)) if uncommitted else {}
-        self.start_offsets_generation = self.app.consumer_generation_id
-        if self.start_offsets:
-            await self.seek_wait(self.start_offsets)
+        first = dict(await self.earliest_offsets(*uncommitted)) if uncommitted else {}
+        self.first_offsets.sought(self.app.consumer_generation_id, first)
+        if first:
+            await self.seek_wait(first)
         holes = self.stale_holes
         for tp in list(holes):
             committed = self._committed_offset.get(tp)

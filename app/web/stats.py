@@ -31,7 +31,7 @@ def consumer_lag() -> list[dict]:
         if highwater is None:
             continue  # nothing fetched from this partition yet
         read = consumer._read_offset.get(tp)        # last offset taken from the partition
-        committed = consumer._committed_offset.get(tp)  # next offset to process, as Faust committed it
+        committed = consumer.committed_offset(tp)  # next offset to process, as Faust committed it
         position = read + 1 if read is not None else committed or 0
         committed = committed if committed is not None else position
         rows.append({"topic": tp.topic, "partition": tp.partition, "highwater": highwater,

@@ -11,6 +11,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 import agents.streams as streams
+from app.kafka_transport import FirstOffsets
 from app.outbox import OneByOne, Outbox
 from tables.decoded_cache import DecodedCache
 from tables.store import BatchWrites
@@ -101,12 +102,14 @@ class FakeConsumer:
         self._unacked_messages: set = set()
         self.stale_holes: dict = {}
         self._committed_offset = dict(committed or {})
-        self.start_offsets: dict = {}
-        self.start_offsets_generation: int | None = None
+        self.first_offsets = FirstOffsets()
         self.app = None   # set by fake_stream
         self.acked: list = []
         self.sought: list = []
         self.log = SimpleNamespace(info=lambda *args: None)
+
+    def committed_offset(self, tp) -> int | None:
+        return self._committed_offset.get(tp)
 
     def track_message(self, message) -> None:
         self._unacked_messages.add(message)
@@ -280,16 +283,16 @@ def test_before_this_generations_seek_the_first_record_is_taken_for_the_committe
     async def scenario():
         stream = fake_stream(generation=3)
         consumer = stream.app.consumer
-        consumer.start_offsets, consumer.start_offsets_generation = {("inventory.movements", 0): 0}, 1
+        consumer.first_offsets.sought(1, {("inventory.movements", 0): 0})
         put(stream, 261, 262, generation=3)
         handed = await first_list(stream)
         assert offsets_of(handed) == [261, 262] and consumer.sought == []   # not read again from 0
         # Once sought in this generation, a partition never committed starts at its first offset, and
         # one with a commit at its committed offset.
-        consumer.start_offsets_generation = 3
+        consumer.first_offsets.sought(3, consumer.first_offsets.offsets)
         assert streams.next_to_process(consumer, ("inventory.movements", 0)) == 0
         committed = fake_stream(committed={("inventory.movements", 0): 263}, generation=3).app.consumer
-        committed.start_offsets, committed.start_offsets_generation = consumer.start_offsets, 3
+        committed.first_offsets = consumer.first_offsets
         assert streams.next_to_process(committed, ("inventory.movements", 0)) == 263
 
     run(scenario())
@@ -551,11 +554,12 @@ def faust_offsets(committed: int | None, acked: list, topic: str = "internal.fin
     from app.kafka_transport import Consumer
     tp = TP(topic, 4)
     consumer = object.__new__(Consumer)
+    first_offsets = FirstOffsets()
+    first_offsets.sought(1, {tp: start} if start is not None else {})
     vars(consumer).update(_acked=defaultdict(list, {tp: list(acked)}), _gap=defaultdict(IntervalTree),
                           _acked_index=defaultdict(set, {tp: set(acked)}), stale_holes={},
                           _committed_offset=defaultdict(lambda: None, {tp: committed} if committed is not None else {}),
-                          start_offsets={tp: start} if start is not None else {}, start_offsets_generation=1,
-                          app=SimpleNamespace(consumer_generation_id=1))
+                          first_offsets=first_offsets, app=SimpleNamespace(consumer_generation_id=1))
     return consumer, tp
 
 

@@ -7,12 +7,13 @@ import dataclasses
 import threading
 from collections import defaultdict
 
+import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 import agents.positions  # noqa: F401  (registers the tables: Faust's assignor then maps changelogs)
 from app import faust_app
 from app.faust_app import app, settings
-from app.kafka_transport import SCHEME, Consumer, ConsumerInAppLoop, partitions_to_pause
+from app.kafka_transport import SCHEME, Consumer, ConsumerInAppLoop, FirstOffsets, next_to_process, partitions_to_pause
 from app.settings import Settings
 
 
@@ -309,6 +310,62 @@ def test_a_fetch_handed_over_across_a_rebalance_leaves_the_read_offset_where_the
                       ("master.items", 0), ("master.items", 1), ("master.items", 2)]
     assert gaps == []
     assert app.consumer._read_offset[tp] == 2
+
+
+def seek_across(monkeypatch, rebalance_during: str | None) -> tuple[list, object]:
+    """Our consumer's seek over a partition of MOVEMENTS newly assigned, holding a commit the seek
+    has not read (Faust's part of it ran over the old assignment), with a rebalance to generation
+    2 coming during Faust's part, during the look-up of first offsets, or not at all. (What it
+    sought to first offsets, the partition.)"""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    from app.topics import MOVEMENTS
+    tp = TP(MOVEMENTS, 3)
+    consumer = app.consumer
+    sought: list = []
+
+    def rebalance(at: str) -> None:
+        if rebalance_during == at:
+            consumer.app.consumer_generation_id = 2
+
+    async def fausts_seek(self) -> None:
+        rebalance("fausts seek")
+
+    async def earliest_offsets(*partitions):
+        rebalance("first offsets")
+        return {p: 0 for p in partitions}
+
+    async def seek_wait(offsets) -> None:
+        sought.append(dict(offsets))
+
+    monkeypatch.setattr(app, "consumer_generation_id", 1)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", fausts_seek)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(consumer, "_committed_offset", {})
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    monkeypatch.setattr(consumer, "first_offsets", FirstOffsets())
+    asyncio.run(consumer.perform_seek())
+    return sought, tp
+
+
+@pytest.mark.parametrize("rebalance_during", ["fausts seek", "first offsets"])
+def test_a_seek_overtaken_by_a_rebalance_seeks_nothing_and_says_nothing_of_the_new_generation(
+        monkeypatch, rebalance_during):
+    # Faust seeks from its fetcher while a rebalance has the flow stopped. Such a seek ending
+    # after the next assignment took a newly assigned partition for never committed, because its
+    # commit was not read: the partition went back to offset 0, and 0 stood as the next offset in
+    # the new generation, though the broker held a commit (RELIABILITY.md §5 row 4e).
+    sought, tp = seek_across(monkeypatch, rebalance_during)
+    assert sought == []
+    assert next_to_process(app.consumer, tp) is None   # not known until the new generation's seek
+
+
+def test_a_seek_no_rebalance_overtakes_seeks_never_committed_partitions_to_their_first_offset(monkeypatch):
+    sought, tp = seek_across(monkeypatch, None)
+    assert sought == [{tp: 0}]
+    assert next_to_process(app.consumer, tp) == 0
 
 
 def test_the_fetch_size_and_wait_come_from_the_environment(monkeypatch):

@@ -13,7 +13,9 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 import agents.positions  # noqa: F401  (registers the tables: Faust's assignor then maps changelogs)
 from app import faust_app
 from app.faust_app import app, settings
-from app.kafka_transport import SCHEME, Consumer, ConsumerInAppLoop, FirstOffsets, next_to_process, partitions_to_pause
+from app.kafka_transport import (
+    SCHEME, Consumer, ConsumerInAppLoop, FirstOffsets, next_to_process, partitions_to_pause,
+)
 from app.settings import Settings
 
 

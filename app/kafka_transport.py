@@ -480,7 +480,7 @@ class Consumer(faust_aiokafka.Consumer):
         assignment: its committed offsets are the old assignment's, so a newly assigned partition
         holding a commit looked uncommitted, was sought to offset 0 and had that offset taken for the
         next one in the new generation: the likeliest cause of the last unexplained re-read from 0
-        in the long chaos runs (RELIABILITY.md §5 row 4e). The new generation's own seek, in Faust's
+        in the long chaos runs (RELIABILITY.md §5 row 4f). The new generation's own seek, in Faust's
         recovery, decides for its partitions.
         """
         generation = self.app.consumer_generation_id

@@ -358,7 +358,7 @@ def test_a_seek_overtaken_by_a_rebalance_seeks_nothing_and_says_nothing_of_the_n
     # Faust seeks from its fetcher while a rebalance has the flow stopped. Such a seek ending
     # after the next assignment took a newly assigned partition for never committed, because its
     # commit was not read: the partition went back to offset 0, and 0 stood as the next offset in
-    # the new generation, though the broker held a commit (RELIABILITY.md §5 row 4e).
+    # the new generation, though the broker held a commit (RELIABILITY.md §5 row 4f).
     sought, tp = seek_across(monkeypatch, rebalance_during)
     assert sought == []
     assert next_to_process(app.consumer, tp) is None   # not known until the new generation's seek

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from agents.outputs import dead_letter, new_outbox, publish, send_outbox, trace, utcnow
-from agents.streams import each_batch
+from agents.streams import each_batch, source_record
 from agents.timers import each_apart, each_owned_partition, kept, timer
 from app import metrics
 from app import topics as t
@@ -121,7 +121,7 @@ class PositionBatch:
         key = position_key(movement.sku, movement.location_id)
         raw_key = key.encode()
         position = self.positions.get(raw_key, partition) or new_position(movement.sku, movement.location_id)
-        context = self.context_for(movement, partition, f"{partition}@{event.message.offset}",
+        context = self.context_for(movement, partition, source_record(event.message),
                                    is_dlq_replay(event.message.headers))
         outcome = apply(position, movement, context)
         system, source_id = movement.source_system.value, movement.source_event_id
@@ -186,7 +186,7 @@ class PositionBatch:
         found.update({key: p for key, p in self.positions.changed_in(partition).items()
                       if p is not None and at_location(key)})
         ctx = PositionContext(now_epoch=int(time.time()), dedupe_retention=settings.dedupe_retention,
-                              source_record=f"{partition}@{event.message.offset}",
+                              source_record=source_record(event.message),
                               replay_window=settings.replay_window)
         now = utcnow()
         for raw_key, position in found.items():

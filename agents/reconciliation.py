@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from faust.types import TP
 
 from agents.outputs import dead_letter, publish, trace, utcnow
-from agents.streams import each_event
+from agents.streams import each_event, source_record
 from app import metrics
 from app import topics as t
 from app.domain.keys import position_key, split_position_key
@@ -259,8 +259,7 @@ async def summarise(stream):
 async def summarise_result(event) -> None:
     result = ReconResult.model_validate_json(event.value)
     location = result.location_id
-    message = event.message
-    folded = fold(summaries.get(location), result, utcnow(), f"{message.partition}@{message.offset}")
+    folded = fold(summaries.get(location), result, utcnow(), source_record(event.message))
     if folded.ignored == "superseded":
         return
     summary, counted = folded.summary, folded.ignored is None

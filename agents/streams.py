@@ -86,9 +86,14 @@ class PartitionOrder:
         self.rewound_to[tp] = (expected, now)
         return expected
 
+    def expects(self, tp, generation: int | None) -> bool:
+        """Whether the partition's next offset is known from the records handled in this generation:
+        then `turn` and `next_offset` do not read the committed one, and it need not be looked up."""
+        return generation == self.generation and tp in self.expected
+
     def next_offset(self, tp, generation: int | None, committed: int | None) -> int | None:
         """The offset the partition's agent needs next (None: not known yet, nothing committed)."""
-        if generation == self.generation and tp in self.expected:
+        if self.expects(tp, generation):
             return self.expected[tp]
         return committed
 
@@ -268,8 +273,10 @@ async def _hand_over(app: faust.App, events: list) -> list:
             message.tracked = True
             consumer.track_message(message)
         if message.topic in t.IN_ORDER_TOPICS:
-            tp = message.tp
-            turn = _order.turn(tp, message.offset, app.consumer_generation_id, next_to_process(consumer, tp))
+            tp, generation = message.tp, app.consumer_generation_id
+            # The committed offset matters only for a partition's first record in a generation.
+            committed = None if _order.expects(tp, generation) else next_to_process(consumer, tp)
+            turn = _order.turn(tp, message.offset, generation, committed)
             if turn is not Turn.HANDLE:
                 forget_unhandled(consumer, message)
                 rewind = _order.needs_rewind(tp, time.monotonic()) if turn is Turn.AHEAD else None
@@ -289,6 +296,12 @@ async def _hand_over(app: faust.App, events: list) -> list:
     for event in to_handle:
         inbound[event.message.tp] = now
     return to_handle
+
+
+def source_record(message) -> str:
+    """How the replay rules name the Kafka record a stage read: "partition@offset" (the topic is the
+    stage's own), so that the very record read again can be told from a re-sent copy."""
+    return f"{message.partition}@{message.offset}"
 
 
 def _let_go_unhandled(consumer, events: list) -> None:

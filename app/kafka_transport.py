@@ -464,7 +464,7 @@ class Consumer(faust_aiokafka.Consumer):
         """Faust's offset to commit, unless a hole or an unacked head is in the way: then none."""
         holes = self.stale_holes
         if tp in holes:
-            committed = self._committed_offset[tp]
+            committed = self.committed_offset(tp)
             if committed is None or committed <= holes[tp]:
                 return None  # a skipped record is not handled yet: commit nothing past the last commit
             del holes[tp]  # committed past it meanwhile (handled by this worker or another owner)
@@ -489,7 +489,7 @@ class Consumer(faust_aiokafka.Consumer):
         changelogs = self.app.tables.changelog_topics
         uncommitted = [tp for tp in assigned
                        if tp.topic not in changelogs and not tp.topic.endswith("__assignor-__leader")
-                       and self._committed_offset.get(tp) is None]
+                       and self.committed_offset(tp) is None]
         first = dict(await self.earliest_offsets(*uncommitted)) if uncommitted else {}
         if self.app.consumer_generation_id != generation:
             self.log.info("a seek begun in generation %s overtaken by generation %s: left to the new one",
@@ -500,7 +500,7 @@ class Consumer(faust_aiokafka.Consumer):
             await self.seek_wait(first)
         holes = self.stale_holes
         for tp in list(holes):
-            committed = self._committed_offset.get(tp)
+            committed = self.committed_offset(tp)
             if tp not in assigned or (committed is not None and committed > holes[tp]):
                 del holes[tp]  # revoked, or another worker handled it since
 

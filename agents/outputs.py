@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 
 from app import metrics
 from app.domain.dead_letters import raw_for_letter
-from app.domain.lineage import fact_line
+from app.domain.lineage import fact_line, packed
 from app.faust_app import app, dlq_topic, lineage_topic
 from app.logging_setup import exit_now
 from app.models.records import DeadLetter, ErrorCode, Rejection, TraceStage, json_bytes
@@ -49,13 +50,16 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, pa
 
 
 async def send_record(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
-                      headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future | None:
+                      headers: list[tuple[str, bytes]] | None = None,
+                      packed_with: Callable[[list[tuple[bytes, bytes]]], list[bytes]] | None = None,
+                      ) -> asyncio.Future | None:
     """One encoded record to the producer, or to the outbox of the stage batch being applied (then
-    None: the batch's deliveries come from `send_outbox`); a delivery that fails stops the worker
+    None: the batch's deliveries come from `send_outbox`, and a record its reader unpacks goes
+    `packed_with` the batch's others of its partition); a delivery that fails stops the worker
     before any commit passes it (`stop_if_lost`)."""
     outbox = current_outbox.get()
     if outbox is not None:
-        outbox.add(topic, key, value, partition, headers)
+        outbox.add(topic, key, value, partition, headers, packed_with=packed_with)
         return None
     producer = await started_producer()
     delivery = await producer.send(topic, key, value, partition, None, headers)
@@ -135,7 +139,9 @@ class Trace:
     """The trace facts one stage records for one source event while it handles one record, sent as
     one record of JSON lines: ingest's "received" and one fact per movement, finance's "applied"
     (carried from the position stage by the ledger entry) and one per posting, each used to be a
-    record of its own (the lineage stage appends the lines one by one)."""
+    record of its own (the lineage stage appends the lines one by one). Inside a stage batch, the
+    batch's trace records of one partition go packed into a few topic records (app/domain/lineage.py,
+    `packed`)."""
 
     def __init__(self, source_system: str, source_event_id: str | None) -> None:
         self.source_system, self.source_event_id = source_system, source_event_id
@@ -149,7 +155,7 @@ class Trace:
     async def send(self) -> None:
         if self.lines:
             await send_record(lineage_topic.get_topic_name(), f"{self.source_system}:{self.source_event_id}".encode(),
-                              b"\n".join(self.lines))
+                              b"\n".join(self.lines), packed_with=packed)
             self.lines = []
 
 

@@ -56,7 +56,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, serve
 from mode.utils.futures import maybe_async
 
 from app.domain.keys import PARTITIONED_BY_SKU, partition_key
-from app.outbox import OutgoingRecord, call_with_offset
+from app.outbox import OutgoingRecord, call_with_offset, packed_runs
 from app.partitions import key_hash
 from app.topics import IN_ORDER_TOPICS, MASTER_TOPICS
 
@@ -515,7 +515,8 @@ class Producer(faust_aiokafka.Producer):
         producer's partitioner would pick (Kafka's murmur2, as `send` does: the unit tests compare).
         A record batch full at `max_batch_size` is sent and another begun. Record batches of
         different partitions are queued concurrently: aiokafka waits, per partition, until the
-        previous batch has left before it takes the next.
+        previous batch has left before it takes the next. Records its reader unpacks go packed,
+        per partition (`packed_runs`).
         """
         producer = self._ensure_producer()
         partitions_of: dict[str, list[int]] = {}
@@ -528,7 +529,7 @@ class Producer(faust_aiokafka.Producer):
                     partitions = partitions_of[record.topic] = sorted(await producer.partitions_for(record.topic))
                 partition = self._partition_of(record.key, partitions, producer, record.topic)
             by_partition.setdefault((record.topic, partition), []).append(record)
-        sent = await asyncio.gather(*(self._send_partition(producer, topic, partition, group)
+        sent = await asyncio.gather(*(self._send_partition(producer, topic, partition, packed_runs(group, partition))
                                       for (topic, partition), group in by_partition.items()))
         return [delivery for deliveries in sent for delivery in deliveries]
 

@@ -35,6 +35,9 @@ class OutgoingRecord:
     partition: int | None = None     # None: the key's partition, as the producer's partitioner picks it
     headers: list | None = None
     on_delivered: Callable[[int], None] | None = None   # called with the record's offset once acknowledged
+    # Records of a topic whose reader unpacks them (app/domain/lineage.py, `packed`): a partition's
+    # run of them is sent as the few records this makes of their (key, value) pairs (`packed_runs`).
+    packed_with: Callable[[list[tuple[bytes, bytes]]], list[bytes]] | None = None
 
 
 class BatchProducer(Protocol):
@@ -50,14 +53,15 @@ class Outbox:
         self._after_queued: list[Callable[[], None]] = []
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
-            headers: list | None = None, on_delivered: Callable[[int], None] | None = None) -> None:
+            headers: list | None = None, on_delivered: Callable[[int], None] | None = None,
+            packed_with: Callable[[list[tuple[bytes, bytes]]], list[bytes]] | None = None) -> None:
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers or [])
         if size > self.max_request_size:
             # The check `AIOKafkaProducer.send` makes, with the same error (not a transient one).
             raise MessageSizeTooLargeError(
                 f"a record for {topic} is {size} bytes, more than the producer's max_request_size "
                 f"({self.max_request_size})")
-        self.records.append(OutgoingRecord(topic, key, value, partition, headers, on_delivered))
+        self.records.append(OutgoingRecord(topic, key, value, partition, headers, on_delivered, packed_with))
 
     def mark(self) -> int:
         return len(self.records)
@@ -79,6 +83,28 @@ class Outbox:
             action()
         self._after_queued.clear()
         return deliveries
+
+
+def packed_runs(records: list[OutgoingRecord], partition: int) -> list[OutgoingRecord]:
+    """One topic partition's records, in their order, with each run of records packed the same way
+    (`OutgoingRecord.packed_with`) replaced by the records that packs them, sent to `partition`
+    (the one their keys hash to: the producer grouped them so) without a key of their own."""
+    sent: list[OutgoingRecord] = []
+    at = 0
+    while at < len(records):
+        pack = records[at].packed_with
+        if pack is None:
+            sent.append(records[at])
+            at += 1
+            continue
+        end = at
+        while end < len(records) and records[end].packed_with is pack:
+            end += 1
+        topic = records[at].topic
+        sent += [OutgoingRecord(topic, None, value, partition)
+                 for value in pack([(record.key, record.value) for record in records[at:end]])]
+        at = end
+    return sent
 
 
 class OneByOne:

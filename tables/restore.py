@@ -43,6 +43,11 @@ IDLE_GIVE_UP = 30.0        # seconds without a record while short of the end: th
 SOURCE_OFFSET = b"__source\0offset__"   # a folded table's last topic offset, per partition DB
 
 
+def one_record(key: bytes | None, value: bytes | None) -> tuple[tuple[bytes | None, bytes | None]]:
+    """What a topic record carries: itself."""
+    return ((key, value),)
+
+
 @dataclass(frozen=True)
 class SourceFold:
     """A table made of a topic's records: entry = fold(entry or None, record value), per key, in
@@ -50,6 +55,8 @@ class SourceFold:
 
     topic: str
     fold: Callable[[bytes | None, bytes], bytes | None]
+    # The (key, record) pairs one topic record carries, folded in their order (a pack of several keys').
+    records_of: Callable[[bytes | None, bytes | None], Iterable[tuple[bytes | None, bytes | None]]] = one_record
 
 
 # Table name -> the topic it is a fold of (declared where the table is defined).
@@ -160,15 +167,16 @@ class _Folds:
     """A topic's records folded into the entries of one partition's DB (`SourceFold`): each entry
     read once, written once per WriteBatch, with the offset of the last record folded in."""
 
-    def __init__(self, store: BulkRestoringStore, tp, fold) -> None:
-        self.store, self.tp, self.fold = store, tp, fold
+    def __init__(self, store: BulkRestoringStore, tp, fold, records_of=one_record) -> None:
+        self.store, self.tp, self.fold, self.records_of = store, tp, fold, records_of
         self.entries: dict[bytes, bytes | None] = {}
         self.count = 0
 
     def add(self, key: bytes | None, value: bytes | None) -> None:
-        if key is not None and value is not None:
-            entry = self.entries[key] if key in self.entries else self.store.read(self.tp.partition, key)
-            self.entries[key] = self.fold(entry, value)
+        for key, record in self.records_of(key, value):
+            if key is not None and record is not None:
+                entry = self.entries[key] if key in self.entries else self.store.read(self.tp.partition, key)
+                self.entries[key] = self.fold(entry, record)
         self.count += 1
 
     def write(self, last_offset: int | None) -> int:
@@ -267,7 +275,7 @@ class BulkRestoringStore(RocksDBStore):
 
     def new_restore(self, tp) -> _Puts | _Folds:
         fold = self.folded_from
-        return _Puts(self, tp) if fold is None else _Folds(self, tp, fold.fold)
+        return _Puts(self, tp) if fold is None else _Folds(self, tp, fold.fold, fold.records_of)
 
     def stored_offset(self, tp) -> int | None:
         return self.persisted_offset(tp) if self.folded_from is None else self.source_offset(tp.partition)

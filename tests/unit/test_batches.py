@@ -831,6 +831,40 @@ def test_a_restore_folds_the_topic_into_the_same_entries_the_stage_wrote(monkeyp
     assert restored.rows == written_by_stage.rows and restored.source_offsets == written_by_stage.source_offsets
 
 
+def test_packed_trace_records_fold_into_the_entries_their_pairs_make_one_by_one_in_the_stage_and_a_restore(
+        monkeypatch):
+    """A stage batch's trace records go packed per partition (app/domain/lineage.py, `packed`): the
+    lineage stage and a restore fold a pack's pairs as if each had been a record of its own."""
+    import agents.lineage as lineage_stage
+    from app.domain.lineage import packed, records_of
+    from tables.lineage import FOLDED_FROM
+    from tables.names import LINEAGE
+    from tables.restore import _Folds
+
+    pairs = [(record.key, record.value) for record in lineage_records()]
+    as_records = [packed(pairs[:2])[0], pairs[2], packed(pairs[3:])[0]]   # a pack, a record alone, a pack
+    packs = [SimpleNamespace(key=None if isinstance(value, bytes) else value[0],
+                             value=value if isinstance(value, bytes) else value[1],
+                             message=SimpleNamespace(partition=1, offset=20 + n))
+             for n, value in enumerate(as_records)]
+
+    one_by_one, from_packs, restored = FakeStore({}), FakeStore({}), FakeStore({})
+    monkeypatch.setattr(lineage_stage, "lineage", fake_table(one_by_one))
+    run(apply_batch(lineage_records(), lineage_stage.LineageBatch))
+    monkeypatch.setattr(lineage_stage, "lineage", fake_table(from_packs))
+    run(apply_batch(packs[:2], lineage_stage.LineageBatch))
+    run(apply_batch(packs, lineage_stage.LineageBatch))   # read again after a lost commit: 20, 21 skipped
+    assert from_packs.rows == one_by_one.rows and from_packs.rows[1]
+    assert from_packs.source_offsets == {1: 22}
+
+    assert FOLDED_FROM[LINEAGE].records_of is records_of
+    restore = _Folds(restored, SimpleNamespace(partition=1), FOLDED_FROM[LINEAGE].fold, records_of)
+    for record in packs:
+        restore.add(record.key, record.value)
+    assert restore.write(22) == 3   # topic records, not pairs
+    assert restored.rows == from_packs.rows and restored.source_offsets == from_packs.source_offsets
+
+
 # --- the finance stage's announcements of due closes ----------------------------------------------
 
 def test_a_due_close_is_announced_once_per_interval_and_old_announcements_are_forgotten(monkeypatch):

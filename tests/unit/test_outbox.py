@@ -177,3 +177,50 @@ def test_a_rejected_record_takes_back_what_it_queued_and_the_rest_is_sent_togeth
     assert [(event, type(error)) for event, error in rejected] == [("bad", ValueError)]
     assert sent == [("availability", b"a"), ("postings", b"a"), ("availability", b"b"), ("postings", b"b")]
     assert deliveries == ["one delivery"]
+
+
+def test_a_batchs_trace_records_go_packed_per_partition_to_the_partition_of_their_keys(monkeypatch):
+    from app.domain.lineage import fact_line, packed, records_of
+    from app.models.records import TraceStage
+    from datetime import UTC, datetime
+
+    client = Client(batch_size=1 << 20)
+    producer = our_producer(monkeypatch, client)
+    values: dict[tuple[str, int], list[bytes]] = {}
+    appended: list[bytes] = []
+
+    class Recording(BatchBuilder):   # what each record batch holds
+        def append(self, *, timestamp, key, value, headers=[]):
+            appended.append(value)
+            return super().append(timestamp=timestamp, key=key, value=value, headers=headers)
+    client.create_batch = lambda: Recording(client.batch_size, 0)
+    send = client.send_batch
+
+    async def send_batch(builder, topic, *, partition):
+        values.setdefault((topic, partition), []).extend(appended)
+        appended.clear()
+        return await send(builder, topic, partition=partition)
+    client.send_batch = send_batch
+
+    at = datetime(2026, 12, 5, tzinfo=UTC)
+    traces = [(f"pos:T{n}".encode(), fact_line("pos", f"T{n}", TraceStage.RECEIVED, at, {})) for n in range(60)]
+    outbox = Outbox(max_request_size=1 << 20)
+    for n, (key, value) in enumerate(traces):
+        outbox.add("internal.lineage", key, value, packed_with=packed)
+        if n == 30:
+            outbox.add("internal.lineage", b"pos:T0", b'{"forget_before":"2026-12-03T00:00:00+00:00"}')
+    asyncio.run(outbox.send(producer))
+
+    def partition_of(key: bytes) -> int:
+        return producer._partition_of(key, list(range(PARTITIONS)), client, "internal.lineage")
+    unpacked = {tp: [pair for value in sent for pair in records_of(b"?", value)] for tp, sent in values.items()}
+    # every pair in its key's partition, in the order queued; the record not packed between two packs
+    for (topic, partition), pairs in unpacked.items():
+        assert all(partition_of(key) == partition for key, _ in pairs if key != b"?")
+        expected = [pair for pair in traces if partition_of(pair[0]) == partition]
+        assert [pair for pair in pairs if pair[0] != b"?"] == expected
+    assert sum(map(len, unpacked.values())) == 61   # the 60 packed, and the one not (key b"?" above)
+    forget_partition = partition_of(b"pos:T0")
+    assert len(values[("internal.lineage", forget_partition)]) == 3   # pack, the forget request, pack
+    assert all(len(sent) <= 3 for sent in values.values())
+

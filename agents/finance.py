@@ -25,6 +25,7 @@ from app.faust_app import (
 )
 from app.models.finance_ledger import CloseDue, LedgerEntry
 from app.models.records import FinanceException, JournalBatch, TraceStage, json_bytes
+from app.packs import records_of
 from tables.day_ledgers import DayLedgerWrites, day_ledgers, day_statuses, parsed_ledgers
 from tables.master import master_data
 from tables.store import BatchWrites
@@ -42,7 +43,7 @@ LINGER = 0.25
 
 @app.agent(ledger_topic)
 async def book(stream):
-    await each_batch(stream, "finance", FinanceBatch, linger=LINGER)
+    await each_batch(stream, "finance", FinanceBatch, linger=LINGER, unpack=records_of)
 
 
 class FinanceBatch:

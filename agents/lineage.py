@@ -1,7 +1,7 @@
 """Lineage stage: the trace facts of each source event into the `traces` table, for `GET /v1/trace/...`.
 
 Every stage sends `TraceFact`s to `internal.lineage`, keyed "source_system:source_event_id" (a stage
-batch's packed per partition: app/domain/lineage.py, `packed`); this agent appends them to that key's entry (format, per-key bound and the fold: app/domain/lineage.py),
+batch's packed per partition: app/packs.py); this agent appends them to that key's entry (format, per-key bound and the fold: app/domain/lineage.py),
 so the owner of the key's partition can tell what became of the event. The table is a fold of the
 topic, with no changelog (tables/lineage.py): each partition's DB holds the offset of the last
 record folded in, and a record at or below it (folded already by a restore, or by this worker
@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from agents.streams import each_batch
 from agents.timers import each_apart, each_owned_partition, kept, timer
 from app.faust_app import app, lineage_topic, settings
-from app.domain.lineage import apply_record, forget_request, last_fact_at, records_of
+from app.domain.lineage import apply_record, forget_request, last_fact_at
+from app.packs import records_of
 from tables.lineage import lineage
 from tables.store import BatchWrites
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -12,12 +11,14 @@ import faust
 from pydantic import BaseModel
 
 from app import metrics
+from app import topics as t
 from app.domain.dead_letters import raw_for_letter
-from app.domain.lineage import fact_line, packed
+from app.domain.lineage import fact_line
 from app.faust_app import app, dlq_topic, lineage_topic
 from app.logging_setup import exit_now
 from app.models.records import DeadLetter, ErrorCode, Rejection, TraceStage, json_bytes
 from app.outbox import OneByOne, Outbox
+from app.packs import packed
 
 log = logging.getLogger(__name__)
 EXIT_LOST_DELIVERY = 70
@@ -46,20 +47,19 @@ async def publish(topic: faust.TopicT, key: str | None, record: BaseModel, *, pa
     """
     to_json = getattr(record, "to_json", None)
     return await send_record(topic.get_topic_name(), key.encode() if key is not None else None,
-                      json_bytes(record) if to_json is None else to_json(), partition, headers)
+                             json_bytes(record) if to_json is None else to_json(), partition, headers)
 
 
 async def send_record(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
-                      headers: list[tuple[str, bytes]] | None = None,
-                      packed_with: Callable[[list[tuple[bytes, bytes]]], list[bytes]] | None = None,
-                      ) -> asyncio.Future | None:
+                      headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future | None:
     """One encoded record to the producer, or to the outbox of the stage batch being applied (then
-    None: the batch's deliveries come from `send_outbox`, and a record its reader unpacks goes
-    `packed_with` the batch's others of its partition); a delivery that fails stops the worker
-    before any commit passes it (`stop_if_lost`)."""
+    None: the batch's deliveries come from `send_outbox`, and a keyed record of a topic whose
+    readers unpack goes packed with the batch's others of its partition: app/packs.py); a
+    delivery that fails stops the worker before any commit passes it (`stop_if_lost`)."""
     outbox = current_outbox.get()
     if outbox is not None:
-        outbox.add(topic, key, value, partition, headers, packed_with=packed_with)
+        pack = packed if topic in t.PACKED_TOPICS and partition is None else None
+        outbox.add(topic, key, value, partition, headers, packed_with=pack)
         return None
     producer = await started_producer()
     delivery = await producer.send(topic, key, value, partition, None, headers)
@@ -140,8 +140,7 @@ class Trace:
     one record of JSON lines: ingest's "received" and one fact per movement, finance's "applied"
     (carried from the position stage by the ledger entry) and one per posting, each used to be a
     record of its own (the lineage stage appends the lines one by one). Inside a stage batch, the
-    batch's trace records of one partition go packed into a few topic records (app/domain/lineage.py,
-    `packed`)."""
+    batch's trace records of one partition go packed into a few topic records (app/packs.py)."""
 
     def __init__(self, source_system: str, source_event_id: str | None) -> None:
         self.source_system, self.source_event_id = source_system, source_event_id
@@ -155,17 +154,20 @@ class Trace:
     async def send(self) -> None:
         if self.lines:
             await send_record(lineage_topic.get_topic_name(), f"{self.source_system}:{self.source_event_id}".encode(),
-                              b"\n".join(self.lines), packed_with=packed)
+                              b"\n".join(self.lines))
             self.lines = []
 
 
 async def dead_letter(message: faust.types.Message | None, source_topic: str, raw_value: bytes | str | None,
                       rejection: Rejection, *, source_system: str | None = None,
-                      source_event_id: str | None = None, stage: str | None = None) -> None:
+                      source_event_id: str | None = None, stage: str | None = None,
+                      key: bytes | str | None = None) -> None:
     """Park a record we cannot process, with its reason; the pipeline carries on. The raw value is
-    kept whole up to 256 KiB, beyond that cut, with the whole value's size and digest."""
+    kept whole up to 256 KiB, beyond that cut, with the whole value's size and digest. The key is
+    the Kafka record's unless given (a record of a pack: app/packs.py)."""
     raw = raw_for_letter(raw_value)
-    key = message.key if message is not None else None
+    if key is None and message is not None:
+        key = message.key
     letter = DeadLetter(
         source_topic=source_topic,
         partition=message.partition if message is not None else None,

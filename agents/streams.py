@@ -413,7 +413,7 @@ async def _dead_letter_until_written(app: faust.App, event: faust.EventT, stage:
     backoff = 0.5
     while True:
         try:
-            await dead_letter(message, message.topic, message.value, rejection, stage=stage)
+            await dead_letter(message, message.topic, event.value, rejection, stage=stage, key=event.key)
             break
         except asyncio.CancelledError:
             raise
@@ -455,7 +455,7 @@ class StageBatch(Protocol):
 
 
 async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], StageBatch],
-                     max_records: int = BATCH_MAX, linger: float = 0.0) -> None:
+                     max_records: int = BATCH_MAX, linger: float = 0.0, unpack: Unpack | None = None) -> None:
     """`each_event` for a stage that works in micro-batches, with the same guarantees per record.
 
     Records come in offset order per partition (`delivered`), and a batch is what has arrived
@@ -467,7 +467,9 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
     be written for another reason is split into batches of one, so the record at fault is found.
     What a batch publishes and its changelog records go to the producer together at its end, as
     whole record batches (app/outbox.py); its records are acked, so may be committed, only once all
-    of them are acknowledged. Meanwhile the next batch runs.
+    of them are acknowledged. Meanwhile the next batch runs. On a topic whose records may be packs
+    of records (app/packs.py), `unpack` gives each Kafka record's records: each is taken, and
+    rejected, as a record of its own, and the Kafka record is acked once the batch is delivered.
     """
     app = stream.app
     in_flight: deque[asyncio.Future] = deque()
@@ -486,10 +488,12 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
 
     async for events in delivered(stream, max_records, linger):
         started, sending = time.perf_counter(), 0.0
-        rejected, deliveries = await apply_batch(events, new_batch, timed_send)
+        records, unreadable = (events, []) if unpack is None else unpacked(events, unpack)
+        rejected, deliveries = await apply_batch(records, new_batch, timed_send)
+        rejected += unreadable
         apply_seconds.observe(time.perf_counter() - started - sending)
         send_seconds.observe(sending)
-        batch_records.observe(len(events))
+        batch_records.observe(len(records))
         for event, error in rejected:
             if not await _reject(app, event, stage, error):
                 _let_go_unhandled(app.consumer, events)   # stopping: nothing of this batch is acked, so it is read again after the restart
@@ -497,6 +501,37 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
         in_flight.append(asyncio.ensure_future(_ack_when_delivered(app, events, deliveries)))
         while in_flight and (len(in_flight) > BATCHES_IN_FLIGHT or in_flight[0].done()):
             await in_flight.popleft()
+
+
+Unpack = Callable[[bytes | None, bytes | None], list[tuple[bytes | None, bytes | None]]]
+
+
+@dataclass(slots=True)
+class PackedRecord:
+    """One record of a pack (app/packs.py), handed to a stage as an event of its own: the Kafka
+    record it came in (`message`: its partition for the state, its offset for a dead letter), and
+    its own key and value."""
+
+    message: object
+    key: bytes | None
+    value: bytes | None
+
+
+def unpacked(events: list, unpack: Unpack) -> tuple[list, list]:
+    """(the records the events carry, in order: an event that is no pack is its own record;
+    the events that cannot be unpacked, each with its error: rejected whole)."""
+    records, unreadable = [], []
+    for event in events:
+        try:
+            carried = unpack(event.key, event.value)
+        except Exception as exc:   # the boundary: a pack that does not read is one dead letter
+            unreadable.append((event, exc))
+            continue
+        if len(carried) == 1 and carried[0][1] is event.value:
+            records.append(event)
+        else:
+            records += [PackedRecord(event.message, key, value) for key, value in carried]
+    return records, unreadable
 
 
 class BatchFailed(Exception):

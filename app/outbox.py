@@ -35,7 +35,7 @@ class OutgoingRecord:
     partition: int | None = None     # None: the key's partition, as the producer's partitioner picks it
     headers: list | None = None
     on_delivered: Callable[[int], None] | None = None   # called with the record's offset once acknowledged
-    # Records of a topic whose reader unpacks them (app/domain/lineage.py, `packed`): a partition's
+    # Records of a topic whose reader unpacks them (app/packs.py): a partition's
     # run of them is sent as the few records this makes of their (key, value) pairs (`packed_runs`).
     packed_with: Callable[[list[tuple[bytes, bytes]]], list[bytes]] | None = None
 

@@ -42,6 +42,10 @@ AUDIT = "ops.audit"                                 # key actor: admin actions
 CONTROL_HEADER = "stock-sync-control"
 LOCATION_CHANGE = b"location-change"
 
+# Internal topics whose readers unpack packs of records (app/packs.py): a stage batch sends its
+# keyed records of such a topic packed per partition (agents/outputs.py, send_record).
+PACKED_TOPICS = frozenset({LEDGER, LINEAGE})
+
 # Input topics whose offsets are contiguous (never compacted, written without transactions): agents
 # take their records strictly in offset order (agents/streams.py). Not the compacted master topics.
 IN_ORDER_TOPICS = frozenset({*RAW_TOPICS, MOVEMENTS, LEDGER, LINEAGE, RECON_CHECKS, RECON_RESULTS})

@@ -10,7 +10,8 @@ from the topic, every fact once.
 from __future__ import annotations
 
 from app import topics
-from app.domain.lineage import apply_record, records_of
+from app.domain.lineage import apply_record
+from app.packs import records_of
 from tables import names
 from tables.restore import FOLDED_FROM, SourceFold
 from tables.store import make_table

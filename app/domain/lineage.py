@@ -79,44 +79,6 @@ def apply_record(entry: bytes | None, record: bytes) -> bytes | None:
     return entry
 
 
-# --- Several keys' records in one topic record ------------------------------------------------------
-
-PACK = b'{"traces":'
-PACK_BYTES = 64 * 1024   # a pack is cut beyond this: a dead-lettered pack stays whole in its letter
-
-
-def packed(records: list[tuple[bytes, bytes]], limit: int = PACK_BYTES) -> list[bytes]:
-    """The (key, record) pairs of one partition, in their order, as few topic records as fit in
-    `limit` bytes each (a pair larger than that alone): `{"traces": [[key, record], ...]}`.
-
-    A raw event makes ~2.7 trace records, about a sixth of what the pipeline writes and two fifths
-    of what it reads back, and each is read through Faust's per-record path. A stage batch sends
-    its trace records packed per partition instead (agents/outputs.py, Trace): every key of a pack
-    is in the pack's partition, so each entry stays with its partition's owner.
-    """
-    packs, entries, size = [], [], 0
-    for key, record in records:
-        if entries and size + len(key) + len(record) > limit:
-            packs.append(_pack(entries))
-            entries, size = [], 0
-        entries.append((key.decode(), record.decode()))
-        size += len(key) + len(record)
-    if entries:
-        packs.append(_pack(entries))
-    return packs
-
-
-def _pack(entries: list[tuple[str, str]]) -> bytes:
-    return orjson.dumps({"traces": entries})
-
-
-def records_of(key: bytes | None, value: bytes | None) -> list[tuple[bytes | None, bytes | None]]:
-    """The (key, record) pairs a topic record carries: a pack's (`packed`), or the record itself."""
-    if value is None or not value.startswith(PACK):
-        return [(key, value)]
-    return [(k.encode(), record.encode()) for k, record in orjson.loads(value)["traces"]]
-
-
 def forget_request(cutoff: datetime) -> bytes:
     return orjson.dumps({"forget_before": cutoff.isoformat()})
 

@@ -553,14 +553,17 @@ class ChaosRun:
         by_partition: dict = {}
         for r in ledger:
             by_partition.setdefault(r.partition, []).append(r.offset)
-            applied = (r.value or {}).get("applied") if isinstance(r.value, dict) else None
-            if not applied:
-                continue
-            m = applied.get("movement") or {}
-            name = str(MovementRef(f"{m.get('sku')}@{m.get('location_id')}", m.get("source_system"),
-                                   m.get("source_event_id"), m.get("movement_type")))
-            if name in found:
-                found[name].append(f"p{r.partition}@{r.offset}")
+            value = r.value if isinstance(r.value, dict) else {}
+            # a stage batch's entries come packed per partition (app/packs.py)
+            entries = [json.loads(entry) for _key, entry in value["pack"]] if "pack" in value else [value]
+            for entry in entries:
+                m = (entry.get("applied") or {}).get("movement")
+                if not m:
+                    continue
+                name = str(MovementRef(f"{m.get('sku')}@{m.get('location_id')}", m.get("source_system"),
+                                       m.get("source_event_id"), m.get("movement_type")))
+                if name in found:
+                    found[name].append(f"p{r.partition}@{r.offset}")
         lag = self.loop.run(group_lag(self.broker.bootstrap, self.app_id, ["internal.finance-ledger"]), 60)
         return {"ledger_records_of_missing": found, "group_committed_end": lag,
                 "ledger_offsets_per_partition": {p: (min(o), max(o), len(o)) for p, o in by_partition.items()}}

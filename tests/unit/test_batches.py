@@ -833,10 +833,10 @@ def test_a_restore_folds_the_topic_into_the_same_entries_the_stage_wrote(monkeyp
 
 def test_packed_trace_records_fold_into_the_entries_their_pairs_make_one_by_one_in_the_stage_and_a_restore(
         monkeypatch):
-    """A stage batch's trace records go packed per partition (app/domain/lineage.py, `packed`): the
+    """A stage batch's trace records go packed per partition (app/packs.py): the
     lineage stage and a restore fold a pack's pairs as if each had been a record of its own."""
     import agents.lineage as lineage_stage
-    from app.domain.lineage import packed, records_of
+    from app.packs import packed, records_of
     from tables.lineage import FOLDED_FROM
     from tables.names import LINEAGE
     from tables.restore import _Folds
@@ -946,6 +946,51 @@ def test_a_finance_batch_keeps_each_days_status_in_line_with_its_ledger_and_a_re
     assert len(deliveries) == 1 and stored() == (ledger, status)   # changes no ledger, and mends the status
     _rejected, deliveries = run(apply_batch([event], stage.FinanceBatch))
     assert deliveries == [] and len(statuses.batches) == 2   # a status already in line is not written again
+
+
+def test_a_pack_of_ledger_entries_is_taken_entry_by_entry_and_a_bad_entry_is_one_dead_letter_of_its_own(
+        monkeypatch):
+    """The finance stage reads internal.finance-ledger packed per partition (app/packs.py): each
+    entry of a pack is a record of its own for the batch, so a bad one is rejected alone, with its
+    own key and value in its dead letter; a pack that does not read at all is one dead letter."""
+    import agents.finance as stage
+    from app.models.canonical import DayClose
+    from app.models.finance_ledger import LedgerEntry
+    from app.packs import packed, records_of
+
+    ledgers, _statuses = finance_stage_on_fake_stores(monkeypatch, stage)
+    today = datetime.now(UTC)
+
+    def close(location: str) -> bytes:
+        return LedgerEntry(day_close=DayClose(location_id=location, business_date=today.date(),
+                                              transaction_id=f"Z-{location}", occurred_at=today)).to_json()
+
+    def record(key, value, offset):
+        return SimpleNamespace(key=key, value=value,
+                               message=SimpleNamespace(topic="internal.finance-ledger", partition=3, offset=offset,
+                                                       tp=("internal.finance-ledger", 3), key=key, headers=None))
+    bad = b'{"applied": 5}'
+    [pack] = packed([(b"S1", close("S1")), (b"S2", bad), (b"S3", close("S3"))])
+    alone = record(b"S4", close("S4"), 8)
+    unreadable_pack = record(None, b'{"pack": [["S5"', 9)
+    records, unreadable = streams.unpacked([record(None, pack, 7), alone, unreadable_pack], records_of)
+    assert [(r.key, r.message.offset) for r in records] == [(b"S1", 7), (b"S2", 7), (b"S3", 7), (b"S4", 8)]
+    assert records[3] is alone   # a record that is no pack is handed over as it came
+    assert [(event, type(error).__name__) for event, error in unreadable] == [(unreadable_pack, "JSONDecodeError")]
+
+    rejected, deliveries = run(apply_batch(records, stage.FinanceBatch))
+    assert [(event.key, type(error).__name__) for event, error in rejected] == [(b"S2", "ValidationError")]
+    assert sorted(key.split(b":")[1] for key in ledgers.rows[3]) == [b"S1", b"S3", b"S4"]
+
+    letters = []
+
+    async def dead_letter(message, topic, raw_value, rejection, **kwargs):
+        letters.append((topic, message.offset, kwargs["key"], raw_value, rejection.error_code.value))
+    monkeypatch.setattr(streams, "dead_letter", dead_letter)
+    for event, error in rejected + unreadable:
+        assert run(streams._dead_letter_until_written(SimpleNamespace(should_stop=False), event, "finance", error))
+    assert letters == [("internal.finance-ledger", 7, b"S2", bad, "PROCESSING_ERROR"),
+                       ("internal.finance-ledger", 9, None, b'{"pack": [["S5"', "PROCESSING_ERROR")]
 
 
 def test_a_day_batch_is_with_the_broker_before_its_day_is_written_closed_and_goes_again_if_the_close_was_lost(

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from app.models.records import TraceFact, TraceStage
 from app.web.dlq import INDEX_RAW_CHARS, DeadLetterIndex, ReplayRequest
 from app.web.trace import trace_view
-from app.domain.lineage import append_fact, fact_line, last_fact_at, packed, read_entry, records_of
+from app.domain.lineage import append_fact, fact_line, last_fact_at, read_entry
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
@@ -64,32 +64,6 @@ def test_a_fact_line_is_the_bytes_the_model_writes(system, event_id, stage, at, 
 def test_a_fact_line_with_an_int_beyond_64_bits_is_still_written():
     line = fact_line("pos", "TX-1", TraceStage.MOVEMENT, T0, {"quantity": 2**70, "cost": Decimal("1.50")})
     assert orjson.loads(line)["detail"] == {"quantity": 2**70, "cost": "1.50"}
-
-
-trace_keys = st.builds(lambda system, event: f"{system}:{event}".encode(), st.sampled_from(["pos", "web"]),
-                       st.text(min_size=1, max_size=40))
-trace_records = st.lists(st.builds(lambda event, stage: fact_line("pos", event, stage, T0, {}),
-                                   st.text(max_size=60), st.sampled_from(list(TraceStage))),
-                         min_size=1, max_size=3).map(b"\n".join)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(trace_keys, trace_records), max_size=40), st.integers(min_value=1, max_value=4000))
-def test_packed_trace_records_unpack_to_the_same_pairs_in_order_within_the_limit(pairs, limit):
-    packs = packed(pairs, limit)
-    assert [pair for pack in packs for pair in records_of(None, pack)] == pairs
-    # cut beyond the limit: a pack over it holds one pair only
-    assert all(len(records_of(None, pack)) == 1 for pack in packs
-               if sum(len(k) + len(v) for k, v in records_of(None, pack)) > limit)
-    assert len(packs) <= len(pairs)
-
-
-def test_a_record_that_is_no_pack_is_its_own_pair():
-    fact = fact_line("pos", "TX-1", TraceStage.RECEIVED, T0, {})
-    assert records_of(b"pos:TX-1", fact) == [(b"pos:TX-1", fact)]
-    assert records_of(b"pos:TX-1", None) == [(b"pos:TX-1", None)]
-    forget = b'{"forget_before":"2026-12-03T00:00:00+00:00"}'
-    assert records_of(b"pos:TX-1", forget) == [(b"pos:TX-1", forget)]
 
 
 def test_an_entry_is_bounded_and_keeps_the_received_fact_and_the_newest():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -13,8 +16,12 @@ import agents.streams as streams
 from app.faust_app import app
 from app.kafka_transport import Producer
 from app.outbox import Outbox
+from app.domain.lineage import fact_line
+from app.models.records import TraceStage
+from app.packs import packed, records_of
 
 PARTITIONS = 12
+AT = datetime(2026, 12, 5, tzinfo=UTC)
 
 
 class Client:
@@ -180,10 +187,6 @@ def test_a_rejected_record_takes_back_what_it_queued_and_the_rest_is_sent_togeth
 
 
 def test_a_batchs_trace_records_go_packed_per_partition_to_the_partition_of_their_keys(monkeypatch):
-    from app.domain.lineage import fact_line, packed, records_of
-    from app.models.records import TraceStage
-    from datetime import UTC, datetime
-
     client = Client(batch_size=1 << 20)
     producer = our_producer(monkeypatch, client)
     values: dict[tuple[str, int], list[bytes]] = {}
@@ -202,8 +205,7 @@ def test_a_batchs_trace_records_go_packed_per_partition_to_the_partition_of_thei
         return await send(builder, topic, partition=partition)
     client.send_batch = send_batch
 
-    at = datetime(2026, 12, 5, tzinfo=UTC)
-    traces = [(f"pos:T{n}".encode(), fact_line("pos", f"T{n}", TraceStage.RECEIVED, at, {})) for n in range(60)]
+    traces = [(f"pos:T{n}".encode(), fact_line("pos", f"T{n}", TraceStage.RECEIVED, AT, {})) for n in range(60)]
     outbox = Outbox(max_request_size=1 << 20)
     for n, (key, value) in enumerate(traces):
         outbox.add("internal.lineage", key, value, packed_with=packed)
@@ -224,3 +226,30 @@ def test_a_batchs_trace_records_go_packed_per_partition_to_the_partition_of_thei
     assert len(values[("internal.lineage", forget_partition)]) == 3   # pack, the forget request, pack
     assert all(len(sent) <= 3 for sent in values.values())
 
+
+# What the packed topics carry: trace keys and JSON lines (internal.lineage), location ids and JSON
+# records (internal.finance-ledger); any text.
+packable_keys = st.text(min_size=1, max_size=40).map(str.encode)
+packable_values = st.one_of(
+    st.lists(st.builds(lambda event, stage: fact_line("pos", event, stage, AT, {}), st.text(max_size=60),
+                       st.sampled_from(list(TraceStage))), min_size=1, max_size=3).map(b"\n".join),
+    st.text(max_size=300).map(str.encode))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(packable_keys, packable_values), max_size=40), st.integers(min_value=1, max_value=4000))
+def test_packed_records_unpack_to_the_same_pairs_in_order_within_the_limit(pairs, limit):
+    packs = packed(pairs, limit)
+    assert [pair for pack in packs for pair in records_of(None, pack)] == pairs
+    # cut beyond the limit: a pack over it holds one pair only
+    assert all(len(records_of(None, pack)) == 1 for pack in packs
+               if sum(len(k) + len(v) for k, v in records_of(None, pack)) > limit)
+    assert len(packs) <= len(pairs)
+
+
+def test_a_record_that_is_no_pack_is_its_own_pair():
+    fact = fact_line("pos", "TX-1", TraceStage.RECEIVED, AT, {})
+    assert records_of(b"pos:TX-1", fact) == [(b"pos:TX-1", fact)]
+    assert records_of(b"pos:TX-1", None) == [(b"pos:TX-1", None)]
+    forget = b'{"forget_before":"2026-12-03AT0:00:00+00:00"}'
+    assert records_of(b"pos:TX-1", forget) == [(b"pos:TX-1", forget)]

@@ -37,7 +37,7 @@ class OutgoingRecord:
     on_delivered: Callable[[int], None] | None = None   # called with the record's offset once acknowledged
     # Records of a topic whose reader unpacks them (app/packs.py): a partition's
     # run of them is sent as the few records this makes of their (key, value) pairs (`packed_runs`).
-    packed_with: Callable[[list[tuple[bytes, bytes]]], list[bytes]] | None = None
+    packed_with: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes | None, bytes]]] | None = None
 
 
 class BatchProducer(Protocol):
@@ -54,7 +54,8 @@ class Outbox:
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
             headers: list | None = None, on_delivered: Callable[[int], None] | None = None,
-            packed_with: Callable[[list[tuple[bytes, bytes]]], list[bytes]] | None = None) -> None:
+            packed_with: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes | None, bytes]]] | None = None,
+            ) -> None:
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers or [])
         if size > self.max_request_size:
             # The check `AIOKafkaProducer.send` makes, with the same error (not a transient one).
@@ -87,8 +88,8 @@ class Outbox:
 
 def packed_runs(records: list[OutgoingRecord], partition: int) -> list[OutgoingRecord]:
     """One topic partition's records, in their order, with each run of records packed the same way
-    (`OutgoingRecord.packed_with`) replaced by the records that packs them, sent to `partition`
-    (the one their keys hash to: the producer grouped them so) without a key of their own."""
+    (`OutgoingRecord.packed_with`) replaced by the records that pack them, sent to `partition`
+    (the one their keys hash to: the producer grouped them so)."""
     sent: list[OutgoingRecord] = []
     at = 0
     while at < len(records):
@@ -101,8 +102,8 @@ def packed_runs(records: list[OutgoingRecord], partition: int) -> list[OutgoingR
         while end < len(records) and records[end].packed_with is pack:
             end += 1
         topic = records[at].topic
-        sent += [OutgoingRecord(topic, None, value, partition)
-                 for value in pack([(record.key, record.value) for record in records[at:end]])]
+        sent += [OutgoingRecord(topic, key, value, partition)
+                 for key, value in pack([(record.key, record.value) for record in records[at:end]])]
         at = end
     return sent
 

@@ -19,19 +19,26 @@ PACK = b'{"pack":'
 PACK_BYTES = 64 * 1024   # a pack is cut beyond this: a pack dead-lettered whole stays whole in its letter
 
 
-def packed(records: list[tuple[bytes, bytes]], limit: int = PACK_BYTES) -> list[bytes]:
-    """The (key, value) records of one partition, in their order, as few Kafka records as fit in
-    `limit` bytes each (a record larger than that alone)."""
-    packs, entries, size = [], [], 0
+def packed(records: list[tuple[bytes, bytes]], limit: int = PACK_BYTES) -> list[tuple[bytes | None, bytes]]:
+    """The (key, value) records of one partition, in their order, as few Kafka records (key, value)
+    as fit in about `limit` bytes each. A record larger than `limit` goes as itself: packed, its
+    escaped text could pass the producer's limit that it passed alone, and a record the broker
+    refuses stops the worker (agents/outputs.py, stop_if_lost)."""
+    sent: list[tuple[bytes | None, bytes]] = []
+    entries: list[tuple[str, str]] = []
+    size = 0
     for key, value in records:
         if entries and size + len(key) + len(value) > limit:
-            packs.append(orjson.dumps({"pack": entries}))
+            sent.append((None, orjson.dumps({"pack": entries})))
             entries, size = [], 0
+        if len(key) + len(value) > limit:
+            sent.append((key, value))
+            continue
         entries.append((key.decode(), value.decode()))
         size += len(key) + len(value)
     if entries:
-        packs.append(orjson.dumps({"pack": entries}))
-    return packs
+        sent.append((None, orjson.dumps({"pack": entries})))
+    return sent
 
 
 def records_of(key: bytes | None, value: bytes | None) -> list[tuple[bytes | None, bytes | None]]:

@@ -842,11 +842,10 @@ def test_packed_trace_records_fold_into_the_entries_their_pairs_make_one_by_one_
     from tables.restore import _Folds
 
     pairs = [(record.key, record.value) for record in lineage_records()]
-    as_records = [packed(pairs[:2])[0], pairs[2], packed(pairs[3:])[0]]   # a pack, a record alone, a pack
-    packs = [SimpleNamespace(key=None if isinstance(value, bytes) else value[0],
-                             value=value if isinstance(value, bytes) else value[1],
-                             message=SimpleNamespace(partition=1, offset=20 + n))
-             for n, value in enumerate(as_records)]
+    as_records = [*packed(pairs[:2]), pairs[2], *packed(pairs[3:])]   # a pack, a record alone, a pack
+    packs = [SimpleNamespace(key=key, value=value, message=SimpleNamespace(partition=1, offset=20 + n))
+             for n, (key, value) in enumerate(as_records)]
+    assert [key for key, _ in as_records] == [None, pairs[2][0], None]
 
     one_by_one, from_packs, restored = FakeStore({}), FakeStore({}), FakeStore({})
     monkeypatch.setattr(lineage_stage, "lineage", fake_table(one_by_one))
@@ -970,7 +969,7 @@ def test_a_pack_of_ledger_entries_is_taken_entry_by_entry_and_a_bad_entry_is_one
                                message=SimpleNamespace(topic="internal.finance-ledger", partition=3, offset=offset,
                                                        tp=("internal.finance-ledger", 3), key=key, headers=None))
     bad = b'{"applied": 5}'
-    [pack] = packed([(b"S1", close("S1")), (b"S2", bad), (b"S3", close("S3"))])
+    [(_, pack)] = packed([(b"S1", close("S1")), (b"S2", bad), (b"S3", close("S3"))])
     alone = record(b"S4", close("S4"), 8)
     unreadable_pack = record(None, b'{"pack": [["S5"', 9)
     records, unreadable = streams.unpacked([record(None, pack, 7), alone, unreadable_pack], records_of)

@@ -239,17 +239,17 @@ packable_values = st.one_of(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(packable_keys, packable_values), max_size=40), st.integers(min_value=1, max_value=4000))
 def test_packed_records_unpack_to_the_same_pairs_in_order_within_the_limit(pairs, limit):
-    packs = packed(pairs, limit)
-    assert [pair for pack in packs for pair in records_of(None, pack)] == pairs
-    # cut beyond the limit: a pack over it holds one pair only
-    assert all(len(records_of(None, pack)) == 1 for pack in packs
-               if sum(len(k) + len(v) for k, v in records_of(None, pack)) > limit)
-    assert len(packs) <= len(pairs)
+    sent = packed(pairs, limit)
+    assert [pair for key, value in sent for pair in records_of(key, value)] == pairs
+    # a pack holds at most `limit` bytes of keys and values; a record larger than that goes as itself
+    assert all(sum(len(k) + len(v) for k, v in records_of(None, value)) <= limit for key, value in sent if key is None)
+    assert all((key, value) in pairs and len(key) + len(value) > limit for key, value in sent if key is not None)
+    assert len(sent) <= len(pairs)
 
 
 def test_a_record_that_is_no_pack_is_its_own_pair():
     fact = fact_line("pos", "TX-1", TraceStage.RECEIVED, AT, {})
     assert records_of(b"pos:TX-1", fact) == [(b"pos:TX-1", fact)]
     assert records_of(b"pos:TX-1", None) == [(b"pos:TX-1", None)]
-    forget = b'{"forget_before":"2026-12-03AT0:00:00+00:00"}'
+    forget = b'{"forget_before":"2026-12-03T00:00:00+00:00"}'
     assert records_of(b"pos:TX-1", forget) == [(b"pos:TX-1", forget)]

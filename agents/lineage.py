@@ -1,11 +1,11 @@
 """Lineage stage: the trace facts of each source event into the `traces` table, for `GET /v1/trace/...`.
 
 Every stage sends `TraceFact`s to `internal.lineage`, keyed "source_system:source_event_id" (a stage
-batch's packed per partition: app/packs.py); this agent appends them to that key's entry (format, per-key bound and the fold: app/domain/lineage.py),
-so the owner of the key's partition can tell what became of the event. The table is a fold of the
-topic, with no changelog (tables/lineage.py): each partition's DB holds the offset of the last
-record folded in, and a record at or below it (folded already by a restore, or by this worker
-before a restart that lost its commit) is skipped.
+batch's packed per partition: app/packs.py); this agent appends them to that key's entry (format,
+per-key bound and the fold: app/domain/lineage.py), so the owner of the key's partition can tell
+what became of the event. The table is a fold of the topic, with no changelog (tables/lineage.py):
+each partition's DB holds the offset of the last record folded in, and a record at or below it
+(folded already by a restore, or by this worker before a restart that lost its commit) is skipped.
 
 Retention: a sweep forgets keys whose last fact is older than DEDUPE_RETENTION, the window in which
 a producer's resend is still recognised as a duplicate. Timers cannot write tables, so the sweep

@@ -529,8 +529,9 @@ class Producer(faust_aiokafka.Producer):
                     partitions = partitions_of[record.topic] = sorted(await producer.partitions_for(record.topic))
                 partition = self._partition_of(record.key, partitions, producer, record.topic)
             by_partition.setdefault((record.topic, partition), []).append(record)
-        sent = await asyncio.gather(*(self._send_partition(producer, topic, partition, packed_runs(group, partition))
-                                      for (topic, partition), group in by_partition.items()))
+        sent = await asyncio.gather(*(
+            self._send_partition(producer, topic, partition, packed_runs(group, partition))
+            for (topic, partition), group in by_partition.items()))
         return [delivery for deliveries in sent for delivery in deliveries]
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,

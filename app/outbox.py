@@ -27,6 +27,10 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 
+# (key, value) records of one partition -> the (key, value) Kafka records that carry them (app/packs.py)
+Packer = Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes | None, bytes]]]
+
+
 @dataclass(slots=True)
 class OutgoingRecord:
     topic: str
@@ -35,9 +39,9 @@ class OutgoingRecord:
     partition: int | None = None     # None: the key's partition, as the producer's partitioner picks it
     headers: list | None = None
     on_delivered: Callable[[int], None] | None = None   # called with the record's offset once acknowledged
-    # Records of a topic whose reader unpacks them (app/packs.py): a partition's
-    # run of them is sent as the few records this makes of their (key, value) pairs (`packed_runs`).
-    packed_with: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes | None, bytes]]] | None = None
+    # A record of a topic whose readers unpack packs (app/packs.py): a partition's run of them is
+    # sent as the few records this makes of their (key, value) pairs (`packed_runs`).
+    packed_with: Packer | None = None
 
 
 class BatchProducer(Protocol):
@@ -54,8 +58,7 @@ class Outbox:
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
             headers: list | None = None, on_delivered: Callable[[int], None] | None = None,
-            packed_with: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes | None, bytes]]] | None = None,
-            ) -> None:
+            packed_with: Packer | None = None) -> None:
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers or [])
         if size > self.max_request_size:
             # The check `AIOKafkaProducer.send` makes, with the same error (not a transient one).

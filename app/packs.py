@@ -1,4 +1,4 @@
-"""Several keyed records of one topic partition in one Kafka record, for internal topics whose readers unpack them.
+"""Packs: a partition's keyed records in a few Kafka records, on internal topics only the pipeline reads.
 
 A raw event makes ~2.7 trace records and ~2.2 finance ledger records, which only the pipeline
 reads back: more than a quarter of what it wrote and two thirds of what it read per raw event,

@@ -56,7 +56,8 @@ class SourceFold:
     topic: str
     fold: Callable[[bytes | None, bytes], bytes | None]
     # The (key, record) pairs one topic record carries, folded in their order (a pack of several keys').
-    records_of: Callable[[bytes | None, bytes | None], Iterable[tuple[bytes | None, bytes | None]]] = one_record
+    records_of: Callable[[bytes | None, bytes | None],
+                         Iterable[tuple[bytes | None, bytes | None]]] = one_record
 
 
 # Table name -> the topic it is a fold of (declared where the table is defined).

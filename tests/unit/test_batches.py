@@ -965,9 +965,9 @@ def test_a_pack_of_ledger_entries_is_taken_entry_by_entry_and_a_bad_entry_is_one
                                               transaction_id=f"Z-{location}", occurred_at=today)).to_json()
 
     def record(key, value, offset):
-        return SimpleNamespace(key=key, value=value,
-                               message=SimpleNamespace(topic="internal.finance-ledger", partition=3, offset=offset,
-                                                       tp=("internal.finance-ledger", 3), key=key, headers=None))
+        message = SimpleNamespace(topic="internal.finance-ledger", partition=3, offset=offset,
+                                  tp=("internal.finance-ledger", 3), key=key, headers=None)
+        return SimpleNamespace(key=key, value=value, message=message)
     bad = b'{"applied": 5}'
     [(_, pack)] = packed([(b"S1", close("S1")), (b"S2", bad), (b"S3", close("S3"))])
     alone = record(b"S4", close("S4"), 8)
@@ -975,7 +975,8 @@ def test_a_pack_of_ledger_entries_is_taken_entry_by_entry_and_a_bad_entry_is_one
     records, unreadable = streams.unpacked([record(None, pack, 7), alone, unreadable_pack], records_of)
     assert [(r.key, r.message.offset) for r in records] == [(b"S1", 7), (b"S2", 7), (b"S3", 7), (b"S4", 8)]
     assert records[3] is alone   # a record that is no pack is handed over as it came
-    assert [(event, type(error).__name__) for event, error in unreadable] == [(unreadable_pack, "JSONDecodeError")]
+    assert [(event, type(error).__name__) for event, error in unreadable] == [
+        (unreadable_pack, "JSONDecodeError")]
 
     rejected, deliveries = run(apply_batch(records, stage.FinanceBatch))
     assert [(event.key, type(error).__name__) for event, error in rejected] == [(b"S2", "ValidationError")]
@@ -987,7 +988,8 @@ def test_a_pack_of_ledger_entries_is_taken_entry_by_entry_and_a_bad_entry_is_one
         letters.append((topic, message.offset, kwargs["key"], raw_value, rejection.error_code.value))
     monkeypatch.setattr(streams, "dead_letter", dead_letter)
     for event, error in rejected + unreadable:
-        assert run(streams._dead_letter_until_written(SimpleNamespace(should_stop=False), event, "finance", error))
+        stopping = SimpleNamespace(should_stop=False)
+        assert run(streams._dead_letter_until_written(stopping, event, "finance", error))
     assert letters == [("internal.finance-ledger", 7, b"S2", bad, "PROCESSING_ERROR"),
                        ("internal.finance-ledger", 9, None, b'{"pack": [["S5"', "PROCESSING_ERROR")]
 

@@ -469,7 +469,8 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
     whole record batches (app/outbox.py); its records are acked, so may be committed, only once all
     of them are acknowledged. Meanwhile the next batch runs. On a topic whose records may be packs
     of records (app/packs.py), `unpack` gives each Kafka record's records: each is taken, and
-    rejected, as a record of its own, and the Kafka record is acked once the batch is delivered.
+    rejected, as a record of its own, at most `max_records` of them a batch, and the Kafka records
+    are acked once all of their records' batches are delivered.
     """
     app = stream.app
     in_flight: deque[asyncio.Future] = deque()
@@ -489,7 +490,7 @@ async def each_batch(stream: faust.StreamT, stage: str, new_batch: Callable[[], 
     async for events in delivered(stream, max_records, linger):
         started, sending = time.perf_counter(), 0.0
         records, unreadable = (events, []) if unpack is None else unpacked(events, unpack)
-        rejected, deliveries = await apply_batch(records, new_batch, timed_send)
+        rejected, deliveries = await apply_in_batches(records, new_batch, timed_send, max_records)
         rejected += unreadable
         apply_seconds.observe(time.perf_counter() - started - sending)
         send_seconds.observe(sending)
@@ -543,6 +544,19 @@ class BatchFailed(Exception):
 
 
 SendOutbox = Callable[[Outbox], Awaitable[list]]
+
+
+async def apply_in_batches(records: list, new_batch: Callable[[], StageBatch], send: SendOutbox,
+                           max_records: int) -> tuple[list, list]:
+    """`apply_batch` over `records`, at most `max_records` at a time. A list of packs carries up to
+    ~100 times as many records as it has Kafka records; taken whole, one batch's work could hold
+    the event loop, heartbeats included, for seconds (a stage catching up on its backlog)."""
+    rejected, deliveries = [], []
+    for at in range(0, len(records), max_records):
+        batch_rejected, batch_deliveries = await apply_batch(records[at:at + max_records], new_batch, send)
+        rejected += batch_rejected
+        deliveries += batch_deliveries
+    return rejected, deliveries
 
 
 async def apply_batch(events: list, new_batch: Callable[[], StageBatch],

@@ -67,6 +67,17 @@ def test_a_record_that_raises_is_rejected_alone_and_the_rest_is_written_once():
     assert len(deliveries) == 1
 
 
+def test_records_beyond_a_batchs_size_go_in_further_batches_each_on_the_state_the_last_one_wrote():
+    # What a list of packs carries (agents/streams.py, each_batch with unpack): 25 records, 10 a batch.
+    stored, written = {}, []
+    rejected, deliveries = run(streams.apply_in_batches(list(range(1, 26)), lambda: CountingBatch(
+        stored, written, bad={13}), send_now, max_records=10))
+    assert [(event, type(error)) for event, error in rejected] == [(13, ValueError)]
+    assert [sorted(batch) for batch in written] == [[0, 1], [0, 1], [0, 1]]   # three batches, one write each
+    assert stored == {0: sum(range(2, 26, 2)), 1: sum(range(1, 26, 2)) - 13}
+    assert len(deliveries) == 3
+
+
 def test_a_transient_error_retries_the_whole_batch_from_the_stored_state(monkeypatch):
     monkeypatch.setattr(streams, "TRANSIENT_ATTEMPTS", (0.0, 0.0))
     stored, written, failures = {0: 10}, [], ["once"]

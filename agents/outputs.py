@@ -11,14 +11,12 @@ import faust
 from pydantic import BaseModel
 
 from app import metrics
-from app import topics as t
 from app.domain.dead_letters import raw_for_letter
 from app.domain.lineage import fact_line
 from app.faust_app import app, dlq_topic, lineage_topic
 from app.logging_setup import exit_now
 from app.models.records import DeadLetter, ErrorCode, Rejection, TraceStage, json_bytes
 from app.outbox import OneByOne, Outbox
-from app.packs import packed
 
 log = logging.getLogger(__name__)
 EXIT_LOST_DELIVERY = 70
@@ -54,12 +52,12 @@ async def send_record(topic: str, key: bytes | None, value: bytes | None, partit
                       headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future | None:
     """One encoded record to the producer, or to the outbox of the stage batch being applied (then
     None: the batch's deliveries come from `send_outbox`, and a keyed record of a topic whose
-    readers unpack goes packed with the batch's others of its partition: app/packs.py); a
-    delivery that fails stops the worker before any commit passes it (`stop_if_lost`)."""
+    readers unpack goes packed with the batch's others of its partition: app/outbox.py,
+    `packed_runs`); a delivery that fails stops the worker before any commit passes it
+    (`stop_if_lost`)."""
     outbox = current_outbox.get()
     if outbox is not None:
-        pack = packed if topic in t.PACKED_TOPICS and partition is None else None
-        outbox.add(topic, key, value, partition, headers, packed_with=pack)
+        outbox.add(topic, key, value, partition, headers)
         return None
     producer = await started_producer()
     delivery = await producer.send(topic, key, value, partition, None, headers)

@@ -530,7 +530,7 @@ class Producer(faust_aiokafka.Producer):
                 partition = self._partition_of(record.key, partitions, producer, record.topic)
             by_partition.setdefault((record.topic, partition), []).append(record)
         sent = await asyncio.gather(*(
-            self._send_partition(producer, topic, partition, packed_runs(group, partition))
+            self._send_partition(producer, topic, partition, packed_runs(topic, partition, group))
             for (topic, partition), group in by_partition.items()))
         return [delivery for deliveries in sent for delivery in deliveries]
 

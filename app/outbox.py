@@ -26,9 +26,8 @@ from typing import Protocol
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-
-# (key, value) records of one partition -> the (key, value) Kafka records that carry them (app/packs.py)
-Packer = Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes | None, bytes]]]
+from app.packs import packed
+from app.topics import PACKED_TOPICS
 
 
 @dataclass(slots=True)
@@ -39,9 +38,6 @@ class OutgoingRecord:
     partition: int | None = None     # None: the key's partition, as the producer's partitioner picks it
     headers: list | None = None
     on_delivered: Callable[[int], None] | None = None   # called with the record's offset once acknowledged
-    # A record of a topic whose readers unpack packs (app/packs.py): a partition's run of them is
-    # sent as the few records this makes of their (key, value) pairs (`packed_runs`).
-    packed_with: Packer | None = None
 
 
 class BatchProducer(Protocol):
@@ -57,15 +53,14 @@ class Outbox:
         self._after_queued: list[Callable[[], None]] = []
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
-            headers: list | None = None, on_delivered: Callable[[int], None] | None = None,
-            packed_with: Packer | None = None) -> None:
+            headers: list | None = None, on_delivered: Callable[[int], None] | None = None) -> None:
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers or [])
         if size > self.max_request_size:
             # The check `AIOKafkaProducer.send` makes, with the same error (not a transient one).
             raise MessageSizeTooLargeError(
                 f"a record for {topic} is {size} bytes, more than the producer's max_request_size "
                 f"({self.max_request_size})")
-        self.records.append(OutgoingRecord(topic, key, value, partition, headers, on_delivered, packed_with))
+        self.records.append(OutgoingRecord(topic, key, value, partition, headers, on_delivered))
 
     def mark(self) -> int:
         return len(self.records)
@@ -89,25 +84,23 @@ class Outbox:
         return deliveries
 
 
-def packed_runs(records: list[OutgoingRecord], partition: int) -> list[OutgoingRecord]:
-    """One topic partition's records, in their order, with each run of records packed the same way
-    (`OutgoingRecord.packed_with`) replaced by the records that pack them, sent to `partition`
-    (the one their keys hash to: the producer grouped them so)."""
+def packed_runs(topic: str, partition: int, records: list[OutgoingRecord]) -> list[OutgoingRecord]:
+    """One topic partition's records as the producer sends them, in their order. On a topic whose
+    readers unpack packs (topics.PACKED_TOPICS), each run of records routed by their key (no
+    partition of their own) is replaced by the records that pack them (app/packs.py), sent to
+    `partition`, the one their keys hash to: the producer grouped them so."""
+    if topic not in PACKED_TOPICS:
+        return records
     sent: list[OutgoingRecord] = []
-    at = 0
-    while at < len(records):
-        pack = records[at].packed_with
-        if pack is None:
-            sent.append(records[at])
-            at += 1
+    run: list[tuple[bytes, bytes]] = []
+    for record in records:
+        if record.partition is None:
+            run.append((record.key, record.value))
             continue
-        end = at
-        while end < len(records) and records[end].packed_with is pack:
-            end += 1
-        topic = records[at].topic
-        sent += [OutgoingRecord(topic, key, value, partition)
-                 for key, value in pack([(record.key, record.value) for record in records[at:end]])]
-        at = end
+        sent += [OutgoingRecord(topic, key, value, partition) for key, value in packed(run)]
+        sent.append(record)
+        run = []
+    sent += [OutgoingRecord(topic, key, value, partition) for key, value in packed(run)]
     return sent
 
 

@@ -43,7 +43,7 @@ CONTROL_HEADER = "stock-sync-control"
 LOCATION_CHANGE = b"location-change"
 
 # Internal topics whose readers unpack packs of records (app/packs.py): a stage batch sends its
-# keyed records of such a topic packed per partition (agents/outputs.py, send_record).
+# keyed records of such a topic packed per partition (app/outbox.py, packed_runs).
 PACKED_TOPICS = frozenset({LEDGER, LINEAGE})
 
 # Input topics whose offsets are contiguous (never compacted, written without transactions): agents

@@ -207,15 +207,17 @@ def test_a_batchs_trace_records_go_packed_per_partition_to_the_partition_of_thei
 
     traces = [(f"pos:T{n}".encode(), fact_line("pos", f"T{n}", TraceStage.RECEIVED, AT, {}))
               for n in range(60)]
-    outbox = Outbox(max_request_size=1 << 20)
-    for n, (key, value) in enumerate(traces):
-        outbox.add("internal.lineage", key, value, packed_with=packed)
-        if n == 30:
-            outbox.add("internal.lineage", b"pos:T0", b'{"forget_before":"2026-12-03T00:00:00+00:00"}')
-    asyncio.run(outbox.send(producer))
-
     def partition_of(key: bytes) -> int:
         return producer._partition_of(key, list(range(PARTITIONS)), client, "internal.lineage")
+
+    outbox = Outbox(max_request_size=1 << 20)
+    for n, (key, value) in enumerate(traces):
+        outbox.add("internal.lineage", key, value)
+        if n == 30:   # a record sent to a partition of its own choosing is not packed
+            outbox.add("internal.lineage", b"pos:T0", b'{"forget_before":"2026-12-03T00:00:00+00:00"}',
+                       partition=partition_of(b"pos:T0"))
+    asyncio.run(outbox.send(producer))
+
     unpacked = {tp: [pair for value in sent for pair in records_of(b"?", value)]
                 for tp, sent in values.items()}
     # every pair in its key's partition, in the order queued; the record not packed between two packs

@@ -11,11 +11,15 @@ stage's (agents/ingest.py: map the raw record, its trace record, stamp and encod
 ledger records), and after them the lineage stage's (agents/lineage.py: fold each trace record into
 its key's entry). Use it for before/after figures of hot-path changes; its last lines give what the
 four stages' own work costs per raw event, and the end-to-end runs how much of a worker's time
-that is.
+that is. `--pydantic-share` runs each stage once more under cProfile and says how much of its time
+is pydantic: models built, copied and validated, and records encoded and decoded (BENCHMARKS.md,
+thirty-fourth session: what the stages would cost if all of it were free).
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -214,6 +218,27 @@ def best_run(repeat: int, measurement: Callable[[bool], dict[str, float]]) -> di
     return min((measurement(n == 0) for n in range(repeat)), key=lambda r: r["total_us"])
 
 
+def pydantic_share(measurement: Callable[[], object]) -> dict[str, float]:
+    """Shares of `measurement`'s own-function time (cProfile's tottime, the stopwatch's calls left
+    out) spent in pydantic: building, copying and validating models, and encoding and decoding
+    records (pydantic-core's `to_json`, `validate_json`; orjson's calls counted with them). cProfile
+    weighs Python-level calls more than native ones, so the shares are rough."""
+    profile = cProfile.Profile()
+    profile.runcall(measurement)
+    spent = {"models": 0.0, "codecs": 0.0, "other": 0.0}
+    for (path, _, name), (_, _, own, _, _) in pstats.Stats(profile).stats.items():
+        if "process_time" in name or (path == __file__ and name == "step"):
+            continue
+        if "to_json" in name or "validate_json" in name or "orjson" in name:
+            spent["codecs"] += own
+        elif "pydantic" in path or "pydantic_core" in name:
+            spent["models"] += own
+        else:
+            spent["other"] += own
+    total = sum(spent.values())
+    return {part: seconds / total for part, seconds in spent.items()}
+
+
 def report(title: str, result: dict[str, float]) -> None:
     print(title)
     for name, value in result.items():
@@ -229,6 +254,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--deep-copy", action="store_true",
                         help="apply with the former model_copy(deep=True) working copy (the 'before' figure)")
+    parser.add_argument("--pydantic-share", action="store_true",
+                        help="also run each stage once under cProfile: how much of its time is pydantic")
     args = parser.parse_args()
     if args.deep_copy:
         import app.domain.positions as rules
@@ -263,6 +290,16 @@ def main() -> None:
     for stage, us in shares.items():
         print(f"  {stage:22s} {us / raw_events:8.1f}")
     print(f"  {'all four stages':22s} {sum(shares.values()) / raw_events:8.1f}")
+    if args.pydantic_share:
+        print("share of each stage's time under cProfile: pydantic models (built, copied, validated), "
+              "records encoded and decoded, the rest")
+        for stage, measurement in (("ingest", lambda: measure_ingest(data.raw, master)),
+                                   ("positions", lambda: measure(values)),
+                                   ("finance", lambda: measure_finance(entries)),
+                                   ("lineage", lambda: measure_lineage(trace_records))):
+            share = pydantic_share(measurement)
+            print(f"  {stage:22s} models {share['models']:5.0%}  codecs {share['codecs']:5.0%}  "
+                  f"rest {share['other']:5.0%}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.hotpath import pydantic_share
 from bench.measures import (
     BROKER_SLOW_MS, BROKER_STALL_MS, INPUT_STALL_MS, acks_by_second, broker_stalled, per_second, percentile,
 )
@@ -67,3 +68,26 @@ def test_a_run_cut_short_is_left_out_of_the_medians_and_counted():
     assert medians["pipeline/w1"]["spread"] == [1_200, 1_400]
     assert ratios(medians)["pipeline/w1"] == pytest.approx(1_300 / 90_000)
     assert ratios({"pipeline/w1": medians["pipeline/w1"]}) == {}   # no ceiling run: no ratios
+
+
+def test_the_pydantic_share_tells_models_and_records_encoded_from_the_rest():
+    from pydantic import BaseModel
+
+    class Line(BaseModel):
+        account: str
+        amount: int
+
+    def build_and_encode():
+        for n in range(2_000):
+            Line(account="4000", amount=n).model_dump_json()
+
+    def plain_python():
+        total = 0
+        for n in range(2_000):
+            total += sum(range(n % 50))
+
+    built = pydantic_share(build_and_encode)
+    assert sum(built.values()) == pytest.approx(1.0)
+    assert built["models"] > 0 and built["codecs"] > 0
+    plain = pydantic_share(plain_python)
+    assert plain["models"] == 0 and plain["codecs"] == 0 and plain["other"] == pytest.approx(1.0)

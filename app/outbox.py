@@ -91,17 +91,19 @@ def packed_runs(topic: str, partition: int, records: list[OutgoingRecord]) -> li
     `partition`, the one their keys hash to: the producer grouped them so."""
     if topic not in PACKED_TOPICS:
         return records
+
+    def packs_of(run: list[tuple[bytes, bytes]]) -> list[OutgoingRecord]:
+        return [OutgoingRecord(topic, key, value, partition) for key, value in packed(run)]
     sent: list[OutgoingRecord] = []
     run: list[tuple[bytes, bytes]] = []
     for record in records:
         if record.partition is None:
             run.append((record.key, record.value))
             continue
-        sent += [OutgoingRecord(topic, key, value, partition) for key, value in packed(run)]
+        sent += packs_of(run)
         sent.append(record)
         run = []
-    sent += [OutgoingRecord(topic, key, value, partition) for key, value in packed(run)]
-    return sent
+    return sent + packs_of(run)
 
 
 class OneByOne:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from app.domain.accounts import parse_chart_overrides
 from app.domain.day_batches import DayLedger, add_pos_totals, add_posting, open_day
@@ -265,14 +266,21 @@ def main() -> None:
     master = workload.master_data(catalogue)
     trace_records: list[TraceRecord] = []
     totals: list[bytes] = []   # the ledger records ingest makes of POS transactions, for the finance stage
-    ingest = best_run(args.repeat, lambda first: measure_ingest(data.raw, master, trace_records if first else None,
-                                                                 totals if first else None))
     values = [v for _, _, v in data.movements]
-    entries: list[bytes] = []
-    positions = best_run(args.repeat, lambda first: measure(values, entries if first else None))
+    entries: list[bytes] = []   # the position stage's ledger records, then ingest's, for the finance stage
+    # Each stage's measurement; a `first` run keeps the records it makes for the stages after it.
+    runs: dict[str, Callable[[bool], dict[str, float]]] = {
+        "ingest": lambda first: measure_ingest(data.raw, master, trace_records if first else None,
+                                               totals if first else None),
+        "positions": lambda first: measure(values, entries if first else None),
+        "finance": lambda first: measure_finance(entries, trace_records if first else None),
+        "lineage": lambda first: measure_lineage(trace_records),
+    }
+    ingest = best_run(args.repeat, runs["ingest"])
+    positions = best_run(args.repeat, runs["positions"])
     entries += totals
-    finance = best_run(args.repeat, lambda first: measure_finance(entries, trace_records if first else None))
-    lineage = best_run(args.repeat, lambda first: measure_lineage(trace_records))
+    finance = best_run(args.repeat, runs["finance"])
+    lineage = best_run(args.repeat, runs["lineage"])
     best = f"best of {args.repeat}"
     report(f"ingest stage, {ingest['records']} raw records; {best}, CPU µs per raw record:", ingest)
     report(f"position stage, {positions['movements']} movements over {args.skus} SKUs x {args.locations} "
@@ -293,11 +301,8 @@ def main() -> None:
     if args.pydantic_share:
         print("share of each stage's time under cProfile: pydantic models (built, copied, validated), "
               "records encoded and decoded, the rest")
-        for stage, measurement in (("ingest", lambda: measure_ingest(data.raw, master)),
-                                   ("positions", lambda: measure(values)),
-                                   ("finance", lambda: measure_finance(entries)),
-                                   ("lineage", lambda: measure_lineage(trace_records))):
-            share = pydantic_share(measurement)
+        for stage, run in runs.items():
+            share = pydantic_share(partial(run, False))
             print(f"  {stage:22s} models {share['models']:5.0%}  codecs {share['codecs']:5.0%}  "
                   f"rest {share['other']:5.0%}")
 

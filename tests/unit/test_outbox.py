@@ -207,6 +207,7 @@ def test_a_batchs_trace_records_go_packed_per_partition_to_the_partition_of_thei
 
     traces = [(f"pos:T{n}".encode(), fact_line("pos", f"T{n}", TraceStage.RECEIVED, AT, {}))
               for n in range(60)]
+
     def partition_of(key: bytes) -> int:
         return producer._partition_of(key, list(range(PARTITIONS)), client, "internal.lineage")
 
